@@ -1,0 +1,1 @@
+"""The Finnhub producer service: sources of trades and quotes published to Kafka."""

@@ -1,0 +1,1 @@
+"""Tickhouse: shared code for the producer, the Airflow drain and the alert service."""

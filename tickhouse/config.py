@@ -1,0 +1,325 @@
+"""Configuration: environment variables (CONTRACT §2), validated once at start.
+
+Precedence, highest first: the process environment, a `.env` file in the project root, the
+credentials that setup generated (`<state dir>/secrets.env`), the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_SYMBOLS = "AAPL,MSFT,GOOGL,AMZN,TSLA,NVDA,META,NFLX,AMD,INTC"
+
+# CONTRACT §3: 1-32 chars of A-Z a-z 0-9 . : - _ / ^ =
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9.:\-_/^=]{1,32}$")
+_TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
+_HOST_PORT_PATTERN = re.compile(r"^[A-Za-z0-9.\-]+:(\d{1,5})$")
+_ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value Tickhouse cannot use."""
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a `KEY=value` file (comments, blank lines, optional quotes, `export `)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, raw_line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f"{path}:{number}: expected KEY=value, got {raw_line!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def _port(name: str, raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"{name}={raw!r} is not a TCP port; set it to a number from 1 to 65535")
+    return int(raw)
+
+
+def _positive_int(name: str, raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r} must be a whole number >= 1")
+    return int(raw)
+
+
+def _topic(name: str, raw: str) -> str:
+    if not _TOPIC_PATTERN.fullmatch(raw) or raw in {".", ".."}:
+        raise ConfigError(
+            f"{name}={raw!r} is not a valid Kafka topic name (1-249 chars of A-Z a-z 0-9 . _ -)"
+        )
+    return raw
+
+
+def _role(name: str, raw: str) -> str:
+    if not _ROLE_PATTERN.fullmatch(raw):
+        raise ConfigError(
+            f"{name}={raw!r} is not a usable PostgreSQL role/database name "
+            "(lower-case letters, digits and _, starting with a letter or _)"
+        )
+    return raw
+
+
+def _bootstrap(name: str, raw: str) -> str:
+    servers = [s.strip() for s in raw.split(",") if s.strip()]
+    if not servers:
+        raise ConfigError(f"{name} is empty; set it to host:port[,host:port...], e.g. 127.0.0.1:9092")
+    for server in servers:
+        match = _HOST_PORT_PATTERN.fullmatch(server)
+        if not match or not 1 <= int(match.group(1)) <= 65535:
+            raise ConfigError(
+                f"{name}={raw!r}: {server!r} is not host:port; use e.g. 127.0.0.1:9092"
+            )
+    return ",".join(servers)
+
+
+def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
+    if not raw.startswith(tuple(f"{s}://" for s in schemes)) or len(raw) <= len("wss://"):
+        raise ConfigError(f"{name}={raw!r} must be a URL starting with {' or '.join(schemes)}://")
+    return raw.rstrip("/")
+
+
+def parse_symbols(name: str, raw: str) -> tuple[str, ...]:
+    """Split and validate a comma-separated symbol list (CONTRACT §3 symbol rule)."""
+    symbols = tuple(s.strip() for s in raw.split(",") if s.strip())
+    if not symbols:
+        raise ConfigError(f"{name} is empty; give at least one symbol, e.g. AAPL,MSFT")
+    for symbol in symbols:
+        if not SYMBOL_PATTERN.fullmatch(symbol):
+            raise ConfigError(
+                f"{name}: {symbol!r} is not a valid symbol (1-32 chars of A-Z a-z 0-9 . : - _ / ^ =)"
+            )
+    return tuple(dict.fromkeys(symbols))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The effective configuration of one Tickhouse process."""
+
+    project_root: Path
+    state_dir: Path
+    kafka_bootstrap_servers: str
+    kafka_controller_port: int
+    kafka_heap_opts: str
+    topic_partitions: int
+    trades_topic: str
+    quotes_topic: str
+    alerts_topic: str
+    postgres_host: str
+    postgres_port: int
+    postgres_db: str
+    postgres_user: str
+    postgres_password: str
+    loader_user: str
+    loader_password: str
+    dbt_user: str
+    dbt_password: str
+    bi_reader_user: str
+    bi_reader_password: str
+    airflow_db: str
+    airflow_db_user: str
+    airflow_db_password: str
+    airflow_host: str
+    airflow_port: int
+    airflow_admin_password: str
+    airflow_parallelism: int
+    finnhub_api_key: str
+    finnhub_ws_url: str
+    finnhub_api_url: str
+    symbols: tuple[str, ...]
+    secret_keys: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def kafka_host(self) -> str:
+        return self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
+
+    @property
+    def topics(self) -> tuple[str, str, str]:
+        return (self.trades_topic, self.quotes_topic, self.alerts_topic)
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.airflow_host}:{self.airflow_port}"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.state_dir / "secrets.env"
+
+    def conninfo(self, role: str = "owner", dbname: str | None = None) -> str:
+        """libpq connection string for one of the warehouse roles: owner, loader, dbt, bi_reader."""
+        users = {
+            "owner": (self.postgres_user, self.postgres_password),
+            "loader": (self.loader_user, self.loader_password),
+            "dbt": (self.dbt_user, self.dbt_password),
+            "bi_reader": (self.bi_reader_user, self.bi_reader_password),
+            "airflow": (self.airflow_db_user, self.airflow_db_password),
+        }
+        if role not in users:
+            raise ValueError(f"unknown warehouse role {role!r}; expected one of {sorted(users)}")
+        user, password = users[role]
+        database = dbname or (self.airflow_db if role == "airflow" else self.postgres_db)
+        return (
+            f"host={self.postgres_host} port={self.postgres_port} dbname={database} "
+            f"user={user} password={_libpq_quote(password)} connect_timeout=5"
+        )
+
+    def as_env(self) -> dict[str, str]:
+        """The configuration as environment variables (what `tickhouse env` prints)."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
+            "KAFKA_HEAP_OPTS": self.kafka_heap_opts,
+            "TOPIC_PARTITIONS": str(self.topic_partitions),
+            "TRADES_TOPIC": self.trades_topic,
+            "QUOTES_TOPIC": self.quotes_topic,
+            "ALERTS_TOPIC": self.alerts_topic,
+            "POSTGRES_HOST": self.postgres_host,
+            "POSTGRES_PORT": str(self.postgres_port),
+            "POSTGRES_DB": self.postgres_db,
+            "POSTGRES_USER": self.postgres_user,
+            "POSTGRES_PASSWORD": self.postgres_password,
+            "LOADER_USER": self.loader_user,
+            "LOADER_PASSWORD": self.loader_password,
+            "DBT_USER": self.dbt_user,
+            "DBT_PASSWORD": self.dbt_password,
+            "BI_READER_USER": self.bi_reader_user,
+            "BI_READER_PASSWORD": self.bi_reader_password,
+            "AIRFLOW_DB": self.airflow_db,
+            "AIRFLOW_DB_USER": self.airflow_db_user,
+            "AIRFLOW_DB_PASSWORD": self.airflow_db_password,
+            "AIRFLOW_HOST": self.airflow_host,
+            "AIRFLOW_PORT": str(self.airflow_port),
+            "AIRFLOW_ADMIN_PASSWORD": self.airflow_admin_password,
+            "AIRFLOW_PARALLELISM": str(self.airflow_parallelism),
+            "FINNHUB_API_KEY": self.finnhub_api_key,
+            "FINNHUB_WS_URL": self.finnhub_ws_url,
+            "FINNHUB_API_URL": self.finnhub_api_url,
+            "SYMBOLS": ",".join(self.symbols),
+            "TICKHOUSE_STATE_DIR": str(self.state_dir),
+        }
+
+
+SECRET_VARIABLES = frozenset(
+    {
+        "POSTGRES_PASSWORD",
+        "LOADER_PASSWORD",
+        "DBT_PASSWORD",
+        "BI_READER_PASSWORD",
+        "AIRFLOW_DB_PASSWORD",
+        "AIRFLOW_ADMIN_PASSWORD",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_API_SECRET_KEY",
+        "AIRFLOW_FERNET_KEY",
+        "FINNHUB_API_KEY",
+    }
+)
+
+
+def _libpq_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def merged_environment(
+    environ: Mapping[str, str] | None = None, project_root: Path = PROJECT_ROOT
+) -> dict[str, str]:
+    """All configuration sources merged by precedence (environment wins)."""
+    env = dict(os.environ if environ is None else environ)
+    state_dir = Path(env.get("TICKHOUSE_STATE_DIR") or project_root / ".local")
+    merged: dict[str, str] = {}
+    merged.update(read_env_file(state_dir / "secrets.env"))
+    merged.update(read_env_file(project_root / ".env"))
+    merged.update({k: v for k, v in env.items() if v != ""})
+    merged.setdefault("TICKHOUSE_STATE_DIR", str(state_dir))
+    return merged
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, project_root: Path = PROJECT_ROOT
+) -> Settings:
+    """Read and validate the configuration; raises ConfigError naming the bad variable."""
+    env = merged_environment(environ, project_root)
+
+    def get(name: str, default: str) -> str:
+        return env.get(name, default).strip()
+
+    return Settings(
+        project_root=project_root,
+        state_dir=Path(env["TICKHOUSE_STATE_DIR"]).resolve(),
+        kafka_bootstrap_servers=_bootstrap(
+            "KAFKA_BOOTSTRAP_SERVERS", get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        ),
+        kafka_controller_port=_port("KAFKA_CONTROLLER_PORT", get("KAFKA_CONTROLLER_PORT", "9093")),
+        kafka_heap_opts=get("KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g"),
+        topic_partitions=_positive_int("TOPIC_PARTITIONS", get("TOPIC_PARTITIONS", "3")),
+        trades_topic=_topic("TRADES_TOPIC", get("TRADES_TOPIC", "market.trades")),
+        quotes_topic=_topic("QUOTES_TOPIC", get("QUOTES_TOPIC", "market.quotes")),
+        alerts_topic=_topic("ALERTS_TOPIC", get("ALERTS_TOPIC", "market.alerts")),
+        postgres_host=get("POSTGRES_HOST", "127.0.0.1"),
+        postgres_port=_port("POSTGRES_PORT", get("POSTGRES_PORT", "5432")),
+        postgres_db=_role("POSTGRES_DB", get("POSTGRES_DB", "tickhouse")),
+        postgres_user=_role("POSTGRES_USER", get("POSTGRES_USER", "tickhouse")),
+        postgres_password=get("POSTGRES_PASSWORD", ""),
+        loader_user=_role("LOADER_USER", get("LOADER_USER", "tickhouse_loader")),
+        loader_password=get("LOADER_PASSWORD", ""),
+        dbt_user=_role("DBT_USER", get("DBT_USER", "tickhouse_dbt")),
+        dbt_password=get("DBT_PASSWORD", ""),
+        bi_reader_user=_role("BI_READER_USER", get("BI_READER_USER", "bi_reader")),
+        bi_reader_password=get("BI_READER_PASSWORD", ""),
+        airflow_db=_role("AIRFLOW_DB", get("AIRFLOW_DB", "airflow")),
+        airflow_db_user=_role("AIRFLOW_DB_USER", get("AIRFLOW_DB_USER", "airflow")),
+        airflow_db_password=get("AIRFLOW_DB_PASSWORD", ""),
+        airflow_host=get("AIRFLOW_HOST", "127.0.0.1"),
+        airflow_port=_port("AIRFLOW_PORT", get("AIRFLOW_PORT", "8080")),
+        airflow_admin_password=get("AIRFLOW_ADMIN_PASSWORD", ""),
+        airflow_parallelism=_positive_int("AIRFLOW_PARALLELISM", get("AIRFLOW_PARALLELISM", "4")),
+        finnhub_api_key=get("FINNHUB_API_KEY", ""),
+        finnhub_ws_url=_url("FINNHUB_WS_URL", get("FINNHUB_WS_URL", "wss://ws.finnhub.io"), ("ws", "wss")),
+        finnhub_api_url=_url(
+            "FINNHUB_API_URL",
+            get("FINNHUB_API_URL", "https://api.finnhub.io/api/v1"),
+            ("http", "https"),
+        ),
+        symbols=parse_symbols("SYMBOLS", get("SYMBOLS", DEFAULT_SYMBOLS)),
+        secret_keys=SECRET_VARIABLES,
+    )
+
+
+def require_credentials(settings: Settings) -> None:
+    """Fail clearly when the generated credentials are missing (setup has not run)."""
+    missing = [
+        name
+        for name, value in (
+            ("POSTGRES_PASSWORD", settings.postgres_password),
+            ("LOADER_PASSWORD", settings.loader_password),
+            ("DBT_PASSWORD", settings.dbt_password),
+            ("BI_READER_PASSWORD", settings.bi_reader_password),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} not set and no credentials in {settings.secrets_file}; "
+            "run `make up` (setup generates them) or export them"
+        )

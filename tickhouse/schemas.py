@@ -1,0 +1,348 @@
+"""The one definition of Tickhouse's Kafka messages (CONTRACT §3): records, parsing, validation.
+
+The producer builds records and serializes them with `to_json`; the drain and the alert service parse
+raw message bytes with `parse_trade` / `parse_quote` / `parse_alert`, which raise `InvalidMessage`
+with a reason that names the problem and the offending value. Numbers are parsed as `Decimal` so that
+the warehouse stores exactly the digits that were published.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tickhouse.config import SYMBOL_PATTERN
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_FUTURE_MS = 24 * 60 * 60 * 1000  # ts may be at most one day after now
+SEVERITIES = ("info", "warning", "critical")
+
+Number = int | float | Decimal
+
+
+class InvalidMessage(ValueError):
+    """A Kafka message that does not satisfy CONTRACT §3; `str(err)` is the quarantine reason."""
+
+
+@dataclass(slots=True, frozen=True)
+class Trade:
+    symbol: str
+    price: Number
+    volume: Number
+    ts: int
+    conditions: tuple[str, ...] | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "symbol": self.symbol,
+            "price": self.price,
+            "volume": self.volume,
+            "ts": self.ts,
+        }
+        if self.conditions is not None:
+            out["conditions"] = list(self.conditions)
+        if self.source is not None:
+            out["source"] = self.source
+        return out
+
+
+@dataclass(slots=True, frozen=True)
+class Quote:
+    symbol: str
+    price: Number
+    change: Number | None
+    change_pct: Number | None
+    high: Number
+    low: Number
+    open: Number
+    prev_close: Number
+    ts: int
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "price": self.price,
+            "change": self.change,
+            "change_pct": self.change_pct,
+            "high": self.high,
+            "low": self.low,
+            "open": self.open,
+            "prev_close": self.prev_close,
+            "ts": self.ts,
+            "source": self.source,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class Alert:
+    alert_id: str
+    symbol: str
+    rule: str
+    severity: str
+    message: str
+    trade_ts: int
+    detected_ts: int
+    details: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "symbol": self.symbol,
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "trade_ts": self.trade_ts,
+            "detected_ts": self.detected_ts,
+            "details": self.details,
+        }
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
+
+
+def to_json(record: Trade | Quote | Alert) -> bytes:
+    """Serialize a record as the compact UTF-8 JSON message value."""
+    return json.dumps(
+        record.to_dict(), separators=(",", ":"), allow_nan=False, default=_json_default
+    ).encode("utf-8")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidMessage(f"not valid JSON: {name} is not a JSON number")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise InvalidMessage(f"duplicated key {key!r} in JSON object")
+        obj[key] = value
+    return obj
+
+
+def decode_object(payload: bytes | None) -> dict[str, Any]:
+    """Bytes -> JSON object, strictly: size, UTF-8, no NaN/Infinity, no duplicated keys."""
+    if payload is None:
+        raise InvalidMessage("empty message: the Kafka value is null")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise InvalidMessage(
+            f"payload too large: {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}"
+        )
+    if not payload:
+        raise InvalidMessage("empty message: the Kafka value has 0 bytes")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidMessage(f"not UTF-8: invalid byte at position {err.start}") from None
+    try:
+        value = json.loads(
+            text,
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_no_duplicate_keys,
+        )
+    except RecursionError:
+        raise InvalidMessage("not valid JSON: nested too deeply") from None
+    except InvalidMessage:
+        raise
+    except json.JSONDecodeError as err:
+        raise InvalidMessage(f"not valid JSON: {err.msg} at position {err.pos}") from None
+    except ValueError as err:  # e.g. an integer literal with more digits than Python converts
+        raise InvalidMessage(f"not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise InvalidMessage(f"not a JSON object: got a JSON {_json_type(value)}")
+    return value
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _require(obj: dict[str, Any], key: str) -> Any:
+    if key not in obj:
+        raise InvalidMessage(f"{key}: missing required field")
+    return obj[key]
+
+
+def _symbol(obj: dict[str, Any]) -> str:
+    value = _require(obj, "symbol")
+    if not isinstance(value, str):
+        raise InvalidMessage(f"symbol: must be a string, got {_json_type(value)} {_show(value)}")
+    if not SYMBOL_PATTERN.fullmatch(value):
+        raise InvalidMessage(
+            f"symbol: must be 1-32 chars of A-Z a-z 0-9 . : - _ / ^ =, got {_show(value)}"
+        )
+    return value
+
+
+def _number(obj: dict[str, Any], key: str, *, minimum: str, nullable: bool = False) -> Any:
+    """A finite JSON number; `minimum` is 'positive', 'non-negative' or 'any'."""
+    if nullable and obj.get(key) is None:
+        return None
+    value = _require(obj, key)
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise InvalidMessage(f"{key}: must be a JSON number, got {_json_type(value)} {_show(value)}")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise InvalidMessage(f"{key}: must be finite, got {value}")
+    try:
+        in_range = math.isfinite(float(value))
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise InvalidMessage(f"{key}: out of range for a double, got {_show(str(value))}")
+    if minimum == "positive" and not value > 0:
+        raise InvalidMessage(f"{key}: must be > 0, got {value}")
+    if minimum == "non-negative" and value < 0:
+        raise InvalidMessage(f"{key}: must be >= 0, got {value}")
+    if isinstance(value, Decimal) and value == 0:
+        return Decimal(0)  # folds -0 and 0E-10 into one zero
+    return value
+
+
+def _epoch_ms(obj: dict[str, Any], key: str, now: int) -> int:
+    value = _require(obj, key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidMessage(
+            f"{key}: must be integer epoch milliseconds, got {_json_type(value)} {_show(value)}"
+        )
+    if value < 0:
+        raise InvalidMessage(f"{key}: must be >= 0 (epoch milliseconds), got {value}")
+    if value > now + MAX_FUTURE_MS:
+        raise InvalidMessage(
+            f"{key}: {value} is more than one day in the future (now is {now}); "
+            "is it in microseconds or nanoseconds instead of milliseconds?"
+        )
+    return value
+
+
+def _optional_string(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidMessage(f"{key}: must be a string, got {_json_type(value)} {_show(value)}")
+    return value
+
+
+def _conditions(obj: dict[str, Any]) -> tuple[str, ...] | None:
+    value = obj.get("conditions")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidMessage(
+            f"conditions: must be a list of strings, got {_json_type(value)} {_show(value)}"
+        )
+    for item in value:
+        if not isinstance(item, str):
+            raise InvalidMessage(
+                f"conditions: every item must be a string, got {_json_type(item)} {_show(item)}"
+            )
+    return tuple(value)
+
+
+def validate_trade(obj: dict[str, Any], now: int | None = None) -> Trade:
+    """A decoded JSON object -> Trade, or InvalidMessage naming the first problem."""
+    current = now_ms() if now is None else now
+    return Trade(
+        symbol=_symbol(obj),
+        price=_number(obj, "price", minimum="positive"),
+        volume=_number(obj, "volume", minimum="non-negative"),
+        ts=_epoch_ms(obj, "ts", current),
+        conditions=_conditions(obj),
+        source=_optional_string(obj, "source"),
+    )
+
+
+def parse_trade(payload: bytes | None, now: int | None = None) -> Trade:
+    """Message bytes from `market.trades` -> Trade (raises InvalidMessage)."""
+    return validate_trade(decode_object(payload), now)
+
+
+def validate_quote(obj: dict[str, Any], now: int | None = None) -> Quote:
+    current = now_ms() if now is None else now
+    return Quote(
+        symbol=_symbol(obj),
+        price=_number(obj, "price", minimum="positive"),
+        change=_number(obj, "change", minimum="any", nullable=True),
+        change_pct=_number(obj, "change_pct", minimum="any", nullable=True),
+        high=_number(obj, "high", minimum="non-negative"),
+        low=_number(obj, "low", minimum="non-negative"),
+        open=_number(obj, "open", minimum="non-negative"),
+        prev_close=_number(obj, "prev_close", minimum="non-negative"),
+        ts=_epoch_ms(obj, "ts", current),
+        source=_optional_string(obj, "source"),
+    )
+
+
+def parse_quote(payload: bytes | None, now: int | None = None) -> Quote:
+    """Message bytes from `market.quotes` -> Quote (raises InvalidMessage)."""
+    return validate_quote(decode_object(payload), now)
+
+
+def _string(obj: dict[str, Any], key: str, max_len: int = 1024) -> str:
+    value = _require(obj, key)
+    if not isinstance(value, str) or not value:
+        raise InvalidMessage(
+            f"{key}: must be a non-empty string, got {_json_type(value)} {_show(value)}"
+        )
+    if len(value) > max_len:
+        raise InvalidMessage(f"{key}: longer than {max_len} characters")
+    return value
+
+
+def validate_alert(obj: dict[str, Any], now: int | None = None) -> Alert:
+    current = now_ms() if now is None else now
+    severity = _string(obj, "severity", 16)
+    if severity not in SEVERITIES:
+        raise InvalidMessage(f"severity: must be one of {', '.join(SEVERITIES)}, got {_show(severity)}")
+    details = obj.get("details", {})
+    if details is None:
+        details = {}
+    if not isinstance(details, dict):
+        raise InvalidMessage(f"details: must be a JSON object, got {_json_type(details)}")
+    return Alert(
+        alert_id=_string(obj, "alert_id", 128),
+        symbol=_symbol(obj),
+        rule=_string(obj, "rule", 64),
+        severity=severity,
+        message=_string(obj, "message", 4096),
+        trade_ts=_epoch_ms(obj, "trade_ts", current),
+        detected_ts=_epoch_ms(obj, "detected_ts", current),
+        details=details,
+    )
+
+
+def parse_alert(payload: bytes | None, now: int | None = None) -> Alert:
+    """Message bytes from `market.alerts` -> Alert (raises InvalidMessage)."""
+    return validate_alert(decode_object(payload), now)

@@ -1,0 +1,101 @@
+"""PostgreSQL warehouse helpers: connections per role, roles and databases, schema migrations.
+
+Migrations are the SQL files in `tickhouse/sql/`, applied in name order by the owner role and
+recorded in `public.schema_migrations`. They may use `${owner}`, `${loader}`, `${dbt}`,
+`${bi_reader}` and `${database}`, which are replaced by quoted identifiers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tickhouse.config import Settings
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+
+
+def connect(settings: Settings, role: str = "owner", dbname: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open a psycopg connection as one of the configured roles."""
+    return psycopg.connect(settings.conninfo(role, dbname), **kwargs)
+
+
+def _ensure_role(cur: psycopg.Cursor[Any], name: str, password: str) -> None:
+    cur.execute("select 1 from pg_roles where rolname = %s", (name,))
+    verb = "alter" if cur.fetchone() else "create"
+    cur.execute(
+        sql.SQL("{} role {} login password {}").format(
+            sql.SQL(verb), sql.Identifier(name), sql.Literal(password)
+        )
+    )
+
+
+def _ensure_database(cur: psycopg.Cursor[Any], name: str, owner: str) -> None:
+    cur.execute("select 1 from pg_database where datname = %s", (name,))
+    if not cur.fetchone():
+        cur.execute(
+            sql.SQL("create database {} owner {}").format(sql.Identifier(name), sql.Identifier(owner))
+        )
+
+
+def ensure_roles_and_databases(settings: Settings) -> None:
+    """Create (or re-password) the loader, dbt, bi_reader and airflow roles and both databases."""
+    with connect(settings, "owner", dbname="postgres", autocommit=True) as conn, conn.cursor() as cur:
+        _ensure_role(cur, settings.loader_user, settings.loader_password)
+        _ensure_role(cur, settings.dbt_user, settings.dbt_password)
+        _ensure_role(cur, settings.bi_reader_user, settings.bi_reader_password)
+        _ensure_role(cur, settings.airflow_db_user, settings.airflow_db_password)
+        _ensure_database(cur, settings.postgres_db, settings.postgres_user)
+        _ensure_database(cur, settings.airflow_db, settings.airflow_db_user)
+
+
+def render_migration(text: str, settings: Settings) -> str:
+    def ident(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    names = {
+        "owner": ident(settings.postgres_user),
+        "loader": ident(settings.loader_user),
+        "dbt": ident(settings.dbt_user),
+        "bi_reader": ident(settings.bi_reader_user),
+        "database": ident(settings.postgres_db),
+    }
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            raise KeyError(f"unknown placeholder ${{{match.group(1)}}} in a migration")
+        return names[match.group(1)]
+
+    # only ${name} is a placeholder, so PL/pgSQL's $$ quoting passes through untouched
+    return re.sub(r"\$\{(\w+)\}", replace, text)
+
+
+def apply_migrations(settings: Settings, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply the migrations not yet recorded, each in its own transaction; returns their names."""
+    applied: list[str] = []
+    with connect(settings, "owner") as conn:
+        conn.execute(
+            "create table if not exists public.schema_migrations "
+            "(name text primary key, applied_at timestamptz not null default now())"
+        )
+        conn.commit()
+        done = {row[0] for row in conn.execute("select name from public.schema_migrations")}
+        for path in sorted(sql_dir.glob("*.sql")):
+            if path.name in done:
+                continue
+            with conn.transaction():
+                conn.execute(render_migration(path.read_text(encoding="utf-8"), settings).encode())
+                conn.execute("reset role")  # a migration may `set local role` for ownership
+                conn.execute("insert into public.schema_migrations (name) values (%s)", (path.name,))
+            applied.append(path.name)
+    return applied
+
+
+def setup_warehouse(settings: Settings) -> list[str]:
+    """Roles, databases and migrations: everything the warehouse needs, idempotently."""
+    ensure_roles_and_databases(settings)
+    return apply_migrations(settings)
