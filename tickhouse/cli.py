@@ -1,7 +1,163 @@
-"""The `tickhouse` console script."""
+"""The `tickhouse` console script (CONTRACT §1).
+
+`up | down | status | env | demo` manage the local stack; `produce | drain | transform | alerts`
+hand their remaining arguments to the service that implements them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tickhouse.config import ConfigError, load_settings
+
+# subcommand -> module with `main(argv: list[str]) -> int`
+SERVICES = {
+    "produce": ("producer.cli", "publish trades and quotes to Kafka (finnhub, replay, synthetic)"),
+    "drain": ("tickhouse.drain.cli", "drain Kafka into the raw tables (`--once`: one micro-batch)"),
+    "transform": ("tickhouse.transform", "`dbt build` of the whole project"),
+    "alerts": ("alerts.cli", "the fast-path alert service (runs until stopped)"),
+}
+COMPONENT_HELP = "postgres, kafka, airflow (default: all)"
 
 
-def main() -> int:
-    print("tickhouse: placeholder", file=sys.stderr)
-    return 2
+def _components(raw: str | None) -> list[str]:
+    from tickhouse.stack.manager import COMPONENTS
+
+    return [c.strip() for c in raw.split(",") if c.strip()] if raw else list(COMPONENTS)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from tickhouse.stack.manager import up
+
+    started: list[str] = []
+    try:
+        up(_components(args.only), started=started)
+    finally:
+        if args.record:
+            Path(args.record).write_text("".join(f"{name}\n" for name in started))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from tickhouse.stack.manager import down
+
+    down(_components(args.only))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tickhouse.stack import airflow
+    from tickhouse.stack.manager import status
+
+    settings = load_settings()
+    rows = status()
+    table = Table(title="Tickhouse local stack")
+    for column in ("component", "address", "running", "answers", "detail"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.name,
+            row.address,
+            "[green]yes[/]" if row.running else "[red]no[/]",
+            "[green]yes[/]" if row.answers else "[red]no[/]",
+            row.detail,
+        )
+    console = Console()
+    console.print(table)
+    try:
+        console.print(
+            f"Airflow UI: {settings.airflow_url}  login: admin / {airflow.admin_password(settings)}"
+        )
+    except Exception:
+        console.print(f"Airflow UI: {settings.airflow_url}  (run `make up` to set up the login)")
+    return 0 if all(r.running and r.answers for r in rows) else 1
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from tickhouse.config import read_env_file
+
+    settings = load_settings()
+    values = settings.as_env()
+    generated = read_env_file(settings.secrets_file)
+    for name in ("AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_VIEWER_PASSWORD"):
+        if not values.get(name) and generated.get(name):
+            values[name] = generated[name]
+    for name, value in values.items():
+        print(f"{name}={shlex.quote(value)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tickhouse.demo import run_demo
+
+    return run_demo()
+
+
+def _service(name: str, argv: list[str]) -> int:
+    module_name, _ = SERVICES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):
+            print(
+                f"tickhouse {name}: not available in this build ({module_name} is missing)", file=sys.stderr
+            )
+            return 2
+        raise
+    result: int = module.main(argv)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tickhouse", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("up", help="start the local stack (PostgreSQL, Kafka, Airflow)")
+    p.add_argument("--only", help=COMPONENT_HELP)
+    p.add_argument("--record", help="write the components this call started to FILE")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down", help="stop the local stack")
+    p.add_argument("--only", help=COMPONENT_HELP)
+    p.set_defaults(func=cmd_down)
+    sub.add_parser("status", help="each component and whether it answers").set_defaults(func=cmd_status)
+    sub.add_parser("env", help="the effective configuration as KEY=value lines").set_defaults(func=cmd_env)
+    sub.add_parser("demo", help="the end-to-end demo on bundled data").set_defaults(func=cmd_demo)
+    for name, (_, help_text) in SERVICES.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list and args_list[0] in SERVICES:
+            return _service(args_list[0], args_list[1:])
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        result: int = args.func(args)
+        return result
+    except ConfigError as err:
+        print(f"tickhouse: configuration error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:
+        from tickhouse.stack.processes import StackError
+
+        if isinstance(err, StackError):
+            print(f"tickhouse: {err}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

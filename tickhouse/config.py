@@ -85,9 +85,7 @@ def _bootstrap(name: str, raw: str) -> str:
     for server in servers:
         match = _HOST_PORT_PATTERN.fullmatch(server)
         if not match or not 1 <= int(match.group(1)) <= 65535:
-            raise ConfigError(
-                f"{name}={raw!r}: {server!r} is not host:port; use e.g. 127.0.0.1:9092"
-            )
+            raise ConfigError(f"{name}={raw!r}: {server!r} is not host:port; use e.g. 127.0.0.1:9092")
     return ",".join(servers)
 
 
@@ -255,9 +253,7 @@ def merged_environment(
     return merged
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, project_root: Path = PROJECT_ROOT
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, project_root: Path = PROJECT_ROOT) -> Settings:
     """Read and validate the configuration; raises ConfigError naming the bad variable."""
     env = merged_environment(environ, project_root)
 

@@ -111,9 +111,9 @@ def _json_default(value: object) -> object:
 
 def to_json(record: Trade | Quote | Alert) -> bytes:
     """Serialize a record as the compact UTF-8 JSON message value."""
-    return json.dumps(
-        record.to_dict(), separators=(",", ":"), allow_nan=False, default=_json_default
-    ).encode("utf-8")
+    return json.dumps(record.to_dict(), separators=(",", ":"), allow_nan=False, default=_json_default).encode(
+        "utf-8"
+    )
 
 
 def now_ms() -> int:
@@ -141,9 +141,7 @@ def decode_object(payload: bytes | None) -> dict[str, Any]:
     if payload is None:
         raise InvalidMessage("empty message: the Kafka value is null")
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise InvalidMessage(
-            f"payload too large: {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}"
-        )
+        raise InvalidMessage(f"payload too large: {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
     if not payload:
         raise InvalidMessage("empty message: the Kafka value has 0 bytes")
     try:
@@ -200,9 +198,7 @@ def _symbol(obj: dict[str, Any]) -> str:
     if not isinstance(value, str):
         raise InvalidMessage(f"symbol: must be a string, got {_json_type(value)} {_show(value)}")
     if not SYMBOL_PATTERN.fullmatch(value):
-        raise InvalidMessage(
-            f"symbol: must be 1-32 chars of A-Z a-z 0-9 . : - _ / ^ =, got {_show(value)}"
-        )
+        raise InvalidMessage(f"symbol: must be 1-32 chars of A-Z a-z 0-9 . : - _ / ^ =, got {_show(value)}")
     return value
 
 
@@ -260,9 +256,7 @@ def _conditions(obj: dict[str, Any]) -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise InvalidMessage(
-            f"conditions: must be a list of strings, got {_json_type(value)} {_show(value)}"
-        )
+        raise InvalidMessage(f"conditions: must be a list of strings, got {_json_type(value)} {_show(value)}")
     for item in value:
         if not isinstance(item, str):
             raise InvalidMessage(
@@ -313,9 +307,7 @@ def parse_quote(payload: bytes | None, now: int | None = None) -> Quote:
 def _string(obj: dict[str, Any], key: str, max_len: int = 1024) -> str:
     value = _require(obj, key)
     if not isinstance(value, str) or not value:
-        raise InvalidMessage(
-            f"{key}: must be a non-empty string, got {_json_type(value)} {_show(value)}"
-        )
+        raise InvalidMessage(f"{key}: must be a non-empty string, got {_json_type(value)} {_show(value)}")
     if len(value) > max_len:
         raise InvalidMessage(f"{key}: longer than {max_len} characters")
     return value

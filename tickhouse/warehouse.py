@@ -19,7 +19,9 @@ from tickhouse.config import Settings
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 
-def connect(settings: Settings, role: str = "owner", dbname: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
+def connect(
+    settings: Settings, role: str = "owner", dbname: str | None = None, **kwargs: Any
+) -> psycopg.Connection[Any]:
     """Open a psycopg connection as one of the configured roles."""
     return psycopg.connect(settings.conninfo(role, dbname), **kwargs)
 
@@ -99,3 +101,9 @@ def setup_warehouse(settings: Settings) -> list[str]:
     """Roles, databases and migrations: everything the warehouse needs, idempotently."""
     ensure_roles_and_databases(settings)
     return apply_migrations(settings)
+
+
+if __name__ == "__main__":  # `python -m tickhouse.warehouse`: set up roles, databases, migrations
+    from tickhouse.config import load_settings
+
+    print("migrations applied:", ", ".join(setup_warehouse(load_settings())) or "none (up to date)")
