@@ -15,6 +15,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+echo "==> headless Chromium for the dashboard test"
+bash scripts/install_chromium.sh
+
 echo "==> starting the local stack"
 .venv/bin/tickhouse up --record "$started_file"
 

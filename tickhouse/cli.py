@@ -12,6 +12,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tickhouse.config import ConfigError, load_settings
 
@@ -21,6 +22,8 @@ SERVICES = {
     "drain": ("tickhouse.drain.cli", "drain Kafka into the raw tables (`--once`: one micro-batch)"),
     "transform": ("tickhouse.transform", "`dbt build` of the whole project"),
     "alerts": ("alerts.cli", "the fast-path alert service (runs until stopped)"),
+    "dashboard": ("dashboard.cli", "the web dashboard over the marts (reads as bi_reader)"),
+    "metrics": ("tickhouse.observability", "Prometheus exporter of drain lag, loads and freshness"),
 }
 COMPONENT_HELP = "postgres, kafka, airflow (default: all)"
 
@@ -71,7 +74,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             row.detail,
         )
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
     console.print(table)
+    _print_pipeline(console, settings)
     try:
         console.print(
             f"Airflow UI: {settings.airflow_url}  login: admin / {airflow.admin_password(settings)}"
@@ -79,6 +85,39 @@ def cmd_status(args: argparse.Namespace) -> int:
     except Exception:
         console.print(f"Airflow UI: {settings.airflow_url}  (run `make up` to set up the login)")
     return 0 if all(r.running and r.answers for r in rows) else 1
+
+
+def _print_pipeline(console: Any, settings: Any) -> None:
+    """Lag per topic and freshness of the raw tables, when the services answer."""
+    from rich.table import Table
+
+    from tickhouse.observability import consumer_lag, seconds_since, topic_loads
+
+    try:
+        lags = consumer_lag(settings, timeout=3)
+        loads = {load.topic: load for load in topic_loads(settings)}
+    except Exception as err:
+        console.print(
+            f"pipeline: not available ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        )
+        return
+    table = Table(title="Pipeline (drain)")
+    for column in ("topic", "in Kafka", "lag", "loaded", "quarantined", "last drain", "newest event"):
+        table.add_column(column, justify="right" if column not in ("topic",) else "left")
+    for topic in settings.topics:
+        parts = [p for p in lags if p.topic == topic]
+        load = loads.get(topic)
+        last = seconds_since(load.last_run_at) if load else None
+        table.add_row(
+            topic,
+            str(sum(p.end_offset for p in parts)),
+            str(sum(p.lag for p in parts)),
+            str(load.loaded) if load else "0",
+            str(load.quarantined) if load else "0",
+            f"{last:.0f} s ago" if last is not None else "never",
+            load.max_event_time.isoformat(timespec="seconds") if load and load.max_event_time else "-",
+        )
+    console.print(table)
 
 
 def cmd_env(args: argparse.Namespace) -> int:

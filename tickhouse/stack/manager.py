@@ -102,7 +102,7 @@ def _postgres_status(settings: Settings) -> ComponentStatus:
     try:
         with psycopg.connect(settings.conninfo("owner"), connect_timeout=3) as conn:
             version = conn.execute("show server_version").fetchone()
-            detail = f"PostgreSQL {version[0] if version else '?'}"
+            detail = f"PostgreSQL {version[0].split()[0] if version else '?'}"
             answers = True
     except psycopg.Error as err:
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
