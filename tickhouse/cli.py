@@ -49,7 +49,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from tickhouse.stack.manager import down
 
-    down(_components(args.only))
+    down(_components(args.only) if args.only else None)
     return 0
 
 
@@ -73,6 +73,17 @@ def cmd_status(args: argparse.Namespace) -> int:
             "[green]yes[/]" if row.answers else "[red]no[/]",
             row.detail,
         )
+    from tickhouse.stack.apps import app_status
+
+    for name, url, running, answers in app_status(settings):
+        if running:
+            table.add_row(
+                name,
+                url,
+                "[green]yes[/]",
+                "[green]yes[/]" if answers else "[red]no[/]",
+                "started by make demo",
+            )
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)

@@ -231,6 +231,10 @@ SECRET_VARIABLES = frozenset(
         "AIRFLOW_API_SECRET_KEY",
         "AIRFLOW_FERNET_KEY",
         "FINNHUB_API_KEY",
+        "SLACK_WEBHOOK_URL",
+        "ALERTS_WEBHOOK_URL",
+        "SMTP_PASSWORD",
+        "SNOWFLAKE_PASSWORD",
     }
 )
 

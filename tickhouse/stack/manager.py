@@ -69,11 +69,17 @@ def up(
     return started
 
 
-def down(components: Iterable[str] = COMPONENTS, say: Callable[[str], None] = print) -> list[str]:
-    """Stop the given components (Airflow first, PostgreSQL last); returns those stopped."""
+def down(components: Iterable[str] | None = None, say: Callable[[str], None] = print) -> list[str]:
+    """Stop the given components (Airflow first, PostgreSQL last); returns those stopped. With no
+    components, everything: Tickhouse's own services (alerts, dashboard, metrics) and the stack."""
+    from tickhouse.stack.apps import stop_apps
+
     settings = load_settings()
-    wanted = set(components)
+    wanted = set(COMPONENTS if components is None else components)
     stopped: list[str] = []
+    if components is None:
+        for name in stop_apps(settings):
+            say(f"{name:<10} stopped")
     if "airflow" in wanted and airflow.stop(settings):
         stopped.append("airflow")
     if "kafka" in wanted and kafka_broker.stop(settings):

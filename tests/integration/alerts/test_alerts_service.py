@@ -1,0 +1,511 @@
+"""The alert service against the real broker: end to end, restarts and rebalances without duplicate
+or missing alerts, and notifiers that hang or fail without stalling the stream.
+
+The oracle is the pure rule engine run over the same trades: the alerts on the topic must be exactly
+the ones it fires, with the same ids (derived from the trades' Kafka coordinates).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import socket
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from alerts.config import (
+    NotifierConfig,
+    PriceMoveConfig,
+    RsiConfig,
+    RulesConfig,
+    SessionExtremesConfig,
+    StaleFeedConfig,
+    SuspiciousTickConfig,
+    SymbolRules,
+    VolumeSpikeConfig,
+)
+from alerts.rules import Engine
+from alerts.service import AlertService, ServiceOptions, alert_id
+from tickhouse.config import load_settings
+from tickhouse.schemas import parse_alert, parse_trade
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_763_640_000_000  # 2025-11-20 12:00 UTC: historical replays are valid input
+
+RULES = SymbolRules(
+    price_move=PriceMoveConfig(pct=1.0, window_seconds=60, cooldown_seconds=30),
+    volume_spike=VolumeSpikeConfig(factor=1.5, minutes=3, cooldown_seconds=60),
+    rsi=RsiConfig(overbought=60, oversold=40, cooldown_seconds=60),
+    session_extremes=SessionExtremesConfig(cooldown_seconds=120),
+    stale_feed=StaleFeedConfig(seconds=60, cooldown_seconds=120),
+    suspicious_tick=SuspiciousTickConfig(band_pct=20, cooldown_seconds=0),
+)
+
+
+@dataclass
+class Sent:
+    partition: int
+    offset: int
+    value: bytes
+    kafka_ts: int
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> str:
+    return load_settings().kafka_bootstrap_servers
+
+
+@pytest.fixture
+def topics(bootstrap: str) -> Iterator[dict[str, str]]:
+    suffix = uuid.uuid4().hex[:10]
+    names = {
+        "trades": f"test.alerts.trades.{suffix}",
+        "alerts": f"test.alerts.alerts.{suffix}",
+        "state": f"test.alerts.state.{suffix}",
+        "group": f"test-alerts-{suffix}",
+    }
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(names["trades"], 2, 1), NewTopic(names["alerts"], 2, 1)])
+    for future in futures.values():
+        future.result(30)
+    yield names
+    for future in admin.delete_topics([names["trades"], names["alerts"], names["state"]]).values():
+        with contextlib.suppress(KafkaException):  # e.g. a state topic never created
+            future.result(30)
+    for future in admin.delete_consumer_groups([names["group"]]).values():
+        with contextlib.suppress(KafkaException):
+            future.result(30)
+
+
+def options(bootstrap: str, topics: dict[str, str], rules: SymbolRules = RULES, **kw: Any) -> ServiceOptions:
+    return ServiceOptions(
+        bootstrap_servers=bootstrap,
+        trades_topic=topics["trades"],
+        alerts_topic=topics["alerts"],
+        state_topic=topics["state"],
+        rules=RulesConfig(defaults=rules, overrides={}, notifiers=kw.pop("notifiers", ())),
+        group=topics["group"],
+        from_beginning=True,
+        poll_timeout=0.05,
+        consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+        **kw,
+    )
+
+
+class Running:
+    def __init__(self, service: AlertService) -> None:
+        self.service = service
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.service.run()
+        except BaseException as err:  # surfaced by the test
+            self.error = err
+
+    def stop(self, crash: bool = False) -> None:
+        self.service.crash() if crash else self.service.stop()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the service did not stop"
+        assert self.error is None, self.error
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 45.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def random_trades(seed: int, n: int, symbols: str, start: int) -> list[dict[str, Any]]:
+    rnd = random.Random(seed)
+    prices = dict.fromkeys(symbols, 100.0)
+    out = []
+    ts = start
+    for _ in range(n):
+        symbol = rnd.choice(symbols[:-1] if rnd.random() < 0.95 else symbols)
+        prices[symbol] *= 1 + rnd.gauss(0, 0.01)
+        price = prices[symbol] * (1.5 if rnd.random() < 0.01 else 1.0)
+        ts += rnd.randint(0, 15_000)
+        out.append({"symbol": symbol, "price": round(price, 4), "volume": rnd.randint(1, 500), "ts": ts})
+    return out
+
+
+def produce(
+    bootstrap: str, topic: str, values: list[bytes], partitions: list[int], keys: list[bytes]
+) -> list[Sent]:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    sent: list[Sent] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        assert err is None, err
+        sent.append(Sent(msg.partition(), msg.offset(), msg.value(), msg.timestamp()[1]))
+
+    for value, partition, key in zip(values, partitions, keys, strict=True):
+        producer.produce(topic, value=value, key=key, partition=partition, on_delivery=delivered)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    return sent
+
+
+def produce_trades(
+    bootstrap: str, topic: str, trades: list[dict[str, Any]], partition_of: dict[str, int]
+) -> list[Sent]:
+    return produce(
+        bootstrap,
+        topic,
+        [json.dumps(t).encode() for t in trades],
+        [partition_of[t["symbol"]] for t in trades],
+        [t["symbol"].encode() for t in trades],
+    )
+
+
+def oracle(rules: SymbolRules, topic: str, sent: list[Sent]) -> list[tuple[str, str, str, int]]:
+    """(alert_id, symbol, rule, trade_ts) the engine fires over the trades in partition order."""
+    engine = Engine(RulesConfig(defaults=rules, overrides={}))
+    out = []
+    for s in sorted(sent, key=lambda s: (s.partition, s.offset)):
+        try:
+            trade = parse_trade(s.value)
+        except ValueError:
+            continue
+        for f in engine.evaluate(trade.symbol, float(trade.price), float(trade.volume), trade.ts):
+            ident = alert_id(f.symbol, f.rule, topic, s.partition, s.offset)
+            out.append((ident, f.symbol, f.rule, trade.ts))
+    return out
+
+
+def read_alerts(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}"})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p))[1] for p in parts}
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts if ends[p] > 0])
+        out = []
+        remaining = {p for p, end in ends.items() if end > 0}
+        while remaining:
+            for msg in consumer.consume(1000, 1.0):
+                assert msg.error() is None
+                parse_alert(msg.value())  # CONTRACT §3 shape
+                out.append((msg.key(), json.loads(msg.value())))
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    remaining.discard(msg.partition())
+        return out
+    finally:
+        consumer.close()
+
+
+def test_end_to_end_alerts_match_the_rules(bootstrap: str, topics: dict[str, str]) -> None:
+    trades = random_trades(11, 2500, "ABCD", T0)
+    partition_of = {"A": 0, "B": 0, "C": 0, "D": 0}  # one partition: stale_feed is deterministic
+    values = [json.dumps(t).encode() for t in trades]
+    garbage = [b"not json", b'{"symbol":"A","price":"1","volume":1,"ts":1}', b"\xff\xfe", b"[]"]
+    for i, bad in enumerate(garbage):
+        values.insert(500 * (i + 1), bad)
+    keys = [b"A"] * len(values)
+    sent = produce(bootstrap, topics["trades"], values, [0] * len(values), keys)
+    assert len(sent) == len(values)
+    expected = oracle(RULES, topics["trades"], sent)
+    assert {rule for _, _, rule, _ in expected} >= {
+        "price_move_up",
+        "price_move_down",
+        "volume_spike",
+        "rsi_overbought",
+        "rsi_oversold",
+        "session_high",
+        "session_low",
+        "stale_feed",
+        "suspicious_tick",
+    }, "the crafted stream should exercise every rule"
+    del partition_of
+
+    running = Running(AlertService(options(bootstrap, topics)))
+    try:
+        wait_for("all trades", lambda: running.service.stats.trades == len(trades))
+        wait_for(
+            "all alerts",
+            lambda: len(read_alerts(bootstrap, topics["alerts"])) >= len(expected),
+        )
+    finally:
+        running.stop()
+    assert running.service.stats.bad_messages == len(garbage)
+
+    got = read_alerts(bootstrap, topics["alerts"])
+    assert sorted((a["alert_id"], a["symbol"], a["rule"], a["trade_ts"]) for _, a in got) == sorted(expected)
+    by_offset = {s.offset: s for s in sent}
+    for key, alert in got:
+        assert key == alert["symbol"].encode()
+        trade = alert["details"]["trade"]
+        source = by_offset[trade["offset"]]
+        assert json.loads(source.value)["ts"] == alert["trade_ts"]
+        assert trade["kafka_ts"] == source.kafka_ts
+        assert source.kafka_ts <= alert["detected_ts"] <= source.kafka_ts + 30_000
+        assert alert["severity"] in ("info", "warning", "critical") and alert["message"]
+    details = {a["rule"]: a["details"] for _, a in got}
+    assert details["price_move_up"]["threshold_pct"] == 1.0
+    assert details["volume_spike"]["threshold_factor"] == 1.5
+    assert details["rsi_overbought"]["threshold"] == 60.0
+    assert details["suspicious_tick"]["band_pct"] == 20.0
+    assert details["stale_feed"]["threshold_seconds"] == 60.0
+    assert "previous_extreme" in details["session_high"]
+
+
+def test_rebalance_crash_and_restart_neither_duplicate_nor_miss(
+    bootstrap: str, topics: dict[str, str]
+) -> None:
+    # stale_feed compares symbols across partitions, so it depends on how they interleave
+    rules = replace(RULES, stale_feed=StaleFeedConfig(enabled=False))
+    partition_of = {"A": 0, "B": 1, "C": 0}
+    phases = []
+    start = T0
+    for seed in range(4):
+        trades = random_trades(100 + seed, 700, "ABC", start)
+        start = trades[-1]["ts"]
+        phases.append(trades)
+    all_sent: list[Sent] = []
+    slow = {"checkpoint_seconds": 3600.0}  # checkpoints only on rebalance / request / stop
+
+    def published() -> list[dict[str, Any]]:
+        return [a for _, a in read_alerts(bootstrap, topics["alerts"])]
+
+    def expect_published(sent: list[Sent]) -> None:
+        want = len(oracle(rules, topics["trades"], sent))
+        wait_for(f"{want} alerts", lambda: len(published()) >= want)
+
+    # phase 1: one instance
+    a = Running(AlertService(options(bootstrap, topics, rules, **slow)))
+    all_sent += produce_trades(bootstrap, topics["trades"], phases[0], partition_of)
+    wait_for("phase 1 consumed", lambda: a.service.stats.trades == len(phases[0]))
+    expect_published(all_sent)
+
+    # phase 2: a second instance joins; state is handed over through checkpoints
+    b = Running(AlertService(options(bootstrap, topics, rules, **slow)))
+    wait_for(
+        "the partitions to be shared",
+        lambda: len(a.service.assigned) == 1 and len(b.service.assigned) == 1,
+    )
+    all_sent += produce_trades(bootstrap, topics["trades"], phases[1], partition_of)
+    wait_for("phase 2 consumed", lambda: consumed(all_sent, a.service, b.service))
+    expect_published(all_sent)
+
+    # phase 3: the first instance crashes (no commit, no checkpoint since the rebalance) after
+    # publishing alerts; the survivor takes its partition over and must not re-send them
+    a.stop(crash=True)
+    wait_for("the survivor to own both partitions", lambda: len(b.service.assigned) == 2)
+    all_sent += produce_trades(bootstrap, topics["trades"], phases[2], partition_of)
+    wait_for("phase 3 consumed", lambda: consumed(all_sent, b.service))
+    expect_published(all_sent)
+    b.stop()
+    assert b.service.stats.duplicates_suppressed > 0, "the crash left alerts past the commit"
+
+    # phase 4: a fresh instance after a clean stop
+    c = Running(AlertService(options(bootstrap, topics, rules, **slow)))
+    all_sent += produce_trades(bootstrap, topics["trades"], phases[3], partition_of)
+    wait_for("phase 4 consumed", lambda: consumed(all_sent, c.service))
+    expect_published(all_sent)
+    c.stop()
+    assert c.service.stats.trades == len(phases[3]), "restored from the checkpoint, no replay"
+
+    expected = oracle(rules, topics["trades"], all_sent)
+    got = [(x["alert_id"], x["symbol"], x["rule"], x["trade_ts"]) for x in published()]
+    duplicates = [k for k, n in Counter(g[0] for g in got).items() if n > 1]
+    assert not duplicates, f"{len(duplicates)} alerts published twice"
+    assert sorted(got) == sorted(expected)
+
+
+def consumed(sent: list[Sent], *services: AlertService) -> bool:
+    """Every partition's owner among `services` has consumed past the last sent trade."""
+    ends: dict[int, int] = {}
+    for s in sent:
+        ends[s.partition] = max(ends.get(s.partition, 0), s.offset + 1)
+    return all(
+        any(p in svc.assigned and svc._positions.get(p, -1) >= end for svc in services)
+        for p, end in ends.items()
+    )
+
+
+class Hooks(BaseHTTPRequestHandler):
+    """/ok records the alert, /fail answers 500, /hang never answers until released."""
+
+    received: list[bytes] = []
+    failures = 0
+    release = threading.Event()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/hang":
+            type(self).release.wait(30)
+            status = 200
+        elif self.path == "/fail":
+            type(self).failures += 1
+            status = 500
+        else:
+            type(self).received.append(body)
+            status = 200
+        try:
+            self.send_response(status)
+            self.end_headers()
+        except OSError:
+            pass  # the client gave up (timeout)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hooks() -> Iterator[str]:
+    Hooks.received, Hooks.failures, Hooks.release = [], 0, threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    Hooks.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_hanging_and_failing_notifiers_do_not_stall_the_stream(
+    bootstrap: str, topics: dict[str, str], hooks: str
+) -> None:
+    # every 10th trade is a bad print: 20 suspicious_tick alerts, nothing else
+    rules = SymbolRules(
+        price_move=PriceMoveConfig(enabled=False),
+        volume_spike=VolumeSpikeConfig(enabled=False),
+        rsi=RsiConfig(enabled=False),
+        session_extremes=SessionExtremesConfig(enabled=False),
+        stale_feed=StaleFeedConfig(enabled=False),
+        suspicious_tick=SuspiciousTickConfig(band_pct=5, cooldown_seconds=0),
+    )
+    retry = {"timeout_seconds": 1.0, "backoff_seconds": 0.05, "max_attempts": 3}
+    notifiers = (
+        NotifierConfig(type="webhook", name="hang", url_env="HOOK_HANG", **retry),  # type: ignore[arg-type]
+        NotifierConfig(type="webhook", name="fail", url_env="HOOK_FAIL", **retry),  # type: ignore[arg-type]
+        NotifierConfig(type="slack", name="ok", url_env="HOOK_OK", **retry),  # type: ignore[arg-type]
+    )
+    environ = {
+        "HOOK_HANG": f"{hooks}/hang",
+        "HOOK_FAIL": f"{hooks}/fail",
+        "HOOK_OK": f"{hooks}/ok",
+    }
+    running = Running(AlertService(options(bootstrap, topics, rules, notifiers=notifiers, environ=environ)))
+    try:
+        wait_for("the partitions", lambda: len(running.service.assigned) == 2)
+        trades = [
+            {"symbol": "A", "price": 150.0 if i % 10 == 9 else 100.0, "volume": 1, "ts": T0 + i}
+            for i in range(200)
+        ]
+        started = time.monotonic()
+        produce_trades(bootstrap, topics["trades"], trades, {"A": 0})
+        wait_for("20 alerts on the topic", lambda: len(read_alerts(bootstrap, topics["alerts"])) == 20)
+        elapsed = time.monotonic() - started
+        # the hanging notifier alone would need 20 x 3 attempts x 1 s timeout = 60 s
+        assert elapsed < 10, f"the stream took {elapsed:.1f}s: notifiers are on the hot path"
+        wait_for("the webhook receiver", lambda: len(Hooks.received) == 20, timeout=20)
+        wait_for("the failing hook's retries", lambda: Hooks.failures >= 3, timeout=20)
+    finally:
+        running.stop()
+    texts = [json.loads(body)["text"] for body in Hooks.received]
+    ids = {a["alert_id"] for _, a in read_alerts(bootstrap, topics["alerts"])}
+    assert all("suspicious_tick" in t for t in texts)
+    assert {t.rsplit("`", 2)[1] for t in texts} == ids
+
+
+def test_cli_serves_metrics_and_stops_after_max_seconds(
+    bootstrap: str, topics: dict[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alerts.cli import main
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("defaults:\n  suspicious_tick: {band_pct: 5, cooldown_seconds: 0}\nnotifiers: []\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ALERTS_METRICS_PORT", str(port))
+    monkeypatch.setenv("TRADES_TOPIC", topics["trades"])
+    monkeypatch.setenv("ALERTS_TOPIC", topics["alerts"])
+    argv = ["--rules", str(rules), "--group", topics["group"], "--from-beginning"]
+    argv += ["--state-topic", topics["state"], "--max-seconds", "8"]
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(main(argv)), daemon=True)
+    started = time.monotonic()
+    thread.start()
+    trades = [
+        {"symbol": "Z", "price": 150.0 if i == 9 else 100.0, "volume": 1, "ts": T0 + i} for i in range(12)
+    ]
+    produce_trades(bootstrap, topics["trades"], trades, {"Z": 1})
+    produce(bootstrap, topics["trades"], [b'{"symbol":"Z"}'], [1], [b"Z"])
+
+    def metrics() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                return str(r.read().decode())
+        except OSError:
+            return ""
+
+    def value(text: str, name: str) -> float:
+        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        return float(match.group(1)) if match else -1.0
+
+    wait_for(
+        "the alert in the metrics",
+        lambda: value(metrics(), 'tickhouse_alerts_alerts_total{rule="suspicious_tick"}') >= 1,
+    )
+    text = metrics()
+    assert value(text, "tickhouse_alerts_trades_evaluated_total") >= 12
+    assert value(text, "tickhouse_alerts_bad_messages_total") >= 1
+    assert value(text, "tickhouse_alerts_latency_seconds_count") >= 1
+    assert value(text, "tickhouse_alerts_batch_seconds_count") >= 1
+    thread.join(30)
+    assert result == [0]
+    assert 8 <= time.monotonic() - started < 30
+    alerts = [a for _, a in read_alerts(bootstrap, topics["alerts"])]
+    assert [(a["rule"], a["trade_ts"]) for a in alerts] == [("suspicious_tick", T0 + 9)]
+
+
+def test_checkpoint_of_a_recreated_topic_is_ignored(bootstrap: str, topics: dict[str, str]) -> None:
+    """A checkpoint beyond the log end (the topic was deleted and re-created) must not silence
+    the alerts of the new topic."""
+    stale = {
+        "version": 1,
+        "group": topics["group"],
+        "topic": topics["trades"],
+        "partition": 0,
+        "next_offset": 1_000_000,
+        "written_ms": T0,
+        "symbols": {},
+    }
+    key = f"{topics['group']}|{topics['trades']}|0".encode()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    compacted = NewTopic(topics["state"], 1, 1, config={"cleanup.policy": "compact"})
+    admin.create_topics([compacted])[topics["state"]].result(30)
+    produce(bootstrap, topics["state"], [json.dumps(stale).encode()], [0], [key])
+    trades = [
+        {"symbol": "Q", "price": 150.0 if i == 9 else 100.0, "volume": 1, "ts": T0 + i} for i in range(12)
+    ]
+    produce_trades(bootstrap, topics["trades"], trades, {"Q": 0})
+    running = Running(AlertService(options(bootstrap, topics)))
+    try:
+        wait_for("the trades", lambda: running.service.stats.trades == 12)
+        wait_for("the alert", lambda: len(read_alerts(bootstrap, topics["alerts"])) == 1)
+    finally:
+        running.stop()
+    assert running.service.stats.replayed_silently == 0
