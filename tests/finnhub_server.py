@@ -1,0 +1,292 @@
+"""A local stand-in for Finnhub, speaking its documented protocol, scriptable from tests.
+
+WebSocket (https://finnhub.io/docs/api/websocket-trades): `ws://127.0.0.1:PORT?token=KEY`; a wrong
+token is refused with HTTP 401 at the handshake. Clients send `{"type":"subscribe","symbol":S}` /
+`{"type":"unsubscribe","symbol":S}`; the server sends `{"type":"trade","data":[...]}` frames (only
+the subscribed symbols of each connection), `{"type":"ping"}` and `{"type":"error","msg":...}`
+(e.g. when more than `max_symbols` are subscribed). `drop_connections()` aborts the TCP connections
+without a closing handshake, as a network failure would.
+
+REST (https://finnhub.io/docs/api/quote): `GET /api/v1/quote?symbol=S&token=KEY` returns
+`{"c","d","dp","h","l","o","pc","t"}` (t in seconds; all zeros for an unknown symbol), 401 for a
+bad token, and scripted 429 / 5xx answers via `fail_quotes(n, status)`.
+
+Runs in a background thread on 127.0.0.1 with ephemeral ports: `with FakeFinnhub() as server: ...`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+
+@dataclass
+class Client:
+    connection: ServerConnection
+    symbols: list[str] = field(default_factory=list)
+
+
+class FakeFinnhub:
+    """The fake server. All methods are thread-safe and may be called from the test thread."""
+
+    def __init__(self, token: str = "test-token", max_symbols: int = 50) -> None:
+        self.token = token
+        self.max_symbols = max_symbols
+        self.quotes: dict[str, dict[str, Any]] = {}
+        self.quote_requests: list[tuple[float, str, int]] = []  # (time, symbol, status)
+        self.handshakes: list[int] = []  # HTTP status of every WebSocket handshake
+        self.received: list[dict[str, Any]] = []  # every client message
+        self.sent_trades: list[dict[str, Any]] = []  # trades actually written to a client
+        self._quote_failures: list[int] = []
+        self._clients: list[Client] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-finnhub",
+                                        daemon=True)
+        self._ws_server: Server | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._http_thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> FakeFinnhub:
+        self._thread.start()
+        self._ws_server = self._call(self._start_ws())
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._http_handler())
+        self._http.daemon_threads = True
+        self._http_thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._http_thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._ws_server is not None:
+            self._call(self._stop_ws())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeFinnhub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def ws_url(self) -> str:
+        assert self._ws_server is not None
+        port = next(iter(self._ws_server.sockets)).getsockname()[1]
+        return f"ws://127.0.0.1:{port}"
+
+    @property
+    def api_url(self) -> str:
+        assert self._http is not None
+        return f"http://127.0.0.1:{self._http.server_address[1]}/api/v1"
+
+    def _call(self, coro: Any, timeout: float = 10) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    # --- WebSocket -----------------------------------------------------------------------------
+
+    async def _start_ws(self) -> Server:
+        return await serve(self._handler, "127.0.0.1", 0, process_request=self._check_token,
+                           ping_interval=None)
+
+    async def _stop_ws(self) -> None:
+        assert self._ws_server is not None
+        self._ws_server.close()
+        await self._ws_server.wait_closed()
+
+    def _check_token(self, connection: ServerConnection, request: Request) -> Response | None:
+        token = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
+        if token != self.token:
+            with self._lock:
+                self.handshakes.append(401)
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid API key\n")
+        with self._lock:
+            self.handshakes.append(101)
+        return None
+
+    async def _handler(self, connection: ServerConnection) -> None:
+        client = Client(connection)
+        with self._lock:
+            self._clients.append(client)
+        try:
+            async for raw in connection:
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    await connection.send(json.dumps({"type": "error", "msg": "Invalid message"}))
+                    continue
+                with self._lock:
+                    self.received.append(message)
+                kind, symbol = message.get("type"), message.get("symbol")
+                if kind == "subscribe" and isinstance(symbol, str):
+                    if symbol in client.symbols:
+                        continue
+                    if len(client.symbols) >= self.max_symbols:
+                        await connection.send(json.dumps(
+                            {"type": "error", "msg": "Subscribing to too many symbols"}))
+                        continue
+                    client.symbols.append(symbol)
+                elif kind == "unsubscribe" and isinstance(symbol, str):
+                    if symbol in client.symbols:
+                        client.symbols.remove(symbol)
+                else:
+                    await connection.send(json.dumps({"type": "error", "msg": "Invalid message"}))
+        except ConnectionClosed:
+            pass
+        finally:
+            with self._lock:
+                if client in self._clients:
+                    self._clients.remove(client)
+
+    def clients(self) -> list[Client]:
+        with self._lock:
+            return list(self._clients)
+
+    def subscriptions(self) -> list[list[str]]:
+        """The subscribed symbols of each open connection."""
+        with self._lock:
+            return [list(c.symbols) for c in self._clients]
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fake Finnhub: condition not met within {timeout}s")
+            time.sleep(0.02)
+
+    def wait_subscribed(self, symbols: list[str], timeout: float = 10.0) -> None:
+        """Until exactly one connection is open and it is subscribed to `symbols` (any order)."""
+        self.wait_for(lambda: [sorted(s) for s in self.subscriptions()] == [sorted(symbols)],
+                      timeout)
+
+    def send_trades(self, trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One trade frame per connection holding its subscribed symbols' trades.
+
+        Returns the trades written (those of subscribed symbols); they are also recorded in
+        `sent_trades`. Trades use Finnhub's short names: s, p, t, v, c.
+        """
+        return self._call(self._send_trades(trades))  # type: ignore[no-any-return]
+
+    async def _send_trades(self, trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        written: list[dict[str, Any]] = []
+        for client in self.clients():
+            data = [t for t in trades if t.get("s") in client.symbols]
+            if not data:
+                continue
+            try:
+                await client.connection.send(json.dumps({"type": "trade", "data": data}))
+            except ConnectionClosed:
+                continue
+            written.extend(data)
+        with self._lock:
+            self.sent_trades.extend(written)
+        return written
+
+    def send_raw(self, text: str) -> int:
+        """Send `text` as-is to every connection; returns how many got it."""
+        return self._call(self._broadcast(text))  # type: ignore[no-any-return]
+
+    async def _broadcast(self, text: str) -> int:
+        count = 0
+        for client in self.clients():
+            try:
+                await client.connection.send(text)
+                count += 1
+            except ConnectionClosed:
+                pass
+        return count
+
+    def send_ping(self) -> int:
+        return self.send_raw(json.dumps({"type": "ping"}))
+
+    def send_error(self, message: str) -> int:
+        return self.send_raw(json.dumps({"type": "error", "msg": message}))
+
+    def drop_connections(self) -> int:
+        """Abort every connection's TCP stream (no close frame), like a network failure."""
+        clients = self.clients()
+
+        def abort() -> None:
+            for client in clients:
+                transport = client.connection.transport
+                if transport is not None:
+                    transport.abort()
+
+        self._loop.call_soon_threadsafe(abort)
+        self.wait_for(lambda: all(c not in self._clients for c in clients), timeout=5)
+        return len(clients)
+
+    # --- REST ----------------------------------------------------------------------------------
+
+    def set_quote(self, symbol: str, **fields: Any) -> None:
+        """Set the /quote answer for a symbol; fields c, d, dp, h, l, o, pc, t (seconds)."""
+        with self._lock:
+            self.quotes[symbol] = fields
+
+    def fail_quotes(self, count: int, status: int = 429) -> None:
+        """The next `count` /quote requests get HTTP `status`."""
+        with self._lock:
+            self._quote_failures.extend([status] * count)
+
+    def _quote_answer(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        token = query.get("token", [""])[0]
+        symbol = query.get("symbol", [""])[0]
+        with self._lock:
+            if token != self.token:
+                status, body = 401, {"error": "Invalid API key"}
+            elif self._quote_failures:
+                status = self._quote_failures.pop(0)
+                body = ({"error": "API limit reached. Please try again later. Remaining Limit: 0"}
+                        if status == 429 else {"error": "internal error"})
+            elif not symbol:
+                status, body = 422, {"error": "Wrong symbol"}
+            else:
+                status = 200
+                body = dict(self.quotes.get(symbol) or
+                            {"c": 0, "d": None, "dp": None, "h": 0, "l": 0, "o": 0, "pc": 0,
+                             "t": 0})
+            self.quote_requests.append((time.monotonic(), symbol, status))
+        return status, body
+
+    def _http_handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                # finnhub-python joins API_URL and "/quote" with a "/", giving "//quote".
+                path = "/" + "/".join(p for p in parts.path.split("/") if p)
+                if path != "/api/v1/quote":
+                    self._reply(404, {"error": f"no route {path}"})
+                    return
+                status, body = server._quote_answer(parse_qs(parts.query))
+                self._reply(status, body)
+
+            def _reply(self, status: int, body: dict[str, Any]) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
