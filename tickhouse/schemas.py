@@ -136,6 +136,15 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# Built once: json.loads(text, **hooks) builds a new decoder and scanner on every call, which
+# costs more than decoding a trade (the drain's hot path).
+_DECODER = json.JSONDecoder(
+    parse_float=Decimal,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_no_duplicate_keys,
+)
+
+
 def decode_object(payload: bytes | None) -> dict[str, Any]:
     """Bytes -> JSON object, strictly: size, UTF-8, no NaN/Infinity, no duplicated keys."""
     if payload is None:
@@ -149,12 +158,9 @@ def decode_object(payload: bytes | None) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise InvalidMessage(f"not UTF-8: invalid byte at position {err.start}") from None
     try:
-        value = json.loads(
-            text,
-            parse_float=Decimal,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_no_duplicate_keys,
-        )
+        if text.startswith("\ufeff"):  # as json.loads does
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise InvalidMessage("not valid JSON: nested too deeply") from None
     except InvalidMessage:
@@ -265,9 +271,43 @@ def _conditions(obj: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+_SYMBOL_FULLMATCH = SYMBOL_PATTERN.fullmatch
+
+
+def _plain_number(value: object, positive: bool) -> bool:
+    """True when `value` certainly passes `_number` unchanged (a cheap check for the hot path).
+
+    Decimal zeros are left to `_number`, which folds -0 and 0E-10 into one zero."""
+    if type(value) is int:
+        return value > 0 if positive else value >= 0
+    if type(value) is Decimal:
+        # adjusted() is the decimal exponent: |value| < 1e307 fits a double comfortably
+        return value.is_finite() and value > 0 and value.adjusted() < 307
+    return False
+
+
 def validate_trade(obj: dict[str, Any], now: int | None = None) -> Trade:
     """A decoded JSON object -> Trade, or InvalidMessage naming the first problem."""
     current = now_ms() if now is None else now
+    # Hot path for well-formed trades; anything unusual takes the full checks below, which
+    # decide and word the error.
+    symbol: Any = obj.get("symbol")
+    price: Any = obj.get("price")
+    volume: Any = obj.get("volume")
+    ts: Any = obj.get("ts")
+    conditions: Any = obj.get("conditions")
+    source: Any = obj.get("source")
+    if (
+        type(symbol) is str
+        and _SYMBOL_FULLMATCH(symbol) is not None
+        and _plain_number(price, positive=True)
+        and _plain_number(volume, positive=False)
+        and type(ts) is int
+        and 0 <= ts <= current + MAX_FUTURE_MS
+        and (source is None or type(source) is str)
+        and (conditions is None or (type(conditions) is list and all(type(c) is str for c in conditions)))
+    ):
+        return Trade(symbol, price, volume, ts, tuple(conditions) if conditions is not None else None, source)
     return Trade(
         symbol=_symbol(obj),
         price=_number(obj, "price", minimum="positive"),
