@@ -140,3 +140,31 @@ def test_quote_and_alert_rules() -> None:
     }
     with pytest.raises(InvalidMessage, match="severity: must be one of"):
         parse_alert(json.dumps(alert).encode(), now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("price", "volume", "reason"),
+    [
+        (Decimal("NaN"), 1, "price: must be finite"),
+        (Decimal("Infinity"), 1, "price: must be finite"),
+        (Decimal("1e400"), 1, "price: out of range"),
+        (Decimal("-0.0"), 1, "price: must be > 0"),
+        (1, Decimal("-1E-30"), "volume: must be >= 0"),
+        (True, 1, "price: must be a JSON number"),
+        (1.5, 1, "price: must be a JSON number"),  # objects from JSON carry Decimal, never float
+    ],
+)
+def test_validate_trade_hot_path_never_admits_what_the_full_checks_reject(
+    price: object, volume: object, reason: str
+) -> None:
+    from tickhouse.schemas import validate_trade
+
+    with pytest.raises(InvalidMessage, match=reason):
+        validate_trade({"symbol": "AAPL", "price": price, "volume": volume, "ts": NOW}, now=NOW)
+
+
+def test_validate_trade_hot_path_normalizes_decimal_zero_volume() -> None:
+    from tickhouse.schemas import validate_trade
+
+    trade = validate_trade({"symbol": "AAPL", "price": 1, "volume": Decimal("-0E-5"), "ts": NOW}, now=NOW)
+    assert trade.volume == 0 and str(trade.volume) == "0"
