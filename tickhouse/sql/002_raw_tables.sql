@@ -80,16 +80,37 @@ create table if not exists raw.kafka_offsets (
     primary key (consumer_group, topic, partition)
 );
 
+-- Indexes the incremental dbt models need: new rows by load time (BRIN: loaded_at grows with
+-- insertion order, so it stays tiny and nearly free to maintain during COPY) and one symbol's rows in
+-- event-time order. Created on the parents, so every day partition gets them.
+create index if not exists trades_symbol_event_time on raw.trades (symbol, event_time);
+create index if not exists trades_loaded_at on raw.trades using brin (loaded_at);
+create index if not exists quotes_symbol_event_time on raw.quotes (symbol, event_time);
+create index if not exists quotes_loaded_at on raw.quotes using brin (loaded_at);
+create index if not exists alerts_symbol_event_time on raw.alerts (symbol, event_time);
+create index if not exists alerts_loaded_at on raw.alerts using brin (loaded_at);
+create index if not exists quarantine_topic_loaded_at on raw.quarantine (kafka_topic, loaded_at);
+
 -- Creates the one-day partition of a raw table that holds `day` (UTC), if it is missing.
+-- The child is created on its own and then attached: ATTACH PARTITION takes only a SHARE UPDATE
+-- EXCLUSIVE lock on the parent, so a drain transaction that adds a day does not block dbt (or
+-- anyone else) reading the raw table until it commits, as CREATE TABLE ... PARTITION OF would.
 create or replace function raw.ensure_day_partition(parent regclass, day date)
 returns void language plpgsql as $$
 declare
     parent_name text := (select relname from pg_class where oid = parent);
     child text := format('%s_%s', parent_name, to_char(day, 'YYYYMMDD'));
+    child_oid oid := to_regclass(format('raw.%I', child));
 begin
+    if child_oid is not null and exists (select 1 from pg_inherits where inhrelid = child_oid) then
+        return;
+    end if;
+    if child_oid is null then
+        execute format('create table raw.%I (like %s including defaults)', child, parent);
+    end if;
     execute format(
-        'create table if not exists raw.%I partition of %s for values from (%L) to (%L)',
-        child, parent, (day::timestamp at time zone 'UTC'), ((day + 1)::timestamp at time zone 'UTC')
+        'alter table %s attach partition raw.%I for values from (%L) to (%L)',
+        parent, child, (day::timestamp at time zone 'UTC'), ((day + 1)::timestamp at time zone 'UTC')
     );
 end;
 $$;

@@ -1,0 +1,295 @@
+"""Benchmark: the drain (Kafka -> raw.trades) against the database's own limit and a naive consumer.
+
+In one run, over the same N trades:
+
+  drain        `drain_once` over N trades already in Kafka (one run, DQ off: timed separately)
+  (a) COPY     the same rows as COPY text from a local file into the same table: the database's
+               limit for this table and its indexes
+  (b) naive    a consumer that INSERTs row by row and commits per row, as the common tutorials do;
+               time-boxed (--naive-seconds) and extrapolated to N
+  formats      building + COPYing a sample as hand-made COPY text (what the drain does) vs psycopg's
+               binary `write_row`: why the drain uses text
+
+Targets: drain >= 60% of (a), drain >= 20x (b).
+
+The rows get event times in 1971 (valid per CONTRACT §3, and a range no real data uses), so the
+bench loads into day partitions of its own and drops them afterwards; its topic is unique.
+
+    .venv/bin/python bench/bench_drain.py [--rows 2000000] [--naive-seconds 20] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from tickhouse.config import Settings, load_settings
+from tickhouse.drain.loader import copy_statement
+from tickhouse.drain.options import DrainOptions
+from tickhouse.drain.rows import COLUMNS, trade_line
+from tickhouse.drain.runner import drain_once
+from tickhouse.warehouse import setup_warehouse
+
+BASE_TS = 31_536_000_000  # 1971-01-01T00:00:00Z
+SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "NVDA", "META", "NFLX", "AMD", "INTC")
+
+
+def payloads(n: int) -> list[bytes]:
+    out = []
+    for i in range(n):
+        body = {
+            "symbol": SYMBOLS[i % len(SYMBOLS)],
+            "price": float(Decimal(10_000 + (i * 7919) % 50_000) / 100),
+            "volume": 1 + (i * 31) % 900,
+            "ts": BASE_TS + i * 50,  # 2M trades span ~28 hours: two day partitions
+            "conditions": ["1", "12"] if i % 3 else ["1"],
+            "source": "bench",
+        }
+        out.append(json.dumps(body, separators=(",", ":")).encode())
+    return out
+
+
+def produce(settings: Settings, topic: str, values: list[bytes], partitions: int) -> float:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
+        topic
+    ].result(30)
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "compression.type": "lz4",
+        }
+    )
+    start = time.perf_counter()
+    for i, value in enumerate(values):
+        while True:
+            try:
+                producer.produce(topic, value=value, key=SYMBOLS[i % len(SYMBOLS)].encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(120) == 0, "producer could not deliver every message"
+    return time.perf_counter() - start
+
+
+def drop_bench_partitions(settings: Settings) -> None:
+    with psycopg.connect(settings.conninfo("loader"), autocommit=True) as conn:
+        names = conn.execute(
+            "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+            " where i.inhparent = 'raw.trades'::regclass and c.relname like 'trades_1971%'"
+        ).fetchall()
+        for (name,) in names:
+            conn.execute(f"drop table raw.{name}")
+
+
+def copy_from_file(settings: Settings, path: Path) -> float:
+    with psycopg.connect(settings.conninfo("loader")) as conn:
+        for day in ("1971-01-01", "1971-01-02"):
+            conn.execute("select raw.ensure_day_partition('raw.trades', %s::date)", (day,))
+        conn.commit()
+        start = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(copy_statement("trades")) as copy, path.open("rb") as f:
+            while block := f.read(1 << 20):
+                copy.write(block)
+        conn.commit()
+        return time.perf_counter() - start
+
+
+def naive_consumer(settings: Settings, topic: str, seconds: float) -> tuple[int, float]:
+    """The tutorial consumer: poll one message, INSERT it, COMMIT, repeat."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"bench-naive-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    rows = 0
+    with psycopg.connect(settings.conninfo("loader")) as conn:
+        # let the group join happen outside the timed window
+        first = None
+        while first is None:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                first = msg
+        start = time.perf_counter()
+        msg = first
+        while time.perf_counter() - start < seconds:
+            if msg is None or msg.error() is not None:
+                msg = consumer.poll(1.0)
+                continue
+            trade = json.loads(msg.value() or b"null")
+            conn.execute(
+                "insert into raw.trades (symbol, price, volume, ts, event_time, conditions,"
+                " source, kafka_topic, kafka_partition, kafka_offset, kafka_timestamp)"
+                " values (%s, %s, %s, %s, to_timestamp(%s / 1000.0), %s, %s, %s, %s, %s,"
+                " to_timestamp(%s / 1000.0))",
+                (
+                    trade["symbol"], trade["price"], trade["volume"], trade["ts"], trade["ts"],
+                    trade.get("conditions"), trade.get("source"), f"{msg.topic()}.naive",
+                    msg.partition(), msg.offset(), msg.timestamp()[1],
+                ),
+            )
+            conn.commit()
+            rows += 1
+            msg = consumer.poll(1.0)
+        elapsed = time.perf_counter() - start
+    consumer.close()
+    return rows, elapsed
+
+
+def copy_formats(settings: Settings, values: list[bytes], topic: str) -> dict[str, float]:
+    """Rows/s of building + COPYing a sample as COPY text by hand vs psycopg binary write_row."""
+    from tickhouse.schemas import parse_trade
+
+    results: dict[str, float] = {}
+    columns = ", ".join(COLUMNS["trades"])
+    with psycopg.connect(settings.conninfo("loader")) as conn:
+        for day in ("1971-01-01", "1971-01-02"):
+            conn.execute("select raw.ensure_day_partition('raw.trades', %s::date)", (day,))
+        conn.commit()
+        start = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"copy raw.trades ({columns}) from stdin") as copy:
+            buffer: list[bytes] = []
+            for i, value in enumerate(values):
+                line, _ = trade_line(value, topic + ".text", 0, i, BASE_TS)
+                buffer.append(line)
+                if len(buffer) >= 8192:
+                    copy.write(b"".join(buffer))
+                    buffer.clear()
+            copy.write(b"".join(buffer))
+        conn.rollback()
+        results["text"] = len(values) / (time.perf_counter() - start)
+
+        start = time.perf_counter()
+        stmt = f"copy raw.trades ({columns}) from stdin (format binary)"
+        with conn.cursor() as cur, cur.copy(stmt) as copy:
+            copy.set_types(
+                ["text", "numeric", "numeric", "int8", "timestamptz", "text[]", "text", "text",
+                 "int4", "int8", "timestamptz"]
+            )
+            from datetime import UTC, datetime
+
+            for i, value in enumerate(values):
+                t = parse_trade(value)
+                event = datetime.fromtimestamp(t.ts / 1000, UTC)
+                copy.write_row(
+                    (t.symbol, t.price, t.volume, t.ts, event,
+                     list(t.conditions) if t.conditions is not None else None, t.source,
+                     topic + ".binary", 0, i, event)
+                )
+        conn.rollback()
+        results["binary"] = len(values) / (time.perf_counter() - start)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--naive-seconds", type=float, default=20.0)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--format-sample", type=int, default=100_000)
+    parser.add_argument("--parse-workers", type=int, default=0, help="DRAIN_PARSE_WORKERS")
+    parser.add_argument("--keep", action="store_true", help="keep the bench rows and topic")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    setup_warehouse(settings)
+    drop_bench_partitions(settings)
+    topic = f"bench.trades.{uuid.uuid4().hex[:8]}"
+    n = args.rows
+    print(f"bench_drain: {n:,} trades, topic {topic} ({args.partitions} partitions)")
+
+    values = payloads(n)
+    produce_s = produce(settings, topic, values, args.partitions)
+    print(f"  produced in {produce_s:.1f}s (not part of any figure)")
+
+    # (a) the same rows as COPY text in a local file, loaded into the same table
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trades.copy"
+        with path.open("wb") as f:
+            for i, value in enumerate(values):
+                f.write(trade_line(value, topic, i % args.partitions, i, BASE_TS + i * 50)[0])
+        size_mb = path.stat().st_size / 1e6
+        copy_s = copy_from_file(settings, path)
+    drop_bench_partitions(settings)  # the drain then loads into the same, empty, partitions
+    print(f"  (a) COPY from a {size_mb:.0f} MB file: {copy_s:.1f}s")
+
+    options = DrainOptions(
+        topics={topic: "trades"},
+        group=f"bench-drain-{uuid.uuid4().hex[:8]}",
+        max_messages=n,
+        max_seconds=3600,
+        dq_policy="off",
+        parse_workers=args.parse_workers,
+    )
+    cpu_start = time.process_time()
+    result = drain_once(settings, options)
+    drain_cpu_s = time.process_time() - cpu_start
+    stats = result.topics[0]
+    assert stats.loaded == n and stats.quarantined == 0, stats
+    drain_s = result.duration_s
+    print(
+        f"  drain: {drain_s:.1f}s ({drain_cpu_s:.1f}s CPU in this process, "
+        f"{drain_cpu_s / n * 1e6:.1f} us/message; parse workers: {args.parse_workers})"
+    )
+
+    from tickhouse.drain.quality import check_run
+
+    start = time.perf_counter()
+    check_run(settings, DrainOptions(topics={topic: "trades"}, dq_min_event_time=date(1970, 1, 1)), result)
+    dq_s = time.perf_counter() - start
+
+    naive_rows, naive_s = naive_consumer(settings, topic, args.naive_seconds)
+    formats = copy_formats(settings, values[: args.format_sample], topic)
+
+    drain_rate = n / drain_s
+    copy_rate = n / copy_s
+    naive_rate = naive_rows / naive_s
+    print()
+    print(f"{'method':<44}{'rows/s':>12}{'time for N':>14}")
+    print(f"{'drain (Kafka -> raw.trades, exactly once)':<44}{drain_rate:>12,.0f}{drain_s:>13.1f}s")
+    print(f"{'(a) COPY from local file':<44}{copy_rate:>12,.0f}{copy_s:>13.1f}s")
+    print(
+        f"{'(b) row by row, commit per row (extrap.)':<44}{naive_rate:>12,.0f}"
+        f"{n / naive_rate:>13.1f}s"
+    )
+    print(f"{'GX checks of the drained batch':<44}{'':>12}{dq_s:>13.1f}s")
+    print()
+    print(f"drain / (a) = {drain_rate / copy_rate:.0%}   (target >= 60%)")
+    print(f"drain / (b) = {drain_rate / naive_rate:.1f}x   (target >= 20x)")
+    print(
+        f"COPY formats over {args.format_sample:,} rows (parse + build + COPY): text "
+        f"{formats['text']:,.0f} rows/s, binary write_row {formats['binary']:,.0f} rows/s"
+    )
+
+    if not args.keep:
+        drop_bench_partitions(settings)
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        admin.delete_topics([topic])[topic].result(30)
+        with psycopg.connect(settings.conninfo("loader"), autocommit=True) as conn:
+            conn.execute("delete from raw.kafka_offsets where topic = %s", (topic,))
+            conn.execute("delete from raw.load_stats where topic = %s", (topic,))
+            conn.execute("delete from raw.dq_results where run_id = %s", (result.run_id,))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

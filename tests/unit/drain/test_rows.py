@@ -1,0 +1,150 @@
+"""COPY text building and the warehouse-level checks on top of CONTRACT §3 (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tickhouse.drain.rows import (
+    COLUMNS,
+    alert_line,
+    copy_bytea,
+    copy_text,
+    copy_text_array,
+    copy_timestamp,
+    kafka_timestamp,
+    quarantine_line,
+    quote_line,
+    trade_line,
+)
+from tickhouse.schemas import InvalidMessage
+
+pytestmark = pytest.mark.unit
+
+
+def fields(line: bytes) -> list[str]:
+    assert line.endswith(b"\n")
+    return line[:-1].decode().split("\t")
+
+
+def test_trade_line_has_every_column_in_order() -> None:
+    line, event_ms = trade_line(
+        b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123,'
+        b'"conditions":["1","12"],"source":"finnhub"}',
+        "market.trades", 2, 41, 1763649000200,
+    )
+    assert event_ms == 1763649000123
+    assert fields(line) == [
+        "AAPL", "178.45", "100", "1763649000123", "2025-11-20 14:30:00.123+00", '{"1","12"}',
+        "finnhub", "market.trades", "2", "41", "2025-11-20 14:30:00.200+00",
+    ]
+    assert len(fields(line)) == len(COLUMNS["trades"])
+
+
+def test_optional_fields_become_null() -> None:
+    line, _ = trade_line(b'{"symbol":"A","price":1,"volume":0,"ts":0}', "t", 0, 0, None)
+    assert fields(line)[4:7] == ["1970-01-01 00:00:00.000+00", "\\N", "\\N"]
+    assert fields(line)[-1] == "\\N"
+
+
+def test_decimal_digits_are_kept_exactly() -> None:
+    line, _ = trade_line(
+        b'{"symbol":"A","price":0.1000000000000000055511151231257827,"volume":1E+3,"ts":5}',
+        "t", 0, 0, None,
+    )
+    assert fields(line)[1:3] == ["0.1000000000000000055511151231257827", "1E+3"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [("plain", "plain"), ("a\tb", "a\\tb"), ("a\\b", "a\\\\b"), ("l1\nl2\r", "l1\\nl2\\r")],
+)
+def test_copy_text_escapes_copy_specials(raw: str, escaped: str) -> None:
+    assert copy_text(raw) == escaped
+
+
+def test_array_literal_quotes_and_escapes_items() -> None:
+    assert copy_text_array(("1", "12")) == '{"1","12"}'
+    assert copy_text_array(()) == "{}"
+    assert copy_text_array(None) == "\\N"
+    # array quoting first ( \" and \\ ), then COPY escaping doubles each backslash
+    assert copy_text_array(('a"b', "c\\d", "{x}")) == '{"a\\\\"b","c\\\\\\\\d","{x}"}'
+
+
+def test_timestamps_are_utc_with_milliseconds() -> None:
+    assert copy_timestamp(0) == "1970-01-01 00:00:00.000+00"
+    assert copy_timestamp(978_307_200_999) == "2001-01-01 00:00:00.999+00"
+    assert kafka_timestamp(-1) == "\\N"
+    assert kafka_timestamp(10**16) == "\\N"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"symbol":"A","price":1,"volume":1,"ts":1,"source":"x\\u0000"}',
+         "source: contains a NUL"),
+        (b'{"symbol":"A","price":1,"volume":1,"ts":1,"conditions":["\\u0000"]}',
+         "conditions: contains a NUL"),
+        (b'{"symbol":"A","price":1,"volume":1,"ts":1,"source":"\\udc00"}',
+         "source: contains a lone UTF-16 surrogate \\udc00"),
+        (b'{"symbol":"A","price":1e-16384,"volume":1,"ts":1}', "price: 16384 digits after the decimal point"),
+        (b'{"symbol":"A","price":1,"volume":1.5e-20000,"ts":1}', "volume: 20001 digits"),
+    ],
+)
+def test_values_postgres_cannot_store_are_rejected(payload: bytes, reason: str) -> None:
+    with pytest.raises(InvalidMessage, match="^" + reason.replace("\\", "\\\\")):
+        trade_line(payload, "t", 0, 0, None)
+
+
+def test_numeric_scale_at_the_limit_is_accepted() -> None:
+    line, _ = trade_line(b'{"symbol":"A","price":1e-16383,"volume":1,"ts":1}', "t", 0, 0, None)
+    assert fields(line)[1] == "1E-16383"
+
+
+def test_schema_reasons_pass_through() -> None:
+    with pytest.raises(InvalidMessage, match="price: must be > 0"):
+        trade_line(b'{"symbol":"A","price":0,"volume":1,"ts":1}', "t", 0, 0, None)
+
+
+def test_quote_line() -> None:
+    line, event_ms = quote_line(
+        b'{"symbol":"A","price":2,"change":null,"change_pct":-0.5,"high":3,"low":1,"open":2,'
+        b'"prev_close":2.5,"ts":1000}',
+        "q", 1, 7, None,
+    )
+    assert event_ms == 1000
+    assert fields(line) == [
+        "A", "2", "\\N", "-0.5", "3", "1", "2", "2.5", "1000", "1970-01-01 00:00:01.000+00",
+        "\\N", "q", "1", "7", "\\N",
+    ]
+
+
+def test_alert_line_event_time_is_the_trade_time_and_details_are_json() -> None:
+    line, event_ms = alert_line(
+        b'{"alert_id":"x","symbol":"A","rule":"r","severity":"critical","message":"m\\tn",'
+        b'"trade_ts":2000,"detected_ts":3000,"details":{"z":1.5,"k":["v"]}}',
+        "a", 0, 1, None,
+    )
+    assert event_ms == 2000
+    parts = fields(line)
+    assert parts[4] == "m\\tn"
+    assert parts[7] == "1970-01-01 00:00:02.000+00"
+    assert parts[8] == '{"z": 1.5, "k": ["v"]}'
+
+
+def test_alert_details_with_nul_are_rejected() -> None:
+    with pytest.raises(InvalidMessage, match="details: contains a NUL"):
+        alert_line(
+            b'{"alert_id":"x","symbol":"A","rule":"r","severity":"info","message":"m",'
+            b'"trade_ts":1,"detected_ts":1,"details":{"k\\u0000":1}}',
+            "a", 0, 1, None,
+        )
+
+
+def test_quarantine_line_keeps_the_original_bytes() -> None:
+    line = quarantine_line("t", 0, 9, b"KEY", 5, b"\xff\x00\t", "not UTF-8: byte\tat 0")
+    assert fields(line) == [
+        "t", "0", "9", "\\\\x4b4559", "1970-01-01 00:00:00.005+00", "\\\\xff0009",
+        "not UTF-8: byte\\tat 0",
+    ]
+    assert fields(quarantine_line("t", 0, 1, None, None, None, "null"))[3:6] == ["\\N", "\\N", "\\N"]
+    assert copy_bytea(b"") == "\\\\x"
