@@ -1,0 +1,61 @@
+"""transform_marts: build and test the dbt marts when new raw data has landed (CONTRACT §5).
+
+Cosmos renders every dbt model (with its tests, TestBehavior.BUILD) and seed as an Airflow
+task, from the manifest `dbt parse` wrote at setup (`tickhouse.transform.dbt_parse()`), so
+parsing this file runs no dbt. The run is scheduled on the raw Assets the ingest DAG emits.
+dbt reads its connection from the environment through profiles.yml (POSTGRES_HOST,
+POSTGRES_PORT, POSTGRES_DB, DBT_USER, DBT_PASSWORD, BI_READER_USER).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from airflow.sdk import Asset
+from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+RAW_TRADES = Asset("tickhouse.raw.trades")
+RAW_QUOTES = Asset("tickhouse.raw.quotes")
+RAW_ALERTS = Asset("tickhouse.raw.alerts")
+
+transform_marts = DbtDag(
+    dag_id="transform_marts",
+    description="dbt build of the Tickhouse marts (bars, technicals, analytics, alerts)",
+    project_config=ProjectConfig(
+        dbt_project_path=DBT_PROJECT_DIR,
+        manifest_path=MANIFEST_PATH,
+        project_name="tickhouse",
+    ),
+    profile_config=ProfileConfig(
+        profile_name="tickhouse",
+        target_name="postgres",
+        profiles_yml_filepath=REPO_ROOT / "profiles.yml",
+    ),
+    execution_config=ExecutionConfig(
+        execution_mode=ExecutionMode.LOCAL,
+        invocation_mode=InvocationMode.DBT_RUNNER,
+    ),
+    render_config=RenderConfig(
+        load_method=LoadMode.DBT_MANIFEST,
+        test_behavior=TestBehavior.BUILD,
+        # tests over two models (relationships, technicals-cover-bars) run in their own
+        # task after both parents, not half-way inside the first parent's build
+        should_detach_multiple_parents_tests=True,
+        emit_datasets=False,
+    ),
+    # a failed data test is a finding, not a transient error: never retry
+    operator_args={"install_deps": False, "retries": 0},
+    default_args={"owner": "tickhouse", "retries": 0},
+    # any new raw data triggers a build; the incremental models make it cheap
+    schedule=(RAW_TRADES | RAW_QUOTES | RAW_ALERTS),
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["tickhouse", "dbt"],
+)

@@ -1,0 +1,35 @@
+{#
+    The newest value of `column` already in the incremental model itself, minus `minutes`,
+    as a literal: read with a query when the model is compiled, so that the planner sees a
+    constant (partition pruning, index ranges, row estimates) instead of a subquery. A
+    timestamp far in the past when the model is empty.
+#}
+{% macro watermark(column, minutes=0) -%}
+    {%- set value = none -%}
+    {%- if execute -%}
+        {%- set query -%}
+            select {{ dbt.cast(dbt.dateadd('minute', -1 * minutes, 'max(' ~ column ~ ')'), api.Column.translate_type('string')) }}
+            from {{ this }}
+        {%- endset -%}
+        {%- set value = run_query(query).columns[0].values()[0] -%}
+    {%- endif -%}
+    {{- tickhouse.timestamp_tz_literal(value if value is not none else '1900-01-01 00:00:00+00:00') -}}
+{%- endmacro %}
+
+{# A timestamp-with-time-zone literal. #}
+{% macro timestamp_tz_literal(value) -%}
+    {{ return(adapter.dispatch('timestamp_tz_literal')(value)) }}
+{%- endmacro %}
+
+{% macro default__timestamp_tz_literal(value) -%}
+    cast('{{ value }}' as timestamp with time zone)
+{%- endmacro %}
+
+{% macro snowflake__timestamp_tz_literal(value) -%}
+    cast('{{ value }}' as timestamp_tz)
+{%- endmacro %}
+
+{# The time this dbt invocation started: the `updated_at` of the rows it writes. #}
+{% macro run_started_at_literal() -%}
+    {{ tickhouse.timestamp_tz_literal(run_started_at.isoformat()) }}
+{%- endmacro %}

@@ -1,0 +1,32 @@
+-- One row per drain run and topic, renamed for reporting.
+
+with
+
+source as (
+
+    select * from {{ source('tickhouse', 'load_stats') }}
+
+),
+
+renamed as (
+
+    select
+        run_id,
+        consumer_group,
+        topic,
+        target_table,
+        started_at,
+        finished_at,
+        duration_ms,
+        consumed,
+        loaded,
+        quarantined,
+        lag_after as consumer_lag_after,
+        min_event_time,
+        max_event_time
+
+    from source
+
+)
+
+select * from renamed

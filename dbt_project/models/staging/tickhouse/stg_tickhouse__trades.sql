@@ -1,0 +1,39 @@
+-- One row per trade message, cast and renamed. A message redelivered by Kafka keeps its
+-- coordinates (topic, partition, offset) and its event time; only its first load is kept.
+-- Zero-volume prints (Finnhub `v = 0`: price updates without size) are kept: they count as
+-- trades for open/high/low/close and trade_count, and add nothing to volume or VWAP.
+
+with source as (
+
+    select * from {{ source('tickhouse', 'trades') }}
+
+),
+
+deduplicated as (
+
+    {{ tickhouse.deduplicate_redeliveries('source') }}
+
+),
+
+renamed as (
+
+    select
+        symbol,
+        price,
+        volume,
+        ts as event_ts_ms,
+        event_time,
+        conditions,
+        source as trade_source,
+        volume = 0 as is_zero_volume,
+        kafka_topic,
+        kafka_partition,
+        kafka_offset,
+        kafka_timestamp,
+        loaded_at
+
+    from deduplicated
+
+)
+
+select * from renamed

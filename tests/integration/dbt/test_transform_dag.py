@@ -1,0 +1,76 @@
+"""The transform_marts DAG: parses from the manifest `dbt parse` writes, quickly, with the
+schedule, tasks and retries the contract asks for. Parsed by Airflow's DagBag in a child
+process with a throwaway AIRFLOW_HOME, so no Airflow state is touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tickhouse.config import PROJECT_ROOT
+from tickhouse.transform import dbt_parse
+
+pytestmark = pytest.mark.integration
+
+PARSE_DAG = r"""
+import json, sys, time
+from airflow.dag_processing.dagbag import DagBag
+import cosmos  # imported by the DAG processor once, not per parse
+started = time.monotonic()
+bag = DagBag(dag_folder=sys.argv[1])
+seconds = time.monotonic() - started
+dag = bag.dags.get("transform_marts")
+print(json.dumps({
+    "errors": {k: str(v) for k, v in bag.import_errors.items()},
+    "seconds": seconds,
+    "tasks": {
+        t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids)} for t in dag.tasks
+    } if dag else {},
+    "schedule": repr(dag.timetable) if dag else "",
+    "max_active_runs": dag.max_active_runs if dag else None,
+}))
+"""
+
+
+def test_transform_marts_dag_parses_from_the_manifest(tmp_path: Path) -> None:
+    manifest = dbt_parse()
+    assert json.loads(manifest.read_text())["metadata"]["project_name"] == "tickhouse"
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", PARSE_DAG, str(PROJECT_ROOT / "dags" / "transform_marts.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    assert result["seconds"] < 2.0
+    tasks = result["tasks"]
+    for model in (
+        "int_trades_aggregated_to_minute_bars",
+        "fct_bars",
+        "fct_technicals",
+        "stock_analytics",
+        "fct_alerts",
+    ):
+        assert f"{model}_model_build" in tasks
+    assert "fct_bars_model_build" in tasks["fct_technicals_model_build"]["upstream"]
+    assert "dim_symbols_seed_build" in tasks
+    assert all(task["retries"] == 0 for task in tasks.values())
+    for asset in ("tickhouse.raw.trades", "tickhouse.raw.quotes", "tickhouse.raw.alerts"):
+        assert f"name='{asset}'" in result["schedule"]
+    assert "AssetAny" in result["schedule"]
+    assert result["max_active_runs"] == 1

@@ -1,0 +1,118 @@
+"""`tickhouse transform`: `dbt build` of dbt_project/, the way the transform_marts DAG runs it.
+
+dbt runs in-process through its programmatic entry point (`dbtRunner`), with the project at
+`dbt_project/` and the profile `tickhouse` read from `profiles.yml` at the repository root.
+The profile takes its connection from environment variables, which are set here from
+`load_settings()` so that the generated credentials (setup's secrets file) reach dbt.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tickhouse.config import PROJECT_ROOT, ConfigError, Settings, load_settings
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+PROFILES_DIR = PROJECT_ROOT
+MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+
+class TransformError(RuntimeError):
+    """dbt could not run or reported failures."""
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """The environment variables profiles.yml reads, from the Tickhouse settings."""
+    return {
+        "POSTGRES_HOST": settings.postgres_host,
+        "POSTGRES_PORT": str(settings.postgres_port),
+        "POSTGRES_DB": settings.postgres_db,
+        "DBT_USER": settings.dbt_user,
+        "DBT_PASSWORD": settings.dbt_password,
+        "BI_READER_USER": settings.bi_reader_user,
+    }
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_dbt(args: Sequence[str], settings: Settings | None = None) -> Any:
+    """Invoke one dbt command (e.g. ["build", "--full-refresh"]) on the project; returns
+    dbt's `dbtRunnerResult` (`.success`, `.result`, `.exception`)."""
+    from dbt.cli.main import dbtRunner  # heavy import: only when dbt actually runs
+
+    settings = settings or load_settings()
+    command = [
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(PROFILES_DIR),
+    ]
+    with _environment(dbt_environment(settings)):
+        return dbtRunner().invoke(command)
+
+
+def build(extra_args: Sequence[str] = (), settings: Settings | None = None) -> None:
+    """`dbt build` of the whole project; raises TransformError when anything fails."""
+    result = run_dbt(["build", *extra_args], settings)
+    if not result.success:
+        raise TransformError(_failure_summary(result))
+
+
+def dbt_parse(settings: Settings | None = None) -> Path:
+    """`dbt parse`: writes dbt_project/target/manifest.json (what the DAG loads); returns its path."""
+    result = run_dbt(["parse"], settings)
+    if not result.success or not MANIFEST_PATH.is_file():
+        raise TransformError(f"dbt parse did not write {MANIFEST_PATH}: {_failure_summary(result)}")
+    return MANIFEST_PATH
+
+
+def _failure_summary(result: Any) -> str:
+    if result.exception is not None:
+        return f"dbt raised {type(result.exception).__name__}: {result.exception}"
+    failures = []
+    for node_result in getattr(result.result, "results", None) or []:
+        status = str(getattr(node_result, "status", ""))
+        if status.lower() in {"error", "fail", "runtime error"}:
+            failures.append(f"{node_result.node.name}: {status} {node_result.message or ''}".strip())
+    return "; ".join(failures) or "dbt reported failure (see its log above)"
+
+
+def main(argv: list[str]) -> int:
+    """`tickhouse transform [DBT BUILD ARGS...]`, e.g. `tickhouse transform --full-refresh`."""
+    if argv and argv[0] in {"-h", "--help"}:
+        print(
+            "usage: tickhouse transform [dbt build options, e.g. --full-refresh, --select fct_bars+]\n"
+            f"Runs `dbt build` on {DBT_PROJECT_DIR} with the profile in {PROFILES_DIR / 'profiles.yml'}."
+        )
+        return 0
+    try:
+        build(argv)
+    except ConfigError as error:
+        print(f"tickhouse transform: configuration error: {error}", file=sys.stderr)
+        return 2
+    except TransformError as error:
+        print(f"tickhouse transform: dbt build failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
