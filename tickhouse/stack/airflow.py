@@ -169,7 +169,11 @@ def start(settings: Settings) -> list[str]:
     for component, svc in zip(COMPONENTS, services(settings), strict=True):
         if svc.name in running:
             continue
-        svc.start([str(_venv_bin() / "airflow"), component], env=env, cwd=home)
+        # The scheduler and triggerer would start a log server bound to every interface (uvicorn
+        # host "", ports 8793/8794) that nothing here needs: the api-server reads the task logs
+        # from the shared local log folder. Without it everything listens on 127.0.0.1 only.
+        extra = ["--skip-serve-logs"] if component in ("scheduler", "triggerer") else []
+        svc.start([str(_venv_bin() / "airflow"), component, *extra], env=env, cwd=home)
         started.append(svc.name)
     api = services(settings)[0]
     wait_until(

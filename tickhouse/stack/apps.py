@@ -34,7 +34,7 @@ def _tickhouse() -> str:
 
 
 APPS = (
-    App("alerts", ("alerts",), "ALERTS_METRICS_PORT", 9103, "/metrics"),
+    App("alerts", ("alerts", "--from-beginning"), "ALERTS_METRICS_PORT", 9103, "/metrics"),
     App("metrics", ("metrics",), "PIPELINE_METRICS_PORT", 9102, "/metrics"),
     App("dashboard", ("dashboard",), "DASHBOARD_PORT", 8501, "/"),
 )

@@ -62,11 +62,43 @@ def up(
         )
     if "airflow" in wanted:
         t0 = time.monotonic()
+        if _refresh_dbt_manifest(settings):
+            say(f"dbt         manifest rebuilt for the transform_marts DAG ({time.monotonic() - t0:.1f} s)")
+        t0 = time.monotonic()
         if airflow.start(settings):
             started.append("airflow")
         say(f"Airflow     {settings.airflow_url}  ready ({time.monotonic() - t0:.1f} s)")
         say(f"            login: admin / {airflow.admin_password(settings)}")
     return started
+
+
+def _refresh_dbt_manifest(settings: Settings) -> bool:
+    """`dbt parse` when the dbt project changed since the manifest was written: the Cosmos DAG
+    renders its tasks from that manifest, so parsing the DAG file never runs dbt."""
+    project = settings.project_root / "dbt_project"
+    if not (project / "dbt_project.yml").exists():
+        return False
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = [settings.project_root / "profiles.yml", *sorted(project.rglob("*"))]
+    for path in files:
+        if (
+            path.is_file()
+            and not path.is_relative_to(project / "target")
+            and not path.is_relative_to(project / "logs")
+        ):
+            digest.update(str(path.relative_to(settings.project_root)).encode())
+            digest.update(path.read_bytes())
+    stamp = settings.state_dir / "dbt-manifest.stamp"
+    manifest = project / "target" / "manifest.json"
+    if manifest.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
+        return False
+    from tickhouse.transform import dbt_parse
+
+    dbt_parse(settings)
+    stamp.write_text(digest.hexdigest())
+    return True
 
 
 def down(components: Iterable[str] | None = None, say: Callable[[str], None] = print) -> list[str]:

@@ -3,7 +3,7 @@ on the LocalExecutor using the connections setup provisioned."""
 
 from __future__ import annotations
 
-from tests.conftest import AirflowAPI
+from tickhouse.airflow_api import AirflowAPI
 from tickhouse.config import Settings
 from tickhouse.stack.airflow import viewer_password
 
