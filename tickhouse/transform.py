@@ -78,7 +78,7 @@ def build(extra_args: Sequence[str] = (), settings: Settings | None = None) -> N
 
 def dbt_parse(settings: Settings | None = None) -> Path:
     """`dbt parse`: writes dbt_project/target/manifest.json (what the DAG loads); returns its path."""
-    result = run_dbt(["parse"], settings)
+    result = run_dbt(["--quiet", "parse"], settings)
     if not result.success or not MANIFEST_PATH.is_file():
         raise TransformError(f"dbt parse did not write {MANIFEST_PATH}: {_failure_summary(result)}")
     return MANIFEST_PATH

@@ -12,7 +12,8 @@
 }}
 
 -- The alerts of the fast-path alert service, one row per alert_id (the first delivery
--- wins when the service published an alert twice).
+-- wins when the service published an alert twice). Incremental on load time: every alert
+-- loaded since the last run is added, however old the trade that fired it.
 
 with
 
@@ -20,8 +21,8 @@ alerts as (
 
     select * from {{ ref('stg_tickhouse__alerts') }}
     {% if is_incremental() %}
-    where trade_time >= {{ tickhouse.watermark('trade_time', var('bar_lookback_daily_minutes')) }}
-      and loaded_at > {{ tickhouse.watermark('loaded_at', var('load_watermark_margin_minutes')) }}
+    -- by load time only: an alert about an old trade (a historical replay) is still a new alert
+    where loaded_at > {{ tickhouse.watermark('loaded_at', var('load_watermark_margin_minutes')) }}
     {% endif %}
 
 ),

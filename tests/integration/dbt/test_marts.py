@@ -149,12 +149,23 @@ def scenario(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Sc
             "detected_ts": ms(BASE) + 421_500,
         },
     ]
+    historical_alert = {
+        "alert_id": "a-3",
+        "symbol": "AAPL",
+        "rule": "session_high",
+        "severity": "info",
+        "message": "replayed history",
+        "trade_ts": ms(BASE - timedelta(days=3650)),
+        "detected_ts": ms(BASE),
+    }
     for number, batch in enumerate(batches, start=1):
         trades = with_coordinates(batch, offsets)
         load_trades(loader, trades)
         loaded.extend(trades)
         if number == 1:
             load_alerts(loader, alerts, first_offset=0)
+        if number == 2:  # an alert about a trade years older than every other (a replay)
+            load_alerts(loader, [historical_alert], first_offset=2)
         if number == 3:  # the alert service restarted and published a-1 again
             load_alerts(loader, alerts[:1], first_offset=10)
         _timed_build(run)
@@ -289,6 +300,7 @@ def test_unknown_symbols_flow_through_and_alerts_are_one_row_each(scenario: Scen
     assert [(a["alert_id"], a["severity"], a["kafka_offset"]) for a in alerts] == [
         ("a-1", "warning", 0),
         ("a-2", "critical", 1),
+        ("a-3", "info", 2),
     ]
 
 
