@@ -165,7 +165,7 @@ def stop(settings: Settings) -> bool:
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 4})
 
 
 def ensure_topics(settings: Settings, timeout: float = 60) -> None:
