@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from producer.finnhub_quotes import QuotePoller
+from producer.finnhub_quotes import QuotePoller, hide_secret_in_logs
 from producer.finnhub_stream import FinnhubAuthError, FinnhubStream, KeyLock
 from producer.metrics import ProducerMetrics, ProducerStats, StatusLine, metrics_port_from_env
 from producer.publisher import Publisher, PublisherError, ensure_topics
@@ -133,6 +133,7 @@ def main(argv: list[str]) -> int:
     except (ConfigError, ValueError) as err:
         print(f"tickhouse produce: {err}", file=sys.stderr)
         return EXIT_USAGE
+    hide_secret_in_logs(settings.finnhub_api_key)
     if args.source == "replay" and args.file is None:
         parser.error("--source replay needs --file PATH")
     if args.source == "finnhub" and not settings.finnhub_api_key:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -84,6 +85,44 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
+def redact(text: str, secret: str) -> str:
+    """`text` with every occurrence of `secret` (plain or URL-encoded) replaced by `***`."""
+    if not secret:
+        return text
+    for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
+        text = text.replace(form, "***")
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Masks a secret in every record a handler emits, whichever library logged it: at DEBUG,
+    websockets and urllib3 log request lines that carry the Finnhub key as `token=`."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message, self.secret)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secret)
+        return True
+
+
+def hide_secret_in_logs(secret: str) -> None:
+    """Install a RedactingFilter for `secret` on every handler of the root logger."""
+    if not secret:
+        return
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) and f.secret == secret for f in handler.filters):
+            handler.addFilter(RedactingFilter(secret))
+
+
 def _number(value: Any) -> Any:
     if value is None or (isinstance(value, (int, Decimal)) and not isinstance(value, bool)):
         return value
@@ -142,6 +181,7 @@ class QuotePoller:
         if not api_key:
             raise FinnhubAuthError("FINNHUB_API_KEY is not set; it is needed for /quote polling")
         self.client = finnhub.Client(api_key=api_key)
+        self._api_key = api_key
         # finnhub-python keeps API_URL as a class attribute: set it on this instance only.
         self.client.API_URL = api_url.rstrip("/")
         self._symbols = symbols
@@ -190,7 +230,9 @@ class QuotePoller:
                 reason = f"HTTP {err.status_code}"
             except (requests.RequestException, FinnhubRequestException) as err:
                 self.stats.quote_errors += 1
-                reason = f"{type(err).__name__}: {err}"
+                # requests puts the full URL in its errors, and finnhub-python sends the key as
+                # the `token` query parameter: keep the key out of the log
+                reason = redact(f"{type(err).__name__}: {err}", self._api_key)
             else:
                 return self._publish(symbol, body)
             delay = next(delays)

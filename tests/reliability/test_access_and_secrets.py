@@ -1,0 +1,422 @@
+"""Access and secrets: database roles, Airflow's API auth, loopback-only listeners, no secret in any
+log, Kafka message or Airflow page, symbols validated before SQL or a URL."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.finnhub_server import FakeFinnhub
+from tests.reliability.conftest import Scenario
+from tests.reliability.helpers import RelTopics
+from tickhouse.airflow_api import AirflowAPI
+from tickhouse.config import ConfigError, Settings, parse_symbols
+from tickhouse.stack import airflow, apps, kafka_broker, postgres
+from tickhouse.stack.processes import Service
+
+# --- database roles ------------------------------------------------------------------------------
+
+
+def _denied(settings: Settings, role: str, sql: str) -> str:
+    """Run `sql` as `role`; returns the error (fails the test when it succeeds)."""
+    with psycopg.connect(settings.conninfo(role), autocommit=True) as conn:
+        try:
+            conn.execute(sql)
+        except psycopg.errors.InsufficientPrivilege as err:
+            return str(err)
+        except psycopg.Error as err:  # e.g. "schema does not exist" is a refusal too, but say so
+            pytest.fail(f"{role}: {sql!r} failed for another reason than privileges: {err}")
+    pytest.fail(f"{role} was allowed to run {sql!r}")
+
+
+def test_database_roles(settings: Settings, scenario: Scenario) -> None:
+    """bi_reader reads marts only; the loader cannot alter marts."""
+    probe = f"rel_probe_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(settings.conninfo("dbt"), autocommit=True) as conn:
+        conn.execute(f"create table marts.{probe} (id int)")
+        conn.execute(f"insert into marts.{probe} values (1)")
+    checks = 0
+    try:
+        with psycopg.connect(settings.conninfo("bi_reader"), autocommit=True) as conn:
+            assert conn.execute(f"select count(*) from marts.{probe}").fetchone() == (1,)
+            # every marts table is readable
+            tables = [r[0] for r in conn.execute(
+                "select tablename from pg_tables where schemaname = 'marts'").fetchall()]
+            for t in tables:
+                conn.execute(f'select * from marts."{t}" limit 1')
+            # nothing outside marts is readable
+            unreadable = conn.execute(
+                "select n.nspname || '.' || c.relname from pg_class c"
+                " join pg_namespace n on n.oid = c.relnamespace"
+                " where c.relkind in ('r', 'p', 'v', 'm')"
+                " and n.nspname in ('raw', 'staging', 'intermediate', 'public')"
+                " and has_table_privilege(current_user, c.oid, 'select')"
+            ).fetchall()
+            assert unreadable == [], f"bi_reader can read outside marts: {unreadable}"
+            writable = conn.execute(
+                "select n.nspname || '.' || c.relname from pg_class c"
+                " join pg_namespace n on n.oid = c.relnamespace"
+                " where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')"
+                " and (has_table_privilege(current_user, c.oid, 'insert')"
+                "   or has_table_privilege(current_user, c.oid, 'update')"
+                "   or has_table_privilege(current_user, c.oid, 'delete')"
+                "   or has_table_privilege(current_user, c.oid, 'truncate'))"
+            ).fetchall()
+            assert writable == [], f"bi_reader can write: {writable}"
+            creatable = conn.execute(
+                "select nspname from pg_namespace"
+                " where has_schema_privilege(current_user, oid, 'create')"
+            ).fetchall()
+            assert creatable == [], f"bi_reader can create objects in {creatable}"
+            checks += len(tables) + 4
+        for sql in (
+            "select * from raw.trades limit 1",
+            "select * from raw.kafka_offsets limit 1",
+            f"insert into marts.{probe} values (2)",
+            f"update marts.{probe} set id = 3",
+            f"delete from marts.{probe}",
+            f"create table marts.{probe}_x (id int)",
+            "create table raw.rel_x (id int)",
+            "create schema rel_x",
+        ):
+            _denied(settings, "bi_reader", sql)
+            checks += 1
+        for sql in (
+            f"alter table marts.{probe} add column x int",
+            f"drop table marts.{probe}",
+            f"insert into marts.{probe} values (2)",
+            f"truncate marts.{probe}",
+            f"create table marts.{probe}_x (id int)",
+            "create schema rel_x",
+        ):
+            _denied(settings, "loader", sql)
+            checks += 1
+        # bi_reader cannot read Airflow's metadata (connections, variables) either
+        with contextlib.suppress(psycopg.OperationalError), psycopg.connect(
+            settings.conninfo("bi_reader", dbname=settings.airflow_db), autocommit=True
+        ) as conn:
+            readable = conn.execute(
+                "select relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+                " where n.nspname = 'public' and c.relkind = 'r'"
+                " and has_table_privilege(current_user, c.oid, 'select')"
+            ).fetchall()
+            assert readable == [], f"bi_reader can read Airflow tables {readable[:5]}"
+            scenario.note("bi_reader may CONNECT to the Airflow database (PUBLIC default) but read nothing")
+    finally:
+        with psycopg.connect(settings.conninfo("dbt"), autocommit=True) as conn:
+            conn.execute(f"drop table if exists marts.{probe}")
+    scenario.messages = checks
+
+
+# --- Airflow API ----------------------------------------------------------------------------------
+
+
+def test_airflow_api_auth(settings: Settings, scenario: Scenario) -> None:
+    """Airflow API: 401 without a token, 403 for the viewer triggering a DAG."""
+    anonymous = AirflowAPI(settings.airflow_url)
+    for method, path, body in (
+        ("GET", "/api/v2/dags", None),
+        ("GET", "/api/v2/connections", None),
+        ("POST", "/api/v2/dags/stack_healthcheck/dagRuns", {"logical_date": None}),
+        ("PATCH", "/api/v2/dags/ingest_market_data", {"is_paused": False}),
+    ):
+        status, _ = anonymous.request(method, path, body)
+        assert status == 401, f"{method} {path} without a token: {status}"
+    forged = AirflowAPI(settings.airflow_url)
+    forged.token = "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJhZG1pbiJ9.invalid"
+    assert forged.request("GET", "/api/v2/dags")[0] in (401, 403), "a forged token was accepted"
+    status, _ = anonymous.request("POST", "/auth/token", {"username": "admin", "password": "wrong"})
+    assert status in (401, 403), f"a wrong password got {status}"
+    viewer = AirflowAPI(settings.airflow_url, "viewer", airflow.viewer_password(settings))
+    assert viewer.request("GET", "/api/v2/dags")[0] == 200
+    for method, path, body in (
+        ("POST", "/api/v2/dags/stack_healthcheck/dagRuns", {"logical_date": None}),
+        ("POST", "/api/v2/dags/ingest_market_data/dagRuns", {"logical_date": None}),
+        ("PATCH", "/api/v2/dags/ingest_market_data", {"is_paused": False}),
+        ("GET", "/api/v2/connections", None),
+    ):
+        status, _ = viewer.request(method, path, body)
+        assert status == 403, f"viewer {method} {path}: {status}"
+    scenario.messages = 11
+
+
+# --- listening sockets ----------------------------------------------------------------------------
+
+
+def _stack_pids(settings: Settings) -> dict[int, str]:
+    roots: dict[int, str] = {}
+    pg = postgres.server_pid(settings)
+    if pg:
+        roots[pg] = "postgres"
+    services = [kafka_broker.service(settings), *airflow.services(settings),
+                *(Service(a.name, settings.state_dir) for a in apps.APPS)]
+    for svc in services:
+        pid = svc.pid()
+        if pid:
+            roots[pid] = svc.name
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out = dict(roots)
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if pid not in out and ppid in out:
+                out[pid] = out[ppid]
+                changed = True
+    return out
+
+
+def _listening(pids: dict[int, str]) -> list[tuple[str, str, int]]:
+    """(owner, address, port) of every listening TCP socket held by `pids`."""
+    inodes: dict[str, str] = {}
+    for pid, name in pids.items():
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes[target[8:-1]] = name
+    out = []
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A = LISTEN
+                continue
+            hex_addr, hex_port = fields[1].split(":")
+            raw = bytes.fromhex(hex_addr)
+            # /proc prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            out.append((inodes[fields[9]], socket.inet_ntop(family, raw), int(hex_port, 16)))
+    return out
+
+
+def _loopback(address: str) -> bool:
+    return address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1") or (
+        address.startswith("::ffff:127."))
+
+
+def test_every_service_listens_on_loopback_only(settings: Settings, scenario: Scenario) -> None:
+    """every stack service binds to 127.0.0.1 only."""
+    pids = _stack_pids(settings)
+    if not pids:
+        pytest.skip("no stack process of ours is running")
+    sockets = _listening(pids)
+    assert sockets, "found no listening socket of the stack (cannot read /proc?)"
+    exposed = [s for s in sockets if not _loopback(s[1])]
+    scenario.messages = len(sockets)
+    scenario.note("listening: " + ", ".join(sorted({f"{n}@{a}:{p}" for n, a, p in sockets})))
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    names = {n for n, _, _ in sockets}
+    assert {"postgres", "kafka", "airflow-api-server"} <= names, names
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+
+def _secrets(settings: Settings, finnhub_key: str) -> dict[str, str]:
+    values = {
+        "POSTGRES_PASSWORD": settings.postgres_password,
+        "LOADER_PASSWORD": settings.loader_password,
+        "DBT_PASSWORD": settings.dbt_password,
+        "BI_READER_PASSWORD": settings.bi_reader_password,
+        "AIRFLOW_DB_PASSWORD": settings.airflow_db_password,
+        "FINNHUB_API_KEY": finnhub_key,
+    }
+    for name, value in values.items():
+        assert len(value) >= 8, f"{name} is too short to grep for reliably"
+    return values
+
+
+def _grep_tree(paths: list[Path], secrets: dict[str, str]) -> list[str]:
+    """Files under `paths` (binary included) containing any secret: 'file: NAME'."""
+    pattern_file = Path(f"/tmp/rel-secrets-{uuid.uuid4().hex}")
+    pattern_file.write_text("\n".join(secrets.values()) + "\n")
+    pattern_file.chmod(0o600)
+    hits: list[str] = []
+    try:
+        existing = [str(p) for p in paths if p.exists()]
+        if not existing:
+            return hits
+        found = subprocess.run(
+            ["grep", "-rlaF", "-f", str(pattern_file), "--exclude=secrets.env", "--exclude=*.tmp",
+             "--exclude=passwords.json", *existing],
+            capture_output=True, text=True, check=False,
+        ).stdout.split()
+        for file in found:
+            data = Path(file).read_bytes()
+            names = [n for n, v in secrets.items() if v.encode() in data]
+            hits.append(f"{file}: {', '.join(names)}")
+    finally:
+        pattern_file.unlink(missing_ok=True)
+    return hits
+
+
+def test_secrets_appear_nowhere(
+    settings: Settings, airflow_api: AirflowAPI, rel_topics: RelTopics, tmp_path: Path,
+    scenario: Scenario,
+) -> None:
+    """Finnhub key and DB passwords in no log, message or Airflow page."""
+    key = f"RELFAKEKEY{uuid.uuid4().hex}"
+    secrets = _secrets(settings, key)
+    # a Finnhub producer run with the fake key: trades, a dropped connection, failing /quote calls,
+    # and a REST endpoint that is down (requests' errors carry the full URL, token included)
+    producer_log = tmp_path / "producer.log"
+    with FakeFinnhub(token=key) as server:
+        server.set_quote("RELS", c=10.0, d=0.1, dp=1.0, h=11.0, l=9.0, o=10.0, pc=9.9, t=int(time.time()))
+        server.fail_quotes(2, 500)
+        env = rel_topics.env(FINNHUB_API_KEY=key, FINNHUB_WS_URL=server.ws_url,
+                             FINNHUB_API_URL=server.api_url)
+        with producer_log.open("w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "producer.cli", "--source", "finnhub", "--symbols", "RELS",
+                 "--quotes-every", "1", "--no-status", "--metrics-port", "0", "--log-level", "DEBUG"],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+            try:
+                server.wait_subscribed(["RELS"], timeout=30)
+                server.send_trades([{"s": "RELS", "p": 10.5, "v": 3, "t": int(time.time() * 1000)}])
+                server.drop_connections()
+                server.wait_subscribed(["RELS"], timeout=30)
+                server.send_trades([{"s": "RELS", "p": 10.6, "v": 4, "t": int(time.time() * 1000)}])
+                time.sleep(3)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            dead_port = sock.getsockname()[1]
+        env["FINNHUB_API_URL"] = f"http://127.0.0.1:{dead_port}/api/v1"
+        with producer_log.open("a") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "producer.cli", "--source", "finnhub", "--symbols", "RELS",
+                 "--quotes-every", "1", "--no-status", "--metrics-port", "0", "--log-level", "DEBUG"],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+            time.sleep(4)
+            proc.terminate()
+            proc.wait(30)
+    text = producer_log.read_text()
+    assert "RELS" in text and ("retrying" in text or "attempt" in text), text[-2000:]
+
+    # a DAG run, so that there are task logs and API pages about it
+    run = airflow_api.run_dag("stack_healthcheck", timeout=180)
+    assert run["state"] == "success", run
+    run_id = run["dag_run_id"]
+
+    places = [
+        settings.state_dir / "logs",
+        airflow.airflow_home(settings) / "logs",
+        postgres.log_file(settings),
+        kafka_broker.kafka_dir(settings) / "data",
+        settings.project_root / "dbt_project" / "logs",
+        settings.project_root / "logs",
+        producer_log,
+    ]
+    hits = _grep_tree(places, secrets)
+
+    pages: list[tuple[str, str]] = []
+    paths = [
+        "/api/v2/dags", "/api/v2/dags/stack_healthcheck", "/api/v2/dags/stack_healthcheck/details",
+        "/api/v2/dags/ingest_market_data/details", f"/api/v2/dags/stack_healthcheck/dagRuns/{run_id}",
+        "/api/v2/connections", "/api/v2/variables", "/api/v2/config", "/api/v2/importErrors",
+        "/api/v2/plugins", "/api/v2/providers", "/api/v2/pools", "/api/v2/version",
+        "/api/v2/monitor/health", "/api/v2/dagSources/stack_healthcheck",
+        "/api/v2/dagSources/ingest_market_data", "/api/v2/eventLogs?limit=200",
+        "/api/v2/dags/stack_healthcheck/dagRuns/~/taskInstances",
+    ]
+    for ti in airflow_api.task_instances("stack_healthcheck", run_id):
+        base = f"/api/v2/dags/stack_healthcheck/dagRuns/{run_id}/taskInstances/{ti['task_id']}"
+        paths += [base, f"{base}/logs/{max(1, ti.get('try_number') or 1)}?full_content=true",
+                  f"{base}/xcomEntries"]
+    for path in paths:
+        _status, body = airflow_api.request("GET", path)
+        pages.append((path, json.dumps(body) if not isinstance(body, str) else body))
+    for path in ("/", "/dags", "/login", "/auth/login"):
+        with contextlib.suppress(Exception):
+            import urllib.request
+
+            with urllib.request.urlopen(settings.airflow_url + path, timeout=10) as resp:
+                pages.append((path, resp.read().decode(errors="replace")))
+    task_logs = [body for p, body in pages if "/logs/" in p]
+    assert task_logs and all("Pre Execute" in body for body in task_logs), (
+        f"the task logs could not be read through the API: {task_logs[:1]!r:.500}")
+    for path, body in pages:
+        for name, value in secrets.items():
+            if value in body:
+                hits.append(f"Airflow {path}: {name}")
+    scenario.messages = len(pages)
+    scenario.note(f"grepped {len(places)} places (logs, task logs, Kafka data) and {len(pages)} "
+                  "Airflow pages")
+    assert not hits, "secrets found:\n" + "\n".join(hits)
+
+
+# --- symbols ------------------------------------------------------------------------------------------
+
+# outside CONTRACT §3's symbol alphabet; ("../x" and "BRK/B" are inside it: see the URL check below)
+HOSTILE_SYMBOLS = [
+    "AAPL'; drop table raw.trades; --", "A B", "AAPL&token=x", "AAPL?x=1", "AAPL#x",
+    "\u0000", "ÄPPLE", "A" * 33, "", "AAP\nL", "%41APL", "<script>", "AAPL\\", '"AAPL"',
+]
+
+
+def test_symbols_validated_before_sql_or_url(settings: Settings, scenario: Scenario) -> None:
+    """symbols validated before SQL or a URL."""
+    from producer.finnhub_stream import parse_frame
+    from tickhouse.schemas import InvalidMessage, parse_trade
+
+    for symbol in HOSTILE_SYMBOLS:
+        with pytest.raises(ConfigError):
+            parse_symbols("SYMBOLS", symbol)
+        with pytest.raises(InvalidMessage, match="symbol"):
+            parse_trade(json.dumps({"symbol": symbol, "price": 1, "volume": 1, "ts": 1}).encode())
+        frame = parse_frame(json.dumps({"type": "trade", "data": [
+            {"s": symbol, "p": 1, "v": 1, "t": 1}]}))
+        assert not frame.trades and frame.problems and "symbol" in frame.problems[0]
+    # the producer refuses them before opening any connection
+    for symbol in HOSTILE_SYMBOLS[:4]:
+        result = subprocess.run(
+            [sys.executable, "-m", "producer.cli", "--source", "finnhub", "--symbols", symbol,
+             "--no-status", "--metrics-port", "0"],
+            env={**os.environ, "FINNHUB_API_KEY": "x" * 20, "FINNHUB_WS_URL": "ws://127.0.0.1:9",
+                 "FINNHUB_API_URL": "http://127.0.0.1:9"},
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert result.returncode == 2 and "not a valid symbol" in result.stderr, result.stderr
+    # symbols the contract admits but that mean something in a URL travel as a query value only
+    import asyncio
+
+    from producer.finnhub_quotes import QuotePoller
+
+    odd = ["../../etc/passwd", "BRK/B:^X=1", "A.B-C_D"]
+    with FakeFinnhub(token="k" * 20) as server:
+        for symbol in odd:
+            server.set_quote(symbol, c=10.0, d=0.1, dp=1.0, h=11.0, l=9.0, o=10.0, pc=9.9,
+                             t=int(time.time()))
+        got: list[Any] = []
+        poller = QuotePoller(server.api_url, "k" * 20, lambda: odd, got.append, every=1)
+        for symbol in odd:
+            asyncio.run(poller.poll_symbol(symbol))
+        assert [r[1] for r in server.quote_requests] == odd, server.quote_requests
+        assert [q.symbol for q in got] == odd
+    # SYMBOLS in the environment is validated for every process that loads settings
+    from tickhouse.config import load_settings
+
+    with pytest.raises(ConfigError):
+        load_settings({**os.environ, "SYMBOLS": "AAPL,MSFT;drop"})
+    scenario.messages = len(HOSTILE_SYMBOLS) * 3 + 5
