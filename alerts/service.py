@@ -205,6 +205,11 @@ class AlertService:
                 "fetch.wait.max.ms": 10,
                 "fetch.min.bytes": 1,
                 "client.id": f"tickhouse-alerts-{uuid.uuid4().hex[:8]}",
+                # A killed instance keeps its partitions until its session expires: the default
+                # 45 s would silence alerts that long. 10 s (heartbeats every 2 s) is the trade-off
+                # between a quick hand-over and false expiry on a busy 2-core machine.
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
                 **self.options.consumer_config,
             }
         )

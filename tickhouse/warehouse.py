@@ -53,6 +53,10 @@ def ensure_roles_and_databases(settings: Settings) -> None:
         _ensure_role(cur, settings.airflow_db_user, settings.airflow_db_password)
         _ensure_database(cur, settings.postgres_db, settings.postgres_user)
         _ensure_database(cur, settings.airflow_db, settings.airflow_db_user)
+        # PUBLIC may connect to a new database by default: only Airflow's role may use its own
+        cur.execute(
+            sql.SQL("revoke all on database {} from public").format(sql.Identifier(settings.airflow_db))
+        )
 
 
 def render_migration(text: str, settings: Settings) -> str:

@@ -86,6 +86,9 @@ aggregated as (
         max(loaded_at) as last_loaded_at
 
     from trades_in_scope
+    -- prints no market could produce stay in raw (and in the drain's data-quality warnings)
+    -- but out of the bars: one 1e308 price would overflow every indicator computed after it
+    where not is_implausible_print
     group by 1, 2
 
 ),

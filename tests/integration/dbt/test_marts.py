@@ -75,6 +75,7 @@ class Scenario:
     full_refresh: Snapshot | None = None
     after_very_late_trade: Snapshot | None = None
     very_late_trade: RawTrade | None = None
+    after_implausible_print: Snapshot | None = None
     build_seconds: list[float] = field(default_factory=list)
 
 
@@ -181,6 +182,13 @@ def scenario(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Sc
     _timed_build(run)
     run.very_late_trade = very_late[0]
     run.after_very_late_trade = _snapshot(settings, [*loaded, *very_late])
+    # a print the contract admits (finite, positive) but no market makes: it must not break the
+    # build (1e308 overflows double-precision indicators) and stays out of the bars
+    newest = max(t.ts for t in [*loaded, *very_late] if t.symbol == "MSFT")
+    implausible = with_coordinates([("MSFT", Decimal("1e308"), Decimal("1e308"), newest + 1_000)], offsets)
+    load_trades(loader, implausible)
+    _timed_build(run)
+    run.after_implausible_print = _snapshot(settings, [*loaded, *very_late])
     print(f"dbt build seconds: {[round(s, 1) for s in run.build_seconds]}")
     return run
 
@@ -349,3 +357,28 @@ def test_bi_reader_reads_marts_and_nothing_else(scenario: Scenario) -> None:
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"select count(*) from {table}")
+
+
+def test_implausible_prints_stay_out_of_the_bars_and_do_not_break_the_build(scenario: Scenario) -> None:
+    before, after = scenario.after_very_late_trade, scenario.after_implausible_print
+    assert before is not None and after is not None
+    columns = (
+        "symbol",
+        "bar_interval",
+        "bar_start",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "vwap",
+        "trade_count",
+    )
+
+    def values(snapshot: Snapshot) -> list[tuple[Any, ...]]:
+        return sorted(tuple(r[c] for c in columns) for r in snapshot.bars)
+
+    # exactly the bars of before the print arrived, and indicators still equal to TA-Lib
+    assert values(after) == values(before)
+    _assert_indicators_match_talib(after)
+    assert max(r["high"] for r in after.bars) < 1_000_000_000

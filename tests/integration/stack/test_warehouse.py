@@ -75,3 +75,10 @@ def test_migrations_recorded_and_raw_tables_present(settings: Settings) -> None:
 def test_services_listen_on_loopback_only(settings: Settings) -> None:
     with connect(settings, "owner") as conn:
         assert conn.execute("show listen_addresses").fetchone() == ("127.0.0.1",)
+
+
+@pytest.mark.parametrize("role", ["bi_reader", "loader", "dbt"])
+def test_only_airflow_may_connect_to_airflows_database(settings: Settings, role: str) -> None:
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        connect(settings, role, dbname=settings.airflow_db).close()
+    connect(settings, "airflow").close()

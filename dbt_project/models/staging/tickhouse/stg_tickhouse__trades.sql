@@ -2,6 +2,9 @@
 -- coordinates (topic, partition, offset) and its event time; only its first load is kept.
 -- Zero-volume prints (Finnhub `v = 0`: price updates without size) are kept: they count as
 -- trades for open/high/low/close and trade_count, and add nothing to volume or VWAP.
+-- Prints above var('max_plausible_price') or var('max_plausible_volume') are flagged
+-- (is_implausible_print): the contract admits any finite positive number, but no market
+-- trades at 1e308, and the bars leave such prints out.
 
 with source as (
 
@@ -26,6 +29,10 @@ renamed as (
         conditions,
         source as trade_source,
         volume = 0 as is_zero_volume,
+        (
+            price > {{ var('max_plausible_price') }}
+            or volume > {{ var('max_plausible_volume') }}
+        ) as is_implausible_print,
         kafka_topic,
         kafka_partition,
         kafka_offset,
