@@ -9,6 +9,7 @@ POSTGRES_PORT, POSTGRES_DB, DBT_USER, DBT_PASSWORD, BI_READER_USER).
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -34,7 +35,8 @@ transform_marts = DbtDag(
     ),
     profile_config=ProfileConfig(
         profile_name="tickhouse",
-        target_name="postgres",
+        # WAREHOUSE=snowflake (or DBT_TARGET) selects the profiles.yml target, as for the CLI
+        target_name=os.environ.get("DBT_TARGET") or os.environ.get("WAREHOUSE") or "postgres",
         profiles_yml_filepath=REPO_ROOT / "profiles.yml",
     ),
     execution_config=ExecutionConfig(

@@ -4,6 +4,7 @@ dbt runs in-process through its programmatic entry point (`dbtRunner`), with the
 `dbt_project/` and the profile `tickhouse` read from `profiles.yml` at the repository root.
 The profile takes its connection from environment variables, which are set here from
 `load_settings()` so that the generated credentials (setup's secrets file) reach dbt.
+`WAREHOUSE=snowflake` selects the profile's `snowflake` output (DBT_TARGET).
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tickhouse.config import PROJECT_ROOT, ConfigError, Settings, load_settings
+from tickhouse.config import (
+    PROJECT_ROOT,
+    ConfigError,
+    Settings,
+    load_settings,
+    merged_environment,
+)
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 PROFILES_DIR = PROJECT_ROOT
@@ -26,9 +33,18 @@ class TransformError(RuntimeError):
     """dbt could not run or reported failures."""
 
 
-def dbt_environment(settings: Settings) -> dict[str, str]:
-    """The environment variables profiles.yml reads, from the Tickhouse settings."""
-    return {
+def dbt_environment(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment variables profiles.yml reads, from the Tickhouse settings.
+
+    `DBT_TARGET` (the profile's output) follows `WAREHOUSE` (postgres or snowflake) unless it is
+    set explicitly; the SNOWFLAKE_* variables are passed on from the environment or `.env`.
+    """
+    from tickhouse.snowflake.settings import selected_warehouse
+
+    merged = merged_environment(environ)
+    values = {
         "POSTGRES_HOST": settings.postgres_host,
         "POSTGRES_PORT": str(settings.postgres_port),
         "POSTGRES_DB": settings.postgres_db,
@@ -36,6 +52,11 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "DBT_PASSWORD": settings.dbt_password,
         "BI_READER_USER": settings.bi_reader_user,
     }
+    target = merged.get("DBT_TARGET", "").strip() or selected_warehouse(environ)
+    if target != "postgres":  # profiles.yml's default
+        values["DBT_TARGET"] = target
+    values.update({k: v for k, v in merged.items() if k.startswith("SNOWFLAKE_")})
+    return values
 
 
 @contextmanager

@@ -68,13 +68,14 @@ def main(argv: list[str]) -> int:
     console = Console()
     try:
         settings = load_settings()
-        require_credentials(settings)
         options = load_options(
             settings,
             max_messages=args.max_messages,
             max_seconds=args.max_seconds,
             dq_policy=args.dq_policy,
         )
+        if options.warehouse == "postgres":
+            require_credentials(settings)
     except ConfigError as err:
         print(f"tickhouse drain: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@
 | `DRAIN_DQ_MIN_EVENT_TIME` | `1990-01-01` | lower bound of the data-quality timestamp check |
 | `DRAIN_DQ_MAX_PRICE` | 10000000 | upper bound of the data-quality price check |
 | `DRAIN_DQ_MAX_VOLUME` | 10000000000 | upper bound of the data-quality volume check |
+| `WAREHOUSE` | `postgres` | where the drain loads: `postgres` or `snowflake` (tickhouse.snowflake.settings) |
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from tickhouse.config import ConfigError, Settings
+from tickhouse.snowflake.settings import WAREHOUSES, selected_warehouse
 
 DQ_POLICIES = ("warn", "fail", "off")
 KINDS = ("trades", "quotes", "alerts")
@@ -43,6 +45,8 @@ class DrainOptions:
     parse_workers: int = 0
     # how often (seconds) the consumer looks for partitions added to a topic while it runs
     partition_refresh_seconds: float = 2.0
+    # where the rows go: "postgres" or "snowflake" (WAREHOUSE)
+    warehouse: str = "postgres"
 
     def __post_init__(self) -> None:
         for topic, kind in self.topics.items():
@@ -58,6 +62,10 @@ class DrainOptions:
             )
         if not 0 <= self.parse_workers <= 64:
             raise ConfigError(f"DRAIN_PARSE_WORKERS={self.parse_workers} must be from 0 to 64")
+        if self.warehouse not in WAREHOUSES:
+            raise ConfigError(
+                f"WAREHOUSE={self.warehouse!r} must be one of {', '.join(WAREHOUSES)}"
+            )
         if self.retention_days < 0:
             raise ConfigError(f"DRAIN_RETENTION_DAYS={self.retention_days} must be >= 0 (0 = keep)")
 
@@ -109,6 +117,7 @@ def load_options(
         "dq_min_event_time": min_event,
         "dq_max_price": _float(env, "DRAIN_DQ_MAX_PRICE", 1e7),
         "dq_max_volume": _float(env, "DRAIN_DQ_MAX_VOLUME", 1e10),
+        "warehouse": selected_warehouse(env),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return DrainOptions(**values)  # type: ignore[arg-type]

@@ -4,6 +4,9 @@ The order of a run, and why:
 
 1. open one transaction; take the group's advisory lock; read the next offsets from
    `raw.kafka_offsets` (the source of truth) and assign every partition from there;
+   (WAREHOUSE=snowflake: the same steps through `targets.SnowflakeTarget`, which stages the rows
+   with write_pandas and moves them into RAW in one transaction with the offsets and stats; see
+   `tickhouse.drain.snowflake_loader`)
 2. consume up to `max_messages` or `max_seconds` (stopping earlier once every partition is at its
    end), validating each message in the same pass and streaming it by COPY into its raw table or
    into `raw.quarantine`;
@@ -28,15 +31,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
 from tickhouse.config import Settings
 from tickhouse.drain.batches import BatchParser, BatchResult, Item
 from tickhouse.drain.consumer import KafkaSource, Position
-from tickhouse.drain.loader import CopyLoader
-from tickhouse.drain.offsets import lock_group, read_offsets, save_offsets
 from tickhouse.drain.options import DrainOptions
-from tickhouse.drain.stats import TopicStats, write_load_stats
+from tickhouse.drain.stats import TopicStats
+from tickhouse.drain.targets import RowLoader, open_target
 
 log = logging.getLogger(__name__)
 
@@ -102,44 +102,42 @@ def drain_once(
     deadline = time.monotonic() + options.max_seconds
     stats = {topic: TopicStats(topic, kind) for topic, kind in options.topics.items()}
 
-    conn = psycopg.connect(settings.conninfo("loader"), application_name="tickhouse-drain")
+    target = open_target(settings, options.warehouse, fault_hook)
     source: KafkaSource | None = None
-    loader: CopyLoader | None = None
+    loader: RowLoader | None = None
     try:
-        lock_group(conn, options.group)
-        start_offsets = read_offsets(conn, options.group, options.topics)
+        start_offsets = target.start(options.group, options.topics)
         source = KafkaSource(
             settings.kafka_bootstrap_servers, options.group, options.topics, start_offsets
         )
         source.refresh_partitions()
-        loader = CopyLoader(conn, fault_hook)
+        loader = target.loader()
         positions = _consume(source, loader, options, stats, start_offsets, deadline)
         loader.finish()
         _fire(fault_hook, "after_copy_before_commit")
 
         _record_lag(source, stats, positions, start_offsets)
-        save_offsets(conn, options.group, positions, start_offsets)
         finished_at = datetime.now(UTC)
-        write_load_stats(
-            conn,
+        target.commit(
+            options.group,
+            positions,
+            start_offsets,
             run_id=run_id,
-            group=options.group,
             started_at=started_at,
             finished_at=finished_at,
             stats=list(stats.values()),
         )
-        conn.commit()
         _fire(fault_hook, "after_commit_before_kafka_commit")
         source.commit(positions)
     except BaseException as exc:
         if loader is not None:
             loader.abort(type(exc), exc, exc.__traceback__)
-        _quietly(conn.rollback)
+        _quietly(target.rollback)
         raise
     finally:
         if source is not None:
             _quietly(source.close)
-        conn.close()
+        target.close()
 
     result = DrainResult(
         run_id=run_id,
@@ -150,6 +148,13 @@ def drain_once(
     )
     _log_summary(result)
     # Everything below runs after the commit: the rows are safe whatever happens here.
+    if target.kind != "postgres":
+        if options.retention_days or (run_quality and options.dq_policy != "off"):
+            log.info(
+                "DRAIN_RETENTION_DAYS and DRAIN_DQ_POLICY apply to PostgreSQL only; skipped on %s",
+                target.kind,
+            )
+        return result
     if options.retention_days:
         from tickhouse.drain.retention import drop_expired_partitions
 
@@ -178,7 +183,7 @@ def drain_once(
 
 def _consume(
     source: KafkaSource,
-    loader: CopyLoader,
+    loader: RowLoader,
     options: DrainOptions,
     stats: dict[str, TopicStats],
     start_offsets: dict[Position, int],

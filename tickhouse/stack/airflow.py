@@ -61,7 +61,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     kafka_conn = json.dumps(
         {"conn_type": "kafka", "extra": {"bootstrap.servers": settings.kafka_bootstrap_servers}}
     )
-    env = dict(os.environ)
+    # the project's .env reaches the workers too (DRAIN_*, WAREHOUSE, SNOWFLAKE_*, notifiers...);
+    # the process environment wins over it, as everywhere
+    env = {**read_env_file(root / ".env"), **os.environ}
     env.update(settings.as_env())
     env.update(
         {

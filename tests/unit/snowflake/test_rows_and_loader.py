@@ -1,0 +1,135 @@
+"""The drain's COPY lines -> Snowflake staging rows, and the loader's SQL on fakesnow (in-process)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tickhouse.drain.offsets import OffsetConflict
+from tickhouse.drain.rows import alert_line, quarantine_line, quote_line, trade_line
+from tickhouse.drain.snowflake_loader import (
+    SnowflakeLoader,
+    read_offsets,
+    save_offsets,
+    write_load_stats,
+)
+from tickhouse.drain.snowflake_rows import split_copy_line, staging_row, text_array_json
+from tickhouse.drain.stats import TopicStats
+from tickhouse.snowflake.schema import ddl_statements, setup_raw
+
+pytestmark = pytest.mark.unit
+
+TRADE = json.dumps({
+    "symbol": "BRK.B", "price": 412.5, "volume": 0, "ts": 1763649000123,
+    "conditions": ["1", 'q"uote', "back\\slash", "tab\tnew\nline"], "source": "ünï\\code",
+}).encode()
+
+
+def test_copy_lines_split_back_into_their_values() -> None:
+    line, _ = trade_line(TRADE, "market.trades", 2, 41, 1763649000200)
+    row = staging_row("trades", line.decode())
+    assert row == [
+        "BRK.B", "412.5", "0", "1763649000123", "1763649000123",
+        json.dumps(["1", 'q"uote', "back\\slash", "tab\tnew\nline"], ensure_ascii=False),
+        "ünï\\code", "market.trades", "2", "41", "1763649000200",
+    ]
+
+
+def test_null_fields_and_quarantine_bytes() -> None:
+    line = quarantine_line("t", 0, 7, None, None, b"\x00\xff\\N\t", "not UTF-8: \\ bad\tx")
+    assert staging_row("quarantine", line.decode()) == [
+        "t", "0", "7", None, None, "00ff5c4e09", "not UTF-8: \\ bad\tx",
+    ]
+    assert split_copy_line("a\t\\N\tb\\\\N\n") == ["a", None, "b\\N"]
+    assert text_array_json(None) is None
+    assert text_array_json("{}") == "[]"
+
+
+def test_quote_and_alert_lines() -> None:
+    qline, _ = quote_line(
+        b'{"symbol":"AAPL","price":1,"change":null,"change_pct":0.5,"high":2,"low":0.5,'
+        b'"open":1,"prev_close":1,"ts":1000}', "q", 0, 1, None,
+    )
+    assert staging_row("quotes", qline.decode())[1:4] == ["1", None, "0.5"]
+    aline, _ = alert_line(
+        json.dumps({"alert_id": "x", "symbol": "A", "rule": "r", "severity": "info",
+                    "message": "m\tn", "trade_ts": 5, "detected_ts": 6,
+                    "details": {"k": "v\\"}}).encode(), "a", 0, 1, None,
+    )
+    row = staging_row("alerts", aline.decode())
+    assert row[4] == "m\tn" and json.loads(row[8]) == {"k": "v\\"}  # type: ignore[arg-type]
+
+
+def test_ddl_file_splits_into_statements() -> None:
+    statements = ddl_statements()
+    assert statements[0] == "create schema if not exists raw"
+    assert sum(s.startswith("create table if not exists raw.") for s in statements) == 6
+    assert not any("--" in s for s in statements)
+
+
+@pytest.fixture
+def conn() -> Iterator[Any]:
+    import fakesnow
+    import snowflake.connector
+
+    with fakesnow.patch():
+        connection = snowflake.connector.connect(database="TICKHOUSE", schema="RAW")
+        setup_raw(connection)
+        setup_raw(connection)  # idempotent
+        yield connection
+        connection.close()
+
+
+def _stage(conn: Any, offsets: range) -> SnowflakeLoader:
+    loader = SnowflakeLoader(conn)
+    block = b"".join(
+        trade_line(TRADE, "market.trades", 0, o, None)[0] for o in offsets
+    )
+    loader.add_block("trades", block, set())
+    loader.add_quarantine(quarantine_line("market.trades", 0, 99, b"k", None, b"\xff", "bad"))
+    loader.finish()
+    return loader
+
+
+def test_staged_rows_are_inserted_once_however_often_they_are_moved(conn: Any) -> None:
+    loader = _stage(conn, range(5))
+    cur = conn.cursor()
+    assert loader.move_staged_rows(cur) == {"trades": 5, "quarantine": 1}
+    assert loader.move_staged_rows(cur) == {"trades": 0, "quarantine": 0}
+    _stage(conn, range(3, 8)).move_staged_rows(cur)
+    cur.execute("select kafka_offset from raw.trades order by 1")
+    assert [int(o) for (o,) in cur.fetchall()] == list(range(8))
+    cur.execute("select payload, kafka_key, error from raw.quarantine")
+    assert cur.fetchall() == [(b"\xff", b"k", "bad")]
+
+
+def test_offsets_move_only_from_where_the_run_found_them(conn: Any) -> None:
+    cur = conn.cursor()
+    save_offsets(cur, "g", {("t", 0): 10, ("t", 1): 3}, {})
+    assert read_offsets(conn, "g", ["t", "other"]) == {("t", 0): 10, ("t", 1): 3}
+    save_offsets(cur, "g", {("t", 0): 15}, {("t", 0): 10})
+    assert read_offsets(conn, "g", ["t"])[("t", 0)] == 15
+    with pytest.raises(OffsetConflict, match=r"t\[0\] is no longer 10"):
+        save_offsets(cur, "g", {("t", 0): 20}, {("t", 0): 10})
+    with pytest.raises(OffsetConflict, match=r"t\[1\] is no longer None"):
+        save_offsets(cur, "g", {("t", 1): 20}, {})
+
+
+def test_load_stats_rows(conn: Any) -> None:
+    stats = TopicStats("market.trades", "trades", consumed=3, loaded=2, quarantined=1,
+                       lag_after=0, min_event_ms=1000, max_event_ms=2000, offsets={0: [0, 2]})
+    start = datetime(2025, 11, 20, 14, 30, tzinfo=UTC)
+    cur = conn.cursor()
+    write_load_stats(cur, run_id="r1", group="g", started_at=start,
+                     finished_at=datetime(2025, 11, 20, 14, 30, 1, tzinfo=UTC), stats=[stats])
+    cur.execute("select target_table, duration_ms, consumed, loaded, quarantined, partitions,"
+                " date_part(epoch_millisecond, max_event_time) from raw.load_stats")
+    [(table, duration, consumed, loaded, quarantined, partitions, max_ms)] = cur.fetchall()
+    assert (table, duration, int(consumed), int(loaded), int(quarantined)) == (
+        "raw.trades", 1000, 3, 2, 1)
+    assert json.loads(partitions) == {"0": {"from": 0, "to": 2}}
+    assert int(max_ms) == 2000

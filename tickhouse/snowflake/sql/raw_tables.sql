@@ -1,0 +1,96 @@
+-- Raw landing tables in Snowflake: the same table and column names as PostgreSQL's
+-- (tickhouse/sql/002_raw_tables.sql, 003_drain_stats_and_quality.sql). Idempotent.
+-- Snowflake does not enforce unique constraints: the drain inserts a message only when its
+-- Kafka coordinates are not there yet (tickhouse/drain/snowflake_loader.py).
+-- Numbers are DOUBLE: every number CONTRACT §3 admits is a finite double, so no message can fail
+-- the load (NUMBER(38, s) would reject or round some). No day partitions: Snowflake prunes
+-- micro-partitions by event_time on its own; add `cluster by (to_date(event_time))` on big tables.
+create schema if not exists raw;
+
+create table if not exists raw.trades (
+    symbol          varchar       not null,
+    price           double        not null,
+    volume          double        not null,
+    ts              number(19, 0) not null,
+    event_time      timestamp_tz  not null,
+    conditions      array,
+    source          varchar,
+    kafka_topic     varchar       not null,
+    kafka_partition integer       not null,
+    kafka_offset    number(19, 0) not null,
+    kafka_timestamp timestamp_tz,
+    loaded_at       timestamp_tz  not null
+);
+
+create table if not exists raw.quotes (
+    symbol          varchar       not null,
+    price           double        not null,
+    change          double,
+    change_pct      double,
+    high            double        not null,
+    low             double        not null,
+    open            double        not null,
+    prev_close      double        not null,
+    ts              number(19, 0) not null,
+    event_time      timestamp_tz  not null,
+    source          varchar,
+    kafka_topic     varchar       not null,
+    kafka_partition integer       not null,
+    kafka_offset    number(19, 0) not null,
+    kafka_timestamp timestamp_tz,
+    loaded_at       timestamp_tz  not null
+);
+
+create table if not exists raw.alerts (
+    alert_id        varchar       not null,
+    symbol          varchar       not null,
+    rule            varchar       not null,
+    severity        varchar       not null,
+    message         varchar       not null,
+    trade_ts        number(19, 0) not null,
+    detected_ts     number(19, 0) not null,
+    event_time      timestamp_tz  not null,
+    details         variant       not null,
+    kafka_topic     varchar       not null,
+    kafka_partition integer       not null,
+    kafka_offset    number(19, 0) not null,
+    kafka_timestamp timestamp_tz,
+    loaded_at       timestamp_tz  not null
+);
+
+create table if not exists raw.quarantine (
+    kafka_topic     varchar       not null,
+    kafka_partition integer       not null,
+    kafka_offset    number(19, 0) not null,
+    kafka_key       binary,
+    kafka_timestamp timestamp_tz,
+    payload         binary,        -- the original message bytes, unchanged
+    error           varchar       not null,
+    loaded_at       timestamp_tz  not null
+);
+
+create table if not exists raw.kafka_offsets (
+    consumer_group  varchar       not null,
+    topic           varchar       not null,
+    partition       integer       not null,
+    next_offset     number(19, 0) not null,
+    updated_at      timestamp_tz  not null
+);
+
+create table if not exists raw.load_stats (
+    run_id          varchar       not null,
+    consumer_group  varchar       not null,
+    topic           varchar       not null,
+    target_table    varchar       not null,
+    started_at      timestamp_tz  not null,
+    finished_at     timestamp_tz  not null,
+    duration_ms     integer       not null,
+    consumed        number(19, 0) not null,
+    loaded          number(19, 0) not null,
+    quarantined     number(19, 0) not null,
+    lag_after       number(19, 0),
+    min_event_time  timestamp_tz,
+    max_event_time  timestamp_tz,
+    partitions      variant       not null,
+    loaded_at       timestamp_tz  not null
+);
