@@ -52,10 +52,12 @@ class FreshnessProbe:
     symbols: tuple[str, ...]
     interval_s: float = 1.0
     seen: dict[tuple[str, datetime], list[tuple[int, float]]] = field(default_factory=dict)
+    started_ms: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self.started_ms = int(time.time() * 1000)
         self._thread = threading.Thread(target=self._run, name="freshness-probe", daemon=True)
         self._thread.start()
 
@@ -103,6 +105,8 @@ class FreshnessProbe:
         for symbol, bar_start, ts in trades:
             key = (symbol, bar_start)
             rank[key] = rank.get(key, 0) + 1
+            if ts < self.started_ms:
+                continue  # an earlier demo's trade: counted in its bar, not timed
             for count, seen_at in self.seen.get(key, []):
                 if count >= rank[key]:
                     out.append(max(0.0, seen_at - ts / 1000))
