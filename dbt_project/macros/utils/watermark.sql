@@ -8,7 +8,9 @@
     {%- set value = none -%}
     {%- if execute -%}
         {%- set query -%}
-            select {{ dbt.cast(dbt.dateadd('minute', -1 * minutes, 'max(' ~ column ~ ')'), api.Column.translate_type('string')) }}
+            {#- clamped at now: a (valid) trade dated up to a day ahead must not move the window
+                past the trades arriving late right now #}
+            select {{ dbt.cast(dbt.dateadd('minute', -1 * minutes, 'least(max(' ~ column ~ '), ' ~ dbt.current_timestamp() ~ ')'), api.Column.translate_type('string')) }}
             from {{ this }}
         {%- endset -%}
         {%- set value = run_query(query).columns[0].values()[0] -%}

@@ -39,7 +39,13 @@ newest_bars as (
     {% for interval in intervals %}
     select
         '{{ interval.name }}' as bar_interval,
-        (select max(bar_start) from {{ this }} where bar_interval = '{{ interval.name }}') as newest_bar_start
+        -- clamped at now: a (valid) trade dated up to a day ahead must not push the lookback
+        -- window past the trades arriving late right now
+        (
+            select least(max(bar_start), {{ dbt.current_timestamp() }})
+            from {{ this }}
+            where bar_interval = '{{ interval.name }}'
+        ) as newest_bar_start
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
