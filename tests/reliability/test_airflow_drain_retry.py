@@ -98,13 +98,15 @@ def test_postgres_restart_during_airflow_drain(
 
         status, body = airflow_api.request("PATCH", f"/api/v2/dags/{DAG}", {"is_paused": False})
         assert status == 200, body
-        # unpaused, the DAG starts a scheduled run at once; trigger one only if none comes
-        time.sleep(5)
-        if not _active_runs(airflow_api):
+        # unpaused, the DAG starts a scheduled run at once; trigger one only if none comes.
+        # Watch for the COPY from the moment of unpausing: a prompt run copies the whole batch
+        # in a few seconds, so a pause before watching can miss it entirely.
+        copy_seen = _wait_for_copy(settings, timeout=5)
+        if not copy_seen and not _active_runs(airflow_api):
             status, run = airflow_api.request("POST", f"/api/v2/dags/{DAG}/dagRuns",
                                               {"logical_date": None, "conf": {}})
             assert status in (200, 201), run
-        if not _wait_for_copy(settings, timeout=180):
+        if not copy_seen and not _wait_for_copy(settings, timeout=180):
             pytest.fail("the Airflow drain task never started copying")
         copying = _active_runs(airflow_api, "running")
         assert copying, "a drain is copying but no DAG run is running"
