@@ -46,8 +46,12 @@ class RelTopics:
         self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
         futures = self.admin.create_topics(
             [
-                NewTopic(t, num_partitions=partitions, replication_factor=1,
-                         config={"max.message.bytes": str(BIG_MESSAGE_BYTES)})
+                NewTopic(
+                    t,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    config={"max.message.bytes": str(BIG_MESSAGE_BYTES)},
+                )
                 for t in self.names
             ]
         )
@@ -173,21 +177,24 @@ drain_once(settings, load_options(settings), fault_hook=hook, run_quality=False)
 
 
 def start_drain(env: dict[str, str], self_kill_stage: str | None = None) -> subprocess.Popen[str]:
-    argv = (
-        [sys.executable, "-c", SELF_KILL_SCRIPT, self_kill_stage] if self_kill_stage else DRAIN_ARGV
-    )
+    argv = [sys.executable, "-c", SELF_KILL_SCRIPT, self_kill_stage] if self_kill_stage else DRAIN_ARGV
     return subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
     )
 
 
 def run_drain(env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(DRAIN_ARGV, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(DRAIN_ARGV, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def drain_until_caught_up(settings: Settings, topics: RelTopics, env: dict[str, str],
-                          timeout: float = 240) -> int:
+def drain_until_caught_up(
+    settings: Settings, topics: RelTopics, env: dict[str, str], timeout: float = 240
+) -> int:
     """Run clean drains until raw.kafka_offsets reaches every high watermark; returns the runs."""
     deadline = time.monotonic() + timeout
     runs = 0
@@ -238,9 +245,12 @@ def check_trades_exactly_once(settings: Settings, topic: str, expected_ids: set[
             " union all select kafka_partition, kafka_offset from raw.quarantine where kafka_topic = %s",
             (topic, topic),
         ).fetchall()
-        ids = [int(v) for (v,) in conn.execute(
-            "select volume from raw.trades where kafka_topic = %s", (topic,)
-        ).fetchall()]
+        ids = [
+            int(v)
+            for (v,) in conn.execute(
+                "select volume from raw.trades where kafka_topic = %s", (topic,)
+            ).fetchall()
+        ]
     kafka_coords = {(p, o) for p, high in marks.items() for o in range(high)}
     seen = set(coords)
     id_set = set(ids)
@@ -269,13 +279,33 @@ def write_replay_csv(
     return set(range(n))
 
 
-def start_replay(env: dict[str, str], path: Path, trades_topic: str, speed: float = 0.0,
-                 spool: Path | None = None, log: Path | None = None,
-                 extra: list[str] | None = None) -> subprocess.Popen[str]:
+def start_replay(
+    env: dict[str, str],
+    path: Path,
+    trades_topic: str,
+    speed: float = 0.0,
+    spool: Path | None = None,
+    log: Path | None = None,
+    extra: list[str] | None = None,
+) -> subprocess.Popen[str]:
     argv = [
-        str(VENV_BIN / "tickhouse"), "produce", "--source", "replay", "--file", str(path),
-        "--speed", str(speed), "--trades-topic", trades_topic, "--no-status", "--metrics-port", "0",
-        "--flush-timeout", "120", "--stall-seconds", "1",
+        str(VENV_BIN / "tickhouse"),
+        "produce",
+        "--source",
+        "replay",
+        "--file",
+        str(path),
+        "--speed",
+        str(speed),
+        "--trades-topic",
+        trades_topic,
+        "--no-status",
+        "--metrics-port",
+        "0",
+        "--flush-timeout",
+        "120",
+        "--stall-seconds",
+        "1",
     ]
     if speed:
         argv += ["--max-gap", "1"]
@@ -314,3 +344,18 @@ def ensure_stack_healthy(settings: Settings, timeout: float = 180) -> list[str]:
     with psycopg.connect(settings.conninfo("owner"), connect_timeout=10) as conn:
         conn.execute("select 1")
     return restarted
+
+
+def wait_for_drain_copy(settings: Settings, timeout: float) -> bool:
+    """Poll until a drain (application_name tickhouse-drain) is inside its COPY into raw.trades."""
+    deadline = time.monotonic() + timeout
+    with owner_conn(settings) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "select count(*) from pg_stat_activity where application_name = 'tickhouse-drain'"
+                " and query ilike 'copy raw.trades%%' and state = 'active'"
+            ).fetchone()
+            if row and row[0]:
+                return True
+            time.sleep(0.05)
+    return False

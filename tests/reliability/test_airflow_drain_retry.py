@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.reliability.conftest import Scenario
-from tests.reliability.helpers import env_int, high_watermarks, owner_conn
+from tests.reliability.helpers import env_int, high_watermarks, owner_conn, wait_for_drain_copy
 from tickhouse.airflow_api import AirflowAPI
 from tickhouse.config import Settings
 from tickhouse.schemas import now_ms
@@ -21,20 +21,6 @@ from tickhouse.stack import postgres
 
 DAG = "ingest_market_data"
 TRADES = env_int("RELIABILITY_AIRFLOW_PG_TRADES", 120_000)
-
-
-def _wait_for_copy(settings: Settings, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    with owner_conn(settings) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "select count(*) from pg_stat_activity where application_name = 'tickhouse-drain'"
-                " and query ilike 'copy raw.trades%%' and state = 'active'"
-            ).fetchone()
-            if row and row[0]:
-                return True
-            time.sleep(0.05)
-    return False
 
 
 def _active_runs(api: AirflowAPI, *states: str) -> list[str]:
@@ -101,12 +87,12 @@ def test_postgres_restart_during_airflow_drain(
         # unpaused, the DAG starts a scheduled run at once; trigger one only if none comes.
         # Watch for the COPY from the moment of unpausing: a prompt run copies the whole batch
         # in a few seconds, so a pause before watching can miss it entirely.
-        copy_seen = _wait_for_copy(settings, timeout=5)
+        copy_seen = wait_for_drain_copy(settings, timeout=5)
         if not copy_seen and not _active_runs(airflow_api):
             status, run = airflow_api.request("POST", f"/api/v2/dags/{DAG}/dagRuns",
                                               {"logical_date": None, "conf": {}})
             assert status in (200, 201), run
-        if not copy_seen and not _wait_for_copy(settings, timeout=180):
+        if not copy_seen and not wait_for_drain_copy(settings, timeout=180):
             pytest.fail("the Airflow drain task never started copying")
         copying = _active_runs(airflow_api, "running")
         assert copying, "a drain is copying but no DAG run is running"

@@ -21,6 +21,7 @@ from tests.reliability.helpers import (
     run_drain,
     start_drain,
     start_replay,
+    wait_for_drain_copy,
     write_replay_csv,
 )
 from tickhouse.airflow_api import AirflowAPI
@@ -86,20 +87,6 @@ def test_kafka_broker_restart_mid_stream(
     assert result.lost == 0 and result.doubled == 0, result
 
 
-def _wait_for_copy(settings: Settings, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    with owner_conn(settings) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "select count(*) from pg_stat_activity where application_name = 'tickhouse-drain'"
-                " and query ilike 'copy raw.trades%%' and state = 'active'"
-            ).fetchone()
-            if row and row[0]:
-                return True
-            time.sleep(0.05)
-    return False
-
-
 def _dbt_available() -> bool:
     return (
         importlib.util.find_spec("tickhouse.transform") is not None
@@ -136,7 +123,7 @@ def test_postgres_restart_mid_drain(
     env = rel_topics.env()
     drain = start_drain(env)
     try:
-        assert _wait_for_copy(settings), "the drain never started its COPY"
+        assert wait_for_drain_copy(settings, timeout=30), "the drain never started its COPY"
         assert postgres.stop(settings)
         postgres.start(settings)
         _out, err = drain.communicate(timeout=120)
