@@ -121,6 +121,7 @@ class Settings:
     trades_topic: str
     quotes_topic: str
     alerts_topic: str
+    candles_topic: str
     postgres_host: str
     postgres_port: int
     postgres_db: str
@@ -154,8 +155,8 @@ class Settings:
         return self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
 
     @property
-    def topics(self) -> tuple[str, str, str]:
-        return (self.trades_topic, self.quotes_topic, self.alerts_topic)
+    def topics(self) -> tuple[str, str, str, str]:
+        return (self.trades_topic, self.quotes_topic, self.alerts_topic, self.candles_topic)
 
     @property
     def airflow_url(self) -> str:
@@ -193,6 +194,7 @@ class Settings:
             "TRADES_TOPIC": self.trades_topic,
             "QUOTES_TOPIC": self.quotes_topic,
             "ALERTS_TOPIC": self.alerts_topic,
+            "CANDLES_TOPIC": self.candles_topic,
             "POSTGRES_HOST": self.postgres_host,
             "POSTGRES_PORT": str(self.postgres_port),
             "POSTGRES_DB": self.postgres_db,
@@ -276,6 +278,7 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
         trades_topic=_topic("TRADES_TOPIC", get("TRADES_TOPIC", "market.trades")),
         quotes_topic=_topic("QUOTES_TOPIC", get("QUOTES_TOPIC", "market.quotes")),
         alerts_topic=_topic("ALERTS_TOPIC", get("ALERTS_TOPIC", "market.alerts")),
+        candles_topic=_topic("CANDLES_TOPIC", get("CANDLES_TOPIC", "market.candles")),
         postgres_host=get("POSTGRES_HOST", "127.0.0.1"),
         postgres_port=_port("POSTGRES_PORT", get("POSTGRES_PORT", "5432")),
         postgres_db=_role("POSTGRES_DB", get("POSTGRES_DB", "tickhouse")),

@@ -20,6 +20,8 @@ from tickhouse.config import SYMBOL_PATTERN
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FUTURE_MS = 24 * 60 * 60 * 1000  # ts may be at most one day after now
 SEVERITIES = ("info", "warning", "critical")
+# Finnhub's candle resolutions (minutes, day, week, month), as `market.candles` carries them
+RESOLUTIONS = ("1", "5", "15", "30", "60", "D", "W", "M")
 
 Number = int | float | Decimal
 
@@ -103,13 +105,43 @@ class Alert:
         }
 
 
+@dataclass(slots=True, frozen=True)
+class Candle:
+    """One OHLCV candle of `market.candles` (Finnhub `/stock/candle`; `bar_start` in epoch ms)."""
+
+    symbol: str
+    resolution: str
+    bar_start: int
+    open: Number
+    high: Number
+    low: Number
+    close: Number
+    volume: Number
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "symbol": self.symbol,
+            "resolution": self.resolution,
+            "bar_start": self.bar_start,
+            "open": self.open,
+            "high": self.high,
+            "low": self.low,
+            "close": self.close,
+            "volume": self.volume,
+        }
+        if self.source is not None:
+            out["source"] = self.source
+        return out
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
 
 
-def to_json(record: Trade | Quote | Alert) -> bytes:
+def to_json(record: Trade | Quote | Alert | Candle) -> bytes:
     """Serialize a record as the compact UTF-8 JSON message value."""
     return json.dumps(record.to_dict(), separators=(",", ":"), allow_nan=False, default=_json_default).encode(
         "utf-8"
@@ -378,3 +410,43 @@ def validate_alert(obj: dict[str, Any], now: int | None = None) -> Alert:
 def parse_alert(payload: bytes | None, now: int | None = None) -> Alert:
     """Message bytes from `market.alerts` -> Alert (raises InvalidMessage)."""
     return validate_alert(decode_object(payload), now)
+
+
+def validate_candle(obj: dict[str, Any], now: int | None = None) -> Candle:
+    """A decoded JSON object -> Candle, or InvalidMessage naming the first problem.
+
+    Beyond the field rules of trades, a candle must be a bar: low <= open, close <= high.
+    """
+    current = now_ms() if now is None else now
+    symbol = _symbol(obj)
+    resolution = _require(obj, "resolution")
+    if not isinstance(resolution, str):
+        raise InvalidMessage(
+            f"resolution: must be a string, one of {', '.join(RESOLUTIONS)}, "
+            f"got {_json_type(resolution)} {_show(resolution)}"
+        )
+    if resolution not in RESOLUTIONS:
+        raise InvalidMessage(f"resolution: must be one of {', '.join(RESOLUTIONS)}, got {_show(resolution)}")
+    candle = Candle(
+        symbol=symbol,
+        resolution=resolution,
+        bar_start=_epoch_ms(obj, "bar_start", current),
+        open=_number(obj, "open", minimum="positive"),
+        high=_number(obj, "high", minimum="positive"),
+        low=_number(obj, "low", minimum="positive"),
+        close=_number(obj, "close", minimum="positive"),
+        volume=_number(obj, "volume", minimum="non-negative"),
+        source=_optional_string(obj, "source"),
+    )
+    if not candle.low <= candle.high:
+        raise InvalidMessage(f"low {candle.low} is above high {candle.high}")
+    for name in ("open", "close"):
+        value = getattr(candle, name)
+        if not candle.low <= value <= candle.high:
+            raise InvalidMessage(f"{name} {value} is outside the candle's range [low {candle.low}, high {candle.high}]")
+    return candle
+
+
+def parse_candle(payload: bytes | None, now: int | None = None) -> Candle:
+    """Message bytes from `market.candles` -> Candle (raises InvalidMessage)."""
+    return validate_candle(decode_object(payload), now)
