@@ -90,9 +90,37 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None) -> Any:
         return dbtRunner().invoke(command)
 
 
+# pg_advisory_lock key of "one dbt build at a time" (any 64-bit constant; this spells "dbtbuild")
+BUILD_LOCK_KEY = 0x6462746275696C64
+
+
+@contextmanager
+def one_build_at_a_time(settings: Settings) -> Iterator[None]:
+    """Wait until no other build of this warehouse runs (PostgreSQL; a no-op elsewhere).
+
+    The incremental models take their change sets from what the previous build wrote; two
+    builds at once (the DAG and `tickhouse transform`) would each rebuild half of it.
+    """
+    from tickhouse.snowflake.settings import selected_warehouse
+
+    if selected_warehouse() != "postgres":
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(settings.conninfo("dbt"), autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(%s)", (BUILD_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (BUILD_LOCK_KEY,))
+
+
 def build(extra_args: Sequence[str] = (), settings: Settings | None = None) -> None:
     """`dbt build` of the whole project; raises TransformError when anything fails."""
-    result = run_dbt(["build", *extra_args], settings)
+    settings = settings or load_settings()
+    with one_build_at_a_time(settings):
+        result = run_dbt(["build", *extra_args], settings)
     if not result.success:
         raise TransformError(_failure_summary(result))
 

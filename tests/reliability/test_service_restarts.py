@@ -106,8 +106,7 @@ def test_postgres_restart_mid_drain(
     status, task = airflow_api.request("GET", "/api/v2/dags/ingest_market_data/tasks/drain")
     assert status == 200, task
     assert int(task["retries"]) >= 1, f"the drain task does not retry: {task['retries']}"
-    # recent event times (the last trade 5 minutes ago): incremental dbt takes trades within its
-    # 60-minute lookback of the newest bar, and other tests may have built bars up to now
+    # recent event times (the last trade 5 minutes ago), like a live feed
     base = now_ms() - 3_300_000
     # symbols of this run only: marts are incremental and keep the bars of earlier runs
     symbols = (f"RELPG{rel_topics.suffix[:8]}A", f"RELPG{rel_topics.suffix[:8]}B")

@@ -57,6 +57,41 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#
+    The start of the `1d` bar of the day that a daily candle stands for: Finnhub's daily
+    candles carry 00:00 UTC of the trading date, so the candle's UTC date is the trading date,
+    and the bar starts at 00:00 of that date in the trading time zone.
+#}
+{% macro daily_candle_bar_start(column) %}
+    {{ return(adapter.dispatch('daily_candle_bar_start')(column)) }}
+{% endmacro %}
+
+{% macro postgres__daily_candle_bar_start(column) -%}
+    (cast({{ column }} at time zone 'UTC' as date)::timestamp at time zone '{{ var("trading_timezone") }}')
+{%- endmacro %}
+
+{% macro snowflake__daily_candle_bar_start(column) -%}
+    {%- set tz = var("trading_timezone") -%}
+    {{ tickhouse.snowflake__utc_ntz_to_timestamp_tz(
+        "convert_timezone('" ~ tz ~ "', 'UTC', to_date(convert_timezone('UTC', " ~ column ~ "))::timestamp_ntz)"
+    ) }}
+{%- endmacro %}
+
+{# The UTC date of timestamp `column`, as a timestamp (00:00 UTC). #}
+{% macro utc_day_start(column) %}
+    {{ return(adapter.dispatch('utc_day_start')(column)) }}
+{% endmacro %}
+
+{% macro postgres__utc_day_start(column) -%}
+    date_bin(interval '1 day', {{ column }}, timestamp with time zone '2000-01-01 00:00:00+00')
+{%- endmacro %}
+
+{% macro snowflake__utc_day_start(column) -%}
+    {{ tickhouse.snowflake__utc_ntz_to_timestamp_tz(
+        "date_trunc('day', convert_timezone('UTC', " ~ column ~ ")::timestamp_ntz)"
+    ) }}
+{%- endmacro %}
+
 {# The trading day (a date in the trading time zone) of timestamp `column`. #}
 {% macro trading_date(column) %}
     {{ return(adapter.dispatch('trading_date')(column)) }}

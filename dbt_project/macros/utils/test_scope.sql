@@ -58,14 +58,19 @@
     constants, so the view's filter on event time reaches only the rows of the raw partition
     that hold them (the view's redelivery window cannot push a load-time filter down). Older
     rows, e.g. a replay of historical data, are checked with test_all_rows.
+    Candles are history by nature: their recent loads are checked whatever their event time
+    (the candles table is small next to trades).
 #}
 {% macro recently_loaded(relation) -%}
     {%- if var('test_all_rows', false) -%}
         1 = 1
     {%- else -%}
         {%- set table = relation.identifier.split('__')[-1] -%}
-        {%- set event_column = {'trades': 'event_time', 'quotes': 'quoted_at', 'alerts': 'trade_time'}[table] -%}
+        {%- set event_column = {'trades': 'event_time', 'quotes': 'quoted_at', 'alerts': 'trade_time', 'candles': none}[table] -%}
+        {%- if event_column is not none -%}
         {{ event_column }} >= {{ dbt.dateadd('minute', -1 * (var('recent_load_window_minutes') | int), tickhouse.run_started_at_literal()) }}
-        and loaded_at > {{ dbt.dateadd('minute', -1 * (var('recent_load_window_minutes') | int), tickhouse.run_started_at_literal()) }}
+        and
+        {% endif -%}
+        loaded_at > {{ dbt.dateadd('minute', -1 * (var('recent_load_window_minutes') | int), tickhouse.run_started_at_literal()) }}
     {%- endif -%}
 {%- endmacro %}

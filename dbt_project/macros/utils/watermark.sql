@@ -18,6 +18,45 @@
     {{- tickhouse.timestamp_tz_literal(value if value is not none else '1900-01-01 00:00:00+00:00') -}}
 {%- endmacro %}
 
+{#
+    The newest value of timestamp `column` in `relation`, minus `minutes`, as a literal read
+    when the model is compiled (like watermark(), for a relation other than the model itself);
+    a timestamp far in the past when `relation` is empty.
+#}
+{% macro newest_minus(relation, column, minutes=0) -%}
+    {%- set value = none -%}
+    {%- if execute -%}
+        {%- set query -%}
+            select {{ dbt.cast(dbt.dateadd('minute', -1 * minutes, 'max(' ~ column ~ ')'), api.Column.translate_type('string')) }}
+            from {{ relation }}
+        {%- endset -%}
+        {%- set value = run_query(query).columns[0].values()[0] -%}
+    {%- endif -%}
+    {{- tickhouse.timestamp_tz_literal(value if value is not none else '1900-01-01 00:00:00+00:00') -}}
+{%- endmacro %}
+
+{#
+    Post-hook of every table model (dbt_project.yml): fresh planner statistics for what the
+    next models and tests join, so that PostgreSQL picks index lookups for a few rows and hash
+    joins for many. ANALYZE samples a fixed number of rows: cheap on any table size. Views
+    have nothing to analyze.
+#}
+{% macro analyze_relation(relation) -%}
+    {{ return(adapter.dispatch('analyze_relation', 'tickhouse')(relation)) }}
+{%- endmacro %}
+
+{% macro postgres__analyze_relation(relation) -%}
+    {%- if config.get('materialized') in ('table', 'incremental') -%}
+    analyze {{ relation }}
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro default__analyze_relation(relation) -%}
+    select 1
+{%- endmacro %}
+
 {# A timestamp-with-time-zone literal. #}
 {% macro timestamp_tz_literal(value) -%}
     {{ return(adapter.dispatch('timestamp_tz_literal')(value)) }}

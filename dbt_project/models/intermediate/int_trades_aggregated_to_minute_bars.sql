@@ -11,53 +11,40 @@
     )
 }}
 
+-- depends_on: {{ ref('int_trades_minutes_to_rebuild') }}
 -- One-minute bars per symbol: the building block of every bar interval.
--- Incremental runs rebuild, per symbol, the minutes from the earliest one that received a
--- trade loaded since the last run, among trades whose event time is within the longest bar
--- lookback of the newest bar; a minute is written only when its values changed, so
--- `updated_at` marks real changes.
+-- Incremental runs rebuild exactly the minutes that received a trade in a pending drain load
+-- (int_trades_minutes_to_rebuild), from all of that minute's trades, whatever their event
+-- time; a minute is written only when its values changed, so `updated_at` marks real changes.
 
 {%- set order_columns = ['event_ts_ms', 'kafka_partition', 'kafka_offset'] %}
+{%- set one_minute = {'minutes': 1} %}
 
 with
 
 {% if is_incremental() %}
 
-{#- per symbol, the first minute with a trade loaded since the last run, read when the model
-    is compiled so that the query below scans only that range -#}
-{%- set rebuild_from = tickhouse.minute_bars_rebuild_from() %}
+minutes_to_rebuild as (
 
-rebuild_from as (
-
-    {% for symbol, bar_start, _ in rebuild_from %}
-    select
-        '{{ symbol | replace("'", "''") }}' as symbol,
-        {{ tickhouse.timestamp_tz_literal(bar_start) }} as bar_start
-    {% if not loop.last %}union all{% endif %}
-    {% else %}
-    select
-        cast(null as {{ dbt.type_string() }}) as symbol,
-        {{ tickhouse.timestamp_tz_literal('1900-01-01 00:00:00+00:00') }} as bar_start
-    where 1 = 0
-    {% endfor %}
+    select * from {{ ref('int_trades_minutes_to_rebuild') }}
 
 ),
 
 trades as (
 
     select * from {{ ref('stg_tickhouse__trades') }}
-    where event_time >= {{ tickhouse.timestamp_tz_literal(rebuild_from[0][2] if rebuild_from else '9999-12-31 00:00:00+00:00') }}
 
 ),
 
--- every minute of a symbol from its first changed one is rebuilt: an index range per symbol
+-- one (symbol, event_time) index range per minute, in the partition that holds it
 trades_in_scope as (
 
     select trades.*
-    from rebuild_from
+    from minutes_to_rebuild
     inner join trades
-        on trades.symbol = rebuild_from.symbol
-        and trades.event_time >= rebuild_from.bar_start
+        on trades.symbol = minutes_to_rebuild.symbol
+        and trades.event_time >= minutes_to_rebuild.bar_start
+        and trades.event_time < {{ tickhouse.bar_bucket_end(one_minute, 'minutes_to_rebuild.bar_start') }}
 
 ),
 
@@ -75,7 +62,7 @@ aggregated as (
 
     select
         symbol,
-        {{ tickhouse.bar_bucket_start({'minutes': 1}, 'event_time') }} as bar_start,
+        {{ tickhouse.bar_bucket_start(one_minute, 'event_time') }} as bar_start,
         {{ tickhouse.first_by('price', order_columns) }} as open,
         max(price) as high,
         min(price) as low,
@@ -97,17 +84,7 @@ aggregated as (
 
 changed as (
 
-    {% if is_incremental() %}
-    select aggregated.*
-    from aggregated
-    left join {{ this }} as existing
-        on existing.symbol = aggregated.symbol
-        and existing.bar_start = aggregated.bar_start
-    where existing.symbol is null
-       or {{ tickhouse.rows_differ('aggregated', 'existing', value_columns) }}
-    {% else %}
-    select * from aggregated
-    {% endif %}
+    {{ tickhouse.rows_changed_since_last_run('aggregated', ['symbol', 'bar_start'], value_columns) }}
 
 ),
 

@@ -11,21 +11,40 @@
     )
 }}
 
+-- depends_on: {{ ref('int_raw_loads_pending') }}
 -- The alerts of the fast-path alert service, one row per alert_id (the first delivery
--- wins when the service published an alert twice). Incremental on load time: every alert
--- loaded since the last run is added, however old the trade that fired it.
+-- wins when the service published an alert twice). Incremental by drain load: every alert of
+-- a pending load is added, however old the trade that fired it.
 
 with
+
+{% if is_incremental() %}
+
+pending_loads as (
+
+    select * from {{ ref('int_raw_loads_pending') }}
+    where target_table = 'raw.alerts'
+
+),
+
+alerts as (
+
+    select stg_alerts.*
+    from pending_loads
+    inner join {{ ref('stg_tickhouse__alerts') }} as stg_alerts
+        on {{ tickhouse.loaded_by('stg_alerts', 'pending_loads', 'trade_time') }}
+
+),
+
+{% else %}
 
 alerts as (
 
     select * from {{ ref('stg_tickhouse__alerts') }}
-    {% if is_incremental() %}
-    -- by load time only: an alert about an old trade (a historical replay) is still a new alert
-    where loaded_at > {{ tickhouse.watermark('loaded_at', var('load_watermark_margin_minutes')) }}
-    {% endif %}
 
 ),
+
+{% endif %}
 
 first_deliveries as (
 

@@ -12,76 +12,62 @@
     )
 }}
 
--- OHLCV bars per symbol for every interval of bar_intervals(), rolled up from minute bars
--- (a minute bar lies in exactly one bar of every interval). Incremental runs rebuild the
--- bars that contain a changed minute, within each interval's lookback of its newest bar,
+-- OHLCV bars per symbol for every interval of bar_intervals(), whatever the event time.
+-- From trades: rolled up from the minute bars (a minute bar lies in exactly one bar of
+-- every interval). From candles (`tickhouse backfill`): where no trade falls in a bar, the
+-- candle of that interval's resolution makes it. The precedence rule: **trades win** — a bar
+-- with at least one trade is built from the trades alone (exact VWAP and trade count of what
+-- Tickhouse holds); candles fill the bars no trade reaches (history before the live feed, a
+-- symbol added with its history). `bar_source` says which.
+-- Incremental runs rebuild exactly the bars that contain a changed minute bar or candle bar,
 -- and write only the bars whose values changed.
 
 {%- set intervals = tickhouse.bar_intervals() %}
 
 with
 
+minute_bars as (
+
+    select * from {{ ref('int_trades_aggregated_to_minute_bars') }}
+
+),
+
+candle_bars as (
+
+    select * from {{ ref('int_candles_deduplicated_to_bars') }}
+
+),
+
 {% if is_incremental() %}
+
+{%- set changed_since = tickhouse.watermark('source_updated_at') %}
 
 changed_minute_bars as (
 
     select
         symbol,
         bar_start
-    from {{ ref('int_trades_aggregated_to_minute_bars') }}
-    where updated_at > {{ tickhouse.watermark('source_updated_at') }}
-
-),
-
--- one max per interval: each a backward probe of the (bar_interval, bar_start) index
-newest_bars as (
-
-    {% for interval in intervals %}
-    select
-        '{{ interval.name }}' as bar_interval,
-        -- clamped at now: a (valid) trade dated up to a day ahead must not push the lookback
-        -- window past the trades arriving late right now
-        (
-            select least(max(bar_start), {{ dbt.current_timestamp() }})
-            from {{ this }}
-            where bar_interval = '{{ interval.name }}'
-        ) as newest_bar_start
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-
-),
-
-affected_bars as (
-
-    {% for interval in intervals %}
-    select distinct
-        symbol,
-        '{{ interval.name }}' as bar_interval,
-        {{ tickhouse.bar_bucket_start(interval, 'bar_start') }} as bar_start,
-        {{ interval.lookback_minutes }} as lookback_minutes
-    from changed_minute_bars
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    from minute_bars
+    where updated_at > {{ changed_since }}
 
 ),
 
 bars_to_rebuild as (
 
+    {% for interval in intervals %}
     select
-        affected_bars.symbol,
-        affected_bars.bar_interval,
-        affected_bars.bar_start
-    from affected_bars
-    left join newest_bars
-        on newest_bars.bar_interval = affected_bars.bar_interval
-    where newest_bars.newest_bar_start is null
-       or affected_bars.bar_start >= {{ dbt.dateadd('minute', '-1 * affected_bars.lookback_minutes', 'newest_bars.newest_bar_start') }}
-
-),
-
-minute_bars as (
-
-    select * from {{ ref('int_trades_aggregated_to_minute_bars') }}
+        symbol,
+        '{{ interval.name }}' as bar_interval,
+        {{ tickhouse.bar_bucket_start(interval, 'bar_start') }} as bar_start
+    from changed_minute_bars
+    union
+    {% endfor %}
+    select
+        symbol,
+        bar_interval,
+        bar_start
+    from candle_bars
+    where updated_at > {{ changed_since }}
 
 ),
 
@@ -103,13 +89,18 @@ minute_bars_in_scope as (
 
 ),
 
-{% else %}
+candle_bars_in_scope as (
 
-minute_bars as (
-
-    select * from {{ ref('int_trades_aggregated_to_minute_bars') }}
+    select candle_bars.*
+    from bars_to_rebuild
+    inner join candle_bars
+        on candle_bars.symbol = bars_to_rebuild.symbol
+        and candle_bars.bar_interval = bars_to_rebuild.bar_interval
+        and candle_bars.bar_start = bars_to_rebuild.bar_start
 
 ),
+
+{% else %}
 
 minute_bars_in_scope as (
 
@@ -124,9 +115,15 @@ minute_bars_in_scope as (
 
 ),
 
+candle_bars_in_scope as (
+
+    select * from candle_bars
+
+),
+
 {% endif %}
 
-aggregated as (
+trade_bars as (
 
     select
         symbol,
@@ -139,6 +136,7 @@ aggregated as (
         sum(volume) as volume,
         sum(price_volume) / nullif(sum(volume), 0) as vwap,
         sum(trade_count) as trade_count,
+        'trades' as bar_source,
         max(updated_at) as source_updated_at
 
     from minute_bars_in_scope
@@ -146,22 +144,44 @@ aggregated as (
 
 ),
 
-{% set value_columns = ['open', 'high', 'low', 'close', 'volume', 'vwap', 'trade_count'] %}
+-- a candle makes its bar only where no trade does
+candle_only_bars as (
+
+    select
+        candle_bars_in_scope.symbol,
+        candle_bars_in_scope.bar_interval,
+        candle_bars_in_scope.bar_start,
+        candle_bars_in_scope.open,
+        candle_bars_in_scope.high,
+        candle_bars_in_scope.low,
+        candle_bars_in_scope.close,
+        candle_bars_in_scope.volume,
+        cast(null as {{ dbt.type_numeric() }}) as vwap,
+        cast(null as {{ dbt.type_numeric() }}) as trade_count,
+        'candles' as bar_source,
+        candle_bars_in_scope.updated_at as source_updated_at
+    from candle_bars_in_scope
+    left join trade_bars
+        on trade_bars.symbol = candle_bars_in_scope.symbol
+        and trade_bars.bar_interval = candle_bars_in_scope.bar_interval
+        and trade_bars.bar_start = candle_bars_in_scope.bar_start
+    where trade_bars.symbol is null
+
+),
+
+rebuilt as (
+
+    select * from trade_bars
+    union all
+    select * from candle_only_bars
+
+),
+
+{% set value_columns = ['open', 'high', 'low', 'close', 'volume', 'vwap', 'trade_count', 'bar_source'] %}
 
 changed as (
 
-    {% if is_incremental() %}
-    select aggregated.*
-    from aggregated
-    left join {{ this }} as existing
-        on existing.symbol = aggregated.symbol
-        and existing.bar_interval = aggregated.bar_interval
-        and existing.bar_start = aggregated.bar_start
-    where existing.symbol is null
-       or {{ tickhouse.rows_differ('aggregated', 'existing', value_columns) }}
-    {% else %}
-    select * from aggregated
-    {% endif %}
+    {{ tickhouse.rows_changed_since_last_run('rebuilt', ['symbol', 'bar_interval', 'bar_start'], value_columns) }}
 
 ),
 
@@ -178,6 +198,7 @@ final as (
         volume,
         vwap,
         trade_count,
+        bar_source,
         source_updated_at,
         {{ tickhouse.run_started_at_literal() }} as updated_at
 

@@ -1,19 +1,59 @@
--- One row per symbol and trading day (America/New_York), from the daily bars. Rebuilt on
--- every run: it has one row per symbol-day, so its cost follows the number of days, not
--- the number of trades. Formulas are in _marts__models.yml.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['symbol', 'trading_date'],
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['symbol', 'trading_date'], 'unique': True},
+            {'columns': ['bars_updated_at']},
+            {'columns': ['updated_at']},
+        ],
+    )
+}}
 
-with daily_bars as (
+-- One row per symbol and trading day (America/New_York), from the daily bars. Incremental
+-- runs recompute every day of the symbols whose daily bars changed (a symbol's whole daily
+-- history is a few thousand rows; its windows reach back a year), and nothing of the others.
+-- Formulas are in _marts__models.yml.
+
+with
+
+all_daily_bars as (
 
     select * from {{ ref('fct_bars') }}
     where bar_interval = '1d'
 
 ),
 
-symbols as (
+{% if is_incremental() %}
 
-    select * from {{ ref('dim_symbols') }}
+changed_symbols as (
+
+    select distinct symbol
+    from all_daily_bars
+    where updated_at > {{ tickhouse.watermark('bars_updated_at') }}
 
 ),
+
+daily_bars as (
+
+    select all_daily_bars.*
+    from changed_symbols
+    inner join all_daily_bars
+        on all_daily_bars.symbol = changed_symbols.symbol
+
+),
+
+{% else %}
+
+daily_bars as (
+
+    select * from all_daily_bars
+
+),
+
+{% endif %}
 
 trading_days as (
 
@@ -23,7 +63,8 @@ trading_days as (
         close as daily_close,
         high as daily_high,
         low as daily_low,
-        volume as daily_volume
+        volume as daily_volume,
+        max(updated_at) over (partition by symbol) as bars_updated_at
 
     from daily_bars
 
@@ -85,8 +126,6 @@ final as (
     select
         windowed.symbol,
         windowed.trading_date,
-        symbols.company_name,
-        symbols.sector,
         windowed.daily_close,
         windowed.previous_close,
         windowed.daily_change_pct,
@@ -95,11 +134,11 @@ final as (
         case when windowed.changes_30 = 30 then windowed.stddev_change_30 end as volatility_30_day,
         windowed.high_52_week,
         windowed.low_52_week,
-        windowed.daily_volume
+        windowed.daily_volume,
+        windowed.bars_updated_at,
+        {{ tickhouse.run_started_at_literal() }} as updated_at
 
     from windowed
-    left join symbols
-        on symbols.symbol = windowed.symbol
 
 )
 

@@ -28,8 +28,14 @@ INDICATORS = (
 )
 
 
+# Prints beyond these stay in raw but out of the bars (dbt vars max_plausible_price / _volume).
+MAX_PLAUSIBLE_PRICE = Decimal(1_000_000_000)
+MAX_PLAUSIBLE_VOLUME = Decimal(1_000_000_000_000)
+
+
 def pandas_bars(trades: Sequence[RawTrade]) -> pd.DataFrame:
     """fct_bars computed the plain way: one groupby per interval over the raw rows."""
+    trades = [t for t in trades if t.price <= MAX_PLAUSIBLE_PRICE and t.volume <= MAX_PLAUSIBLE_VOLUME]
     frame = pd.DataFrame(
         {
             "symbol": [t.symbol for t in trades],

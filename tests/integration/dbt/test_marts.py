@@ -1,15 +1,14 @@
-"""dbt marts against oracles: fct_bars vs pandas, fct_technicals vs TA-Lib, through several
-incremental runs with late trades in between, a full refresh, and the bar lookbacks.
+"""dbt marts against oracles: fct_bars vs pandas over raw.trades, fct_technicals vs TA-Lib,
+through incremental runs with late trades and history in between, and a full refresh.
 
-Runs in its own database (`<POSTGRES_DB>_dbt_test`), created and dropped here, so that the
-global watermarks the incremental models keep see only this test's rows.
+Rows arrive the production way (Kafka -> `drain_once`) in a warehouse database of the test's
+own (`<POSTGRES_DB>_dbt_test`), created and dropped here. There is no lookback window: after
+every run the marts equal what raw holds, whatever the event time of what arrived.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,45 +18,31 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
+from tests.integration.dbt.conftest import (
+    Feed,
+    Transformer,
+    fetch,
+    own_feed,
+    own_warehouse,
+    raw_trades,
+)
 from tests.integration.dbt.oracles import INDICATORS, indicator_mismatches, pandas_bars
 from tests.integration.dbt.raw_rows import (
-    OffsetCounter,
+    NEW_YORK,
     RawTrade,
     daily_trades,
-    load_alerts,
-    load_trades,
     ms,
     random_walk_trades,
-    with_coordinates,
 )
-from tickhouse.config import Settings, load_settings
-from tickhouse.transform import build
-from tickhouse.warehouse import connect, setup_warehouse
+from tickhouse.config import Settings
 
 pytestmark = pytest.mark.integration
 
 BASE = datetime(2025, 3, 10, 2, 0, tzinfo=UTC)  # spans New York midnight (04:00 UTC, EDT)
 STOCKS_CSV = Path(str(__import__("bokeh_sampledata").__file__)).parent / "_data" / "stocks.csv.gz"
-BAR_COLUMNS = ["open", "high", "low", "close", "volume", "vwap", "trade_count"]
-
-
-def _drop_database(settings: Settings) -> None:
-    with connect(settings, "owner", dbname="postgres", autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.postgres_db))
-        )
-
-
-@pytest.fixture(scope="module")
-def settings() -> Iterator[Settings]:
-    base = load_settings()
-    test_settings = dataclasses.replace(base, postgres_db=f"{base.postgres_db}_dbt_test")
-    _drop_database(test_settings)
-    setup_warehouse(test_settings)
-    yield test_settings
-    _drop_database(test_settings)
+BAR_COLUMNS = ["open", "high", "low", "close", "volume", "vwap", "trade_count", "bar_source"]
+Trade = tuple[str, Decimal, Decimal, int]
 
 
 @dataclass
@@ -70,41 +55,55 @@ class Snapshot:
 @dataclass
 class Scenario:
     settings: Settings
-    target_path: Path
+    transform: Transformer
     incremental: list[Snapshot] = field(default_factory=list)
     full_refresh: Snapshot | None = None
-    after_very_late_trade: Snapshot | None = None
-    very_late_trade: RawTrade | None = None
+    late_trades: list[Trade] = field(default_factory=list)
+    after_late_trades: Snapshot | None = None
     after_implausible_print: Snapshot | None = None
-    build_seconds: list[float] = field(default_factory=list)
+    history: list[Snapshot] = field(default_factory=list)
+    history_full_refresh: Snapshot | None = None
 
 
-def _fetch(settings: Settings, query: str) -> list[dict[str, Any]]:
-    with connect(settings, "owner") as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        return list(cur.execute(query))
-
-
-def _snapshot(settings: Settings, trades: list[RawTrade]) -> Snapshot:
-    bars = _fetch(settings, "select * from marts.fct_bars order by symbol, bar_interval, bar_start")
-    technicals = _fetch(
+def _snapshot(settings: Settings) -> Snapshot:
+    bars = fetch(settings, "select * from marts.fct_bars order by symbol, bar_interval, bar_start")
+    technicals = fetch(
         settings, "select * from marts.fct_technicals order by symbol, bar_interval, bar_start"
     )
-    return Snapshot(list(trades), bars, technicals)
+    return Snapshot(raw_trades(settings), bars, technicals)
 
 
-def _timed_build(scenario: Scenario, *args: str) -> None:
-    started = time.monotonic()
-    # a target directory of its own: the project's target/ (the DAG's manifest) stays untouched
-    build(["--target-path", str(scenario.target_path), *args], scenario.settings)
-    scenario.build_seconds.append(time.monotonic() - started)
+def _load_and_transform(scenario: Scenario, feed: Feed, trades: list[Trade], *args: str) -> Snapshot:
+    feed.publish_trades(trades)
+    feed.drain()
+    scenario.transform(*args)
+    return _snapshot(scenario.settings)
+
+
+def _alert(
+    alert_id: str, symbol: str, rule: str, severity: str, trade: datetime, detected_ms: int
+) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id,
+        "symbol": symbol,
+        "rule": rule,
+        "severity": severity,
+        "message": rule,
+        "trade_ts": ms(trade),
+        "detected_ts": detected_ms,
+        "details": {},
+    }
 
 
 @pytest.fixture(scope="module")
-def scenario(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    with own_warehouse("dbt_test") as settings, own_feed(settings) as feed:
+        yield _run_scenario(settings, feed, Transformer(settings, tmp_path_factory.mktemp("dbt-target")))
+
+
+def _run_scenario(settings: Settings, feed: Feed, transform: Transformer) -> Scenario:
     rng = random.Random(20250310)
-    offsets = OffsetCounter()
-    loader = settings.conninfo("loader")
-    run = Scenario(settings, tmp_path_factory.mktemp("dbt-target"))
+    run = Scenario(settings, transform)
 
     # MSFT: a random walk with a 3-minute hole that a late trade fills in run 3;
     # ZZT.X (not in dim_symbols): starts flat for 20 minutes (RSI's 0/0 case);
@@ -114,14 +113,17 @@ def scenario(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Sc
     aapl = daily_trades(STOCKS_CSV, "AAPL", 260, "AAPL")
     synthetic = sorted(msft + zzt, key=lambda row: row[3])
 
-    def window(start_min: float, end_min: float) -> list[tuple[str, Decimal, Decimal, int]]:
+    def window(start_min: float, end_min: float) -> list[Trade]:
         lo, hi = ms(BASE + timedelta(minutes=start_min)), ms(BASE + timedelta(minutes=end_min))
         return [row for row in synthetic if lo <= row[3] < hi]
 
-    def late(symbol: str, minute: float, price: str) -> tuple[str, Decimal, Decimal, int]:
-        return (symbol, Decimal(price), Decimal(7), ms(BASE + timedelta(minutes=minute)))
+    def at(symbol: str, moment: datetime, price: str, volume: int = 7) -> Trade:
+        return (symbol, Decimal(price), Decimal(volume), ms(moment))
 
-    loaded: list[RawTrade] = []
+    def late(symbol: str, minute: float, price: str) -> Trade:
+        return at(symbol, BASE + timedelta(minutes=minute), price)
+
+    detected = ms(BASE) + 301_000
     batches = [
         # run 1: history
         aapl + window(0, 150),
@@ -131,65 +133,48 @@ def scenario(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Sc
         [*window(240, 300), late("MSFT", 231.2, "28.55"), late("ZZT.X", 205.5, "150.01")],
     ]
     alerts = [
-        {
-            "alert_id": "a-1",
-            "symbol": "MSFT",
-            "rule": "price_spike",
-            "severity": "warning",
-            "message": "spike",
-            "trade_ts": ms(BASE + timedelta(minutes=5)),
-            "detected_ts": ms(BASE) + 301_000,
-        },
-        {
-            "alert_id": "a-2",
-            "symbol": "ZZT.X",
-            "rule": "volume_spike",
-            "severity": "critical",
-            "message": "volume",
-            "trade_ts": ms(BASE + timedelta(minutes=7)),
-            "detected_ts": ms(BASE) + 421_500,
-        },
+        _alert("a-1", "MSFT", "price_spike", "warning", BASE + timedelta(minutes=5), detected),
+        _alert("a-2", "ZZT.X", "volume_spike", "critical", BASE + timedelta(minutes=7), detected + 120_500),
     ]
-    historical_alert = {
-        "alert_id": "a-3",
-        "symbol": "AAPL",
-        "rule": "session_high",
-        "severity": "info",
-        "message": "replayed history",
-        "trade_ts": ms(BASE - timedelta(days=3650)),
-        "detected_ts": ms(BASE),
-    }
+    # an alert about a trade years older than every other (a replay)
+    historical_alert = _alert("a-3", "AAPL", "session_high", "info", BASE - timedelta(days=3650), ms(BASE))
     for number, batch in enumerate(batches, start=1):
-        trades = with_coordinates(batch, offsets)
-        load_trades(loader, trades)
-        loaded.extend(trades)
         if number == 1:
-            load_alerts(loader, alerts, first_offset=0)
-        if number == 2:  # an alert about a trade years older than every other (a replay)
-            load_alerts(loader, [historical_alert], first_offset=2)
+            feed.publish_alerts(alerts)
+        if number == 2:
+            feed.publish_alerts([historical_alert])
         if number == 3:  # the alert service restarted and published a-1 again
-            load_alerts(loader, alerts[:1], first_offset=10)
-        _timed_build(run)
-        run.incremental.append(_snapshot(settings, loaded))
+            feed.publish_alerts(alerts[:1])
+        run.incremental.append(_load_and_transform(run, feed, batch))
 
-    _timed_build(run, "--full-refresh")
-    run.full_refresh = _snapshot(settings, loaded)
+    transform("--full-refresh")
+    run.full_refresh = _snapshot(settings)
 
-    # beyond the intraday lookback (60 minutes) but within the daily one (3 days)
-    newest = max(t.ts for t in loaded if t.symbol == "MSFT")
-    very_late = with_coordinates([("MSFT", Decimal("99.99"), Decimal(1), newest - 150 * 60_000)], offsets)
-    load_trades(loader, very_late)
-    _timed_build(run)
-    run.very_late_trade = very_late[0]
-    run.after_very_late_trade = _snapshot(settings, [*loaded, *very_late])
+    # Late trades far behind the newest bar (the old design's lookbacks were 60 minutes and
+    # 3 days): one inside MSFT's intraday history, one new high in AAPL's 100th trading day.
+    aapl_day = datetime.fromtimestamp(aapl[4 * 100][3] / 1000, tz=UTC).astimezone(NEW_YORK)
+    aapl_high = max(t[1] for t in aapl[400:404]) + Decimal("1.25")
+    run.late_trades = [
+        late("MSFT", 100.5, "30.05"),
+        at("AAPL", aapl_day.replace(hour=12, minute=0), str(aapl_high), 100),
+    ]
+    run.after_late_trades = _load_and_transform(run, feed, run.late_trades)
+
     # a print the contract admits (finite, positive) but no market makes: it must not break the
     # build (1e308 overflows double-precision indicators) and stays out of the bars
-    newest = max(t.ts for t in [*loaded, *very_late] if t.symbol == "MSFT")
-    implausible = with_coordinates([("MSFT", Decimal("1e308"), Decimal("1e308"), newest + 1_000)], offsets)
-    load_trades(loader, implausible)
-    _timed_build(run)
-    run.after_implausible_print = _snapshot(settings, [*loaded, *very_late])
-    print(f"dbt build seconds: {[round(s, 1) for s in run.build_seconds]}")
+    newest = max(t[3] for t in synthetic)
+    run.after_implausible_print = _load_and_transform(
+        run, feed, [("MSFT", Decimal("1e308"), Decimal("1e308"), newest + 1_000)]
+    )
+
+    # A new symbol with two years of daily history, arriving in four parts out of order.
+    ibm = daily_trades(STOCKS_CSV, "IBM", 504, "NVDA")
+    parts = [ibm[i * 504 : (i + 1) * 504] for i in range(4)]
+    for part in (parts[2], parts[0], parts[3], parts[1]):
+        run.history.append(_load_and_transform(run, feed, part))
+    transform("--full-refresh")
+    run.history_full_refresh = _snapshot(settings)
+    print(f"dbt build seconds: {[round(s, 1) for s in transform.seconds]}")
     return run
 
 
@@ -197,7 +182,12 @@ def _bar_key(row: dict[str, Any]) -> tuple[str, str, datetime]:
     return (row["symbol"], row["bar_interval"], row["bar_start"])
 
 
+def _bar_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[c] for c in BAR_COLUMNS)
+
+
 def _assert_bars_match_pandas(snapshot: Snapshot) -> None:
+    """fct_bars equals the bars of every row of raw.trades, computed the plain way."""
     expected = pandas_bars(snapshot.trades)
     want = {(r.symbol, r.bar_interval, r.bar_start.to_pydatetime()): r for r in expected.itertuples()}
     got = {_bar_key(row): row for row in snapshot.bars}
@@ -207,6 +197,7 @@ def _assert_bars_match_pandas(snapshot: Snapshot) -> None:
     )
     for key, row in got.items():
         ref = want[key]
+        assert row["bar_source"] == "trades", key
         for column in ("open", "high", "low", "close", "volume", "trade_count"):
             assert row[column] == getattr(ref, column), (key, column, row[column], getattr(ref, column))
         if ref.vwap is None:
@@ -239,6 +230,18 @@ def _assert_indicators_match_talib(snapshot: Snapshot) -> int:
     return checked
 
 
+def _assert_same_numbers(left: Snapshot, right: Snapshot) -> None:
+    """Bars and indicators exactly equal (not approximately), indicator state included."""
+    bar_columns = ("symbol", "bar_interval", "bar_start", *BAR_COLUMNS)
+    assert [{k: r[k] for k in bar_columns} for r in left.bars] == [
+        {k: r[k] for k in bar_columns} for r in right.bars
+    ]
+    columns = ("symbol", "bar_interval", "bar_start", "close", *INDICATORS, "bar_number", "ta_state")
+    assert [{k: r[k] for k in columns} for r in left.technicals] == [
+        {k: r[k] for k in columns} for r in right.technicals
+    ]
+
+
 def test_bars_match_pandas_after_every_incremental_run(scenario: Scenario) -> None:
     for snapshot in scenario.incremental:
         _assert_bars_match_pandas(snapshot)
@@ -264,60 +267,87 @@ def test_late_trade_in_an_empty_minute_inserts_a_bar_and_renumbers_the_series(sc
 
 def test_full_refresh_gives_the_numbers_of_the_incremental_runs(scenario: Scenario) -> None:
     assert scenario.full_refresh is not None
-    incremental, full = scenario.incremental[-1], scenario.full_refresh
-    assert [
-        {k: r[k] for k in ("symbol", "bar_interval", "bar_start", *BAR_COLUMNS)} for r in incremental.bars
-    ] == [{k: r[k] for k in ("symbol", "bar_interval", "bar_start", *BAR_COLUMNS)} for r in full.bars]
-    columns = ("symbol", "bar_interval", "bar_start", "close", *INDICATORS, "bar_number", "ta_state")
-    assert [{k: r[k] for k in columns} for r in incremental.technicals] == [
-        {k: r[k] for k in columns} for r in full.technicals
-    ]  # exactly equal, not approximately
-    _assert_indicators_match_talib(full)
+    _assert_same_numbers(scenario.incremental[-1], scenario.full_refresh)
+    _assert_indicators_match_talib(scenario.full_refresh)
 
 
-def test_a_trade_beyond_the_intraday_lookback_updates_only_the_daily_bar(scenario: Scenario) -> None:
-    trade = scenario.very_late_trade
-    assert trade is not None and scenario.after_very_late_trade is not None
-    before = {_bar_key(r): r for r in scenario.full_refresh.bars}  # type: ignore[union-attr]
-    after = {_bar_key(r): r for r in scenario.after_very_late_trade.bars}
-    minute = trade.event_time.replace(second=0, microsecond=0)
-    assert ("MSFT", "1m", minute) not in after or after[("MSFT", "1m", minute)] == before.get(
-        ("MSFT", "1m", minute)
+def test_late_trades_far_behind_update_exactly_their_bars_and_the_series_from_there(
+    scenario: Scenario,
+) -> None:
+    before, after = scenario.full_refresh, scenario.after_late_trades
+    assert before is not None and after is not None
+    _assert_bars_match_pandas(after)
+    _assert_indicators_match_talib(after)
+    # the bars that hold a late trade, in every interval, and no other, were written
+    old = {_bar_key(r): r for r in before.bars}
+    new = {_bar_key(r): r for r in after.bars}
+    expected = pandas_bars(
+        [
+            t
+            for t in after.trades
+            if (t.symbol, t.price, t.ts) in {(s, p, ts) for s, p, _, ts in scenario.late_trades}
+        ]
     )
-    daily = [k for k in after if k[0] == "MSFT" and k[1] == "1d" and k[2] <= trade.event_time]
-    day_key = max(daily, key=lambda k: k[2])
-    assert after[day_key]["high"] == Decimal("99.99")
-    assert after[day_key]["trade_count"] == before[day_key]["trade_count"] + 1
-    changed = {k for k in after if after[k] != before.get(k)}
-    assert changed == {day_key}, sorted(changed)
-    # only the changed series is recomputed, and only from the changed bar on
-    old = {_bar_key(r): r["updated_at"] for r in scenario.full_refresh.technicals}  # type: ignore[union-attr]
-    recomputed = {
-        _bar_key(r) for r in scenario.after_very_late_trade.technicals if r["updated_at"] != old[_bar_key(r)]
-    }
-    assert recomputed == {k for k in after if k[:2] == ("MSFT", "1d") and k[2] >= day_key[2]}
-    _assert_indicators_match_talib(scenario.after_very_late_trade)
+    touched = {(r.symbol, r.bar_interval, r.bar_start.to_pydatetime()) for r in expected.itertuples()}
+    assert len(touched) == 10  # 5 intervals x 2 trades
+    written = {k for k, r in new.items() if k not in old or r["updated_at"] != old[k]["updated_at"]}
+    assert written == touched
+    assert all(_bar_values(new[k]) != _bar_values(old[k]) for k in touched if k in old)
+    aapl_day = [k for k in touched if k[0] == "AAPL" and k[1] == "1d"]
+    assert aapl_day and new[aapl_day[0]]["high"] == Decimal(scenario.late_trades[1][1])
+    # each touched series is recomputed from its earliest touched bar on, and only from there
+    first_touched: dict[tuple[str, str], datetime] = {}
+    for symbol, interval, start in touched:
+        key = (symbol, interval)
+        first_touched[key] = min(start, first_touched.get(key, start))
+    old_technicals = {_bar_key(r): r["updated_at"] for r in before.technicals}
+    recomputed = {_bar_key(r) for r in after.technicals if old_technicals.get(_bar_key(r)) != r["updated_at"]}
+    assert recomputed == {k for k in new if k[:2] in first_touched and k[2] >= first_touched[k[:2]]}
+
+
+def test_history_out_of_order_for_a_new_symbol_reaches_the_marts_every_run(scenario: Scenario) -> None:
+    for snapshot in scenario.history:
+        _assert_bars_match_pandas(snapshot)
+        _assert_indicators_match_talib(snapshot)
+    last = scenario.history[-1]
+    daily = [r for r in last.technicals if r["symbol"] == "NVDA" and r["bar_interval"] == "1d"]
+    assert len(daily) == 504
+    # an analyst who adds a symbol with its history gets its SMA-200 on daily bars at once
+    assert daily[-1]["sma_200"] is not None and daily[198]["sma_200"] is None
+    assert daily[199]["sma_200"] is not None
+
+
+def test_full_refresh_after_out_of_order_history_gives_the_same_numbers(scenario: Scenario) -> None:
+    assert scenario.history_full_refresh is not None
+    _assert_same_numbers(scenario.history[-1], scenario.history_full_refresh)
 
 
 def test_unknown_symbols_flow_through_and_alerts_are_one_row_each(scenario: Scenario) -> None:
     settings = scenario.settings
     assert {r["symbol"] for r in scenario.incremental[-1].bars} == {"AAPL", "MSFT", "ZZT.X"}
-    analytics = _fetch(settings, "select * from marts.stock_analytics where symbol = 'ZZT.X'")
-    assert analytics and all(r["company_name"] is None for r in analytics)
-    alerts = _fetch(settings, "select alert_id, severity, kafka_offset from marts.fct_alerts order by 1")
-    assert [(a["alert_id"], a["severity"], a["kafka_offset"]) for a in alerts] == [
-        ("a-1", "warning", 0),
-        ("a-2", "critical", 1),
-        ("a-3", "info", 2),
+    analytics = fetch(settings, "select * from marts.stock_analytics where symbol = 'ZZT.X'")
+    assert analytics
+    alerts = fetch(settings, "select alert_id, severity, kafka_offset from marts.fct_alerts order by 1")
+    assert [(a["alert_id"], a["severity"]) for a in alerts] == [
+        ("a-1", "warning"),
+        ("a-2", "critical"),
+        ("a-3", "info"),  # about a trade ten years older than the rest: still a new alert
     ]
+    # a-1 was published twice: the first delivery is the one kept
+    deliveries = fetch(
+        settings, "select kafka_offset from raw.alerts where alert_id = 'a-1' order by kafka_offset"
+    )
+    assert len(deliveries) == 2 and alerts[0]["kafka_offset"] == deliveries[0]["kafka_offset"]
 
 
 def test_stock_analytics_formulas(scenario: Scenario) -> None:
-    rows = _fetch(
+    rows = fetch(
         scenario.settings,
         "select * from marts.stock_analytics where symbol = 'AAPL' order by trading_date",
     )
-    daily = [r for r in scenario.incremental[-1].bars if r["symbol"] == "AAPL" and r["bar_interval"] == "1d"]
+    final = scenario.history_full_refresh
+    assert final is not None
+    daily = [r for r in final.bars if r["symbol"] == "AAPL" and r["bar_interval"] == "1d"]
     assert len(rows) == len(daily) == 260
     closes = [r["close"] for r in daily]
     last = rows[-1]
@@ -360,7 +390,7 @@ def test_bi_reader_reads_marts_and_nothing_else(scenario: Scenario) -> None:
 
 
 def test_implausible_prints_stay_out_of_the_bars_and_do_not_break_the_build(scenario: Scenario) -> None:
-    before, after = scenario.after_very_late_trade, scenario.after_implausible_print
+    before, after = scenario.after_late_trades, scenario.after_implausible_print
     assert before is not None and after is not None
     columns = (
         "symbol",

@@ -26,9 +26,9 @@ def _consume(consumer: Consumer, count: int, timeout: float = 30.0) -> list[byte
 
 def test_contract_topics_exist_with_configured_partitions(settings: Settings) -> None:
     counts = kafka_broker.topic_partitions(settings)
-    assert set(counts) == {"market.trades", "market.quotes", "market.alerts"} or set(counts) == set(
-        settings.topics
-    )
+    assert set(counts) == {"market.trades", "market.quotes", "market.alerts", "market.candles"} or set(
+        counts
+    ) == set(settings.topics)
     assert all(n >= settings.topic_partitions >= 3 for n in counts.values()), counts
 
 

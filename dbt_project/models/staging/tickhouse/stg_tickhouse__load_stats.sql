@@ -23,7 +23,9 @@ renamed as (
         quarantined,
         lag_after as consumer_lag_after,
         min_event_time,
-        max_event_time
+        max_event_time,
+        -- the drain's transaction start: every row the run loaded carries the same loaded_at
+        loaded_at
 
     from source
 

@@ -1,0 +1,148 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['symbol', 'bar_interval', 'bar_start'],
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['symbol', 'bar_interval', 'bar_start'], 'unique': True},
+            {'columns': ['updated_at']},
+        ],
+    )
+}}
+
+-- depends_on: {{ ref('int_raw_loads_pending') }}
+-- One bar per (symbol, bar_interval, bar_start) from the candles of `tickhouse backfill`, for
+-- fct_bars to use where no trade makes that bar. A candle makes the bar of its own
+-- resolution only (1 -> 1m, 5 -> 5m, 15 -> 15m, 60 -> 1h, D -> 1d; 30, W and M stay in raw):
+-- an intraday candle when it starts on that interval's bucket boundary (UTC-aligned), a daily
+-- candle the 1d bar of its UTC date (Finnhub stamps daily candles 00:00 UTC of the trading
+-- date). When several candles make the same bar (a backfill run twice, or corrected data),
+-- the latest load wins, and within one load the last message (highest Kafka offset).
+-- Incremental runs rebuild the (symbol, resolution, UTC day)s that a pending load touched.
+
+{%- set intervals = tickhouse.bar_intervals() %}
+
+with
+
+candles as (
+
+    select * from {{ ref('stg_tickhouse__candles') }}
+
+),
+
+{% if is_incremental() %}
+
+pending_loads as (
+
+    select * from {{ ref('int_raw_loads_pending') }}
+    where target_table = 'raw.candles'
+
+),
+
+touched_days as (
+
+    select distinct
+        candles.symbol,
+        candles.resolution,
+        {{ tickhouse.utc_day_start('candles.candle_start') }} as day_start
+    from pending_loads
+    inner join candles
+        on {{ tickhouse.loaded_by('candles', 'pending_loads', 'candle_start') }}
+
+),
+
+candles_in_scope as (
+
+    select candles.*
+    from touched_days
+    inner join candles
+        on candles.symbol = touched_days.symbol
+        and candles.resolution = touched_days.resolution
+        and candles.candle_start >= touched_days.day_start
+        and candles.candle_start < {{ dbt.dateadd('day', 1, 'touched_days.day_start') }}
+
+),
+
+{% else %}
+
+candles_in_scope as (
+
+    select * from candles
+
+),
+
+{% endif %}
+
+as_bars as (
+
+    {% for interval in intervals %}
+    select
+        symbol,
+        '{{ interval.name }}' as bar_interval,
+        {% if interval.minutes is none -%}
+        {{ tickhouse.daily_candle_bar_start('candle_start') }}
+        {%- else -%}
+        candle_start
+        {%- endif %} as bar_start,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        loaded_at as candle_loaded_at,
+        kafka_partition,
+        kafka_offset
+    from candles_in_scope
+    where resolution = '{{ interval.resolution }}'
+    {% if interval.minutes is not none -%}
+      and candle_start = {{ tickhouse.bar_bucket_start(interval, 'candle_start') }}
+    {%- endif %}
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
+latest as (
+
+    select *
+    from (
+        select
+            as_bars.*,
+            row_number() over (
+                partition by symbol, bar_interval, bar_start
+                order by candle_loaded_at desc, kafka_partition desc, kafka_offset desc
+            ) as load_rank
+        from as_bars
+    ) as ranked
+    where load_rank = 1
+
+),
+
+{% set value_columns = ['open', 'high', 'low', 'close', 'volume', 'candle_loaded_at'] %}
+
+changed as (
+
+    {{ tickhouse.rows_changed_since_last_run('latest', ['symbol', 'bar_interval', 'bar_start'], value_columns) }}
+
+),
+
+final as (
+
+    select
+        symbol,
+        bar_interval,
+        bar_start,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        candle_loaded_at,
+        {{ tickhouse.run_started_at_literal() }} as updated_at
+
+    from changed
+
+)
+
+select * from final

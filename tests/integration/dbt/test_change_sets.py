@@ -1,0 +1,134 @@
+"""The incremental models' change set is data: drain loads, joined as tables.
+
+- A run touching 100,000 (symbol, minute) ranges (50,000 new symbols, two minutes each, in one
+  drain load) builds, and the marts hold exactly those bars. The old design compiled one
+  `union all` branch per symbol into the SQL and failed with "stack depth limit exceeded".
+- A run that fails leaves its loads pending: the next run rebuilds from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from tests.integration.dbt.conftest import Feed, Transformer, fetch, own_feed, own_warehouse
+from tests.integration.dbt.raw_rows import ms
+from tickhouse.config import Settings
+from tickhouse.transform import TransformError
+
+pytestmark = pytest.mark.integration
+
+SYMBOLS = 50_000
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Feed, Transformer]]:
+    with own_warehouse("dbt_changes") as settings, own_feed(settings) as feed:
+        yield settings, feed, Transformer(settings, tmp_path_factory.mktemp("dbt-target"))
+
+
+def _count(settings: Settings, query: str) -> int:
+    return int(fetch(settings, query)[0]["n"])
+
+
+def test_a_run_touching_100000_minute_ranges_builds_exactly_their_bars(
+    warehouse: tuple[Settings, Feed, Transformer],
+) -> None:
+    settings, feed, transform = warehouse
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    # an existing history, so that the big run is an incremental one
+    feed.publish_trades(
+        ("SEED", Decimal("10.00") + minute, Decimal(5), ms(start + timedelta(minutes=minute)))
+        for minute in range(30)
+    )
+    feed.drain()
+    transform()
+
+    trades = []
+    for number in range(SYMBOLS):
+        symbol = f"N{number:05d}"
+        # two minutes per symbol, days apart: 100,000 separate ranges to rebuild
+        trades.append((symbol, Decimal("20.50"), Decimal(100), ms(start - timedelta(days=1 + number % 400))))
+        trades.append(
+            (symbol, Decimal("21.25"), Decimal(300), ms(start + timedelta(minutes=40, seconds=number % 60)))
+        )
+    feed.publish_trades(trades)
+    loads = feed.drain()
+    assert sum(s.loaded for r in loads for s in r.topics) == 2 * SYMBOLS
+    seconds = transform()
+    print(f"incremental build over {2 * SYMBOLS:,} new minute ranges: {seconds:.1f} s")
+
+    assert (
+        _count(settings, "select count(*) as n from intermediate.int_trades_minutes_to_rebuild")
+        == 2 * SYMBOLS
+    )
+    per_interval = {
+        row["bar_interval"]: row["n"]
+        for row in fetch(
+            settings,
+            "select bar_interval, count(*) as n from marts.fct_bars where symbol like 'N%' group by 1",
+        )
+    }
+    assert per_interval == {
+        "1m": 2 * SYMBOLS,
+        "5m": 2 * SYMBOLS,
+        "15m": 2 * SYMBOLS,
+        "1h": 2 * SYMBOLS,
+        "1d": 2 * SYMBOLS,
+    }
+    sample = fetch(
+        settings,
+        "select bar_interval, open, volume, trade_count, vwap from marts.fct_bars"
+        " where symbol = 'N12345' order by bar_interval, bar_start",
+    )
+    assert [(r["open"], r["volume"], r["trade_count"]) for r in sample if r["bar_interval"] == "1m"] == [
+        (Decimal("20.50"), Decimal(100), 1),
+        (Decimal("21.25"), Decimal(300), 1),
+    ]
+    assert (
+        _count(settings, "select count(*) as n from marts.fct_technicals where symbol like 'N%'")
+        == 10 * SYMBOLS
+    )
+    # the untouched symbol's bars were not rewritten
+    assert (
+        _count(
+            settings,
+            "select count(distinct updated_at) as n from marts.fct_bars where symbol = 'SEED'",
+        )
+        == 1
+    )
+
+
+def test_a_failed_run_leaves_its_loads_pending_for_the_next_run(
+    warehouse: tuple[Settings, Feed, Transformer],
+) -> None:
+    settings, feed, transform = warehouse
+    moment = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    feed.publish_trades([("PEND", Decimal("7.77"), Decimal(1), ms(moment))])
+    feed.drain()
+    # dbt cannot read raw.trades for one run: the first model that reads it fails
+    with psycopg.connect(settings.conninfo("owner"), autocommit=True) as conn:
+        conn.execute(f"revoke select on raw.trades from {settings.dbt_user}")
+    try:
+        with pytest.raises(TransformError):
+            transform()
+    finally:
+        with psycopg.connect(settings.conninfo("owner"), autocommit=True) as conn:
+            conn.execute(f"grant select on raw.trades to {settings.dbt_user}")
+    assert not fetch(settings, "select * from marts.fct_bars where symbol = 'PEND'")
+    transform()
+    bars = fetch(settings, "select bar_interval, close from marts.fct_bars where symbol = 'PEND'")
+    assert sorted(r["bar_interval"] for r in bars) == ["15m", "1d", "1h", "1m", "5m"]
+    assert {r["close"] for r in bars} == {Decimal("7.77")}
+    # and the load is recorded as transformed: the run after this one has nothing to do
+    transformed = fetch(
+        settings,
+        "select count(*) as n from intermediate.int_raw_loads_transformed t"
+        " join raw.load_stats s using (run_id, topic) where s.min_event_time = %s",
+        (moment,),
+    )
+    assert transformed[0]["n"] == 1
