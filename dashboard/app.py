@@ -25,6 +25,7 @@ from dashboard.queries import (
     load_bars,
     open_reader,
     pipeline_status,
+    symbol_coverage,
 )
 from tickhouse.config import ConfigError, Settings, load_settings
 
@@ -141,6 +142,38 @@ def _render_pipeline(settings: Settings) -> None:
             "lag": status["consumer_lag"].map(_count),
             "newest event (UTC)": status["latest_event_time"].map(_timestamp),
             "freshness": status["freshness_seconds"].map(_age),
+        }
+    )
+    st.table(shown, hide_index=True)
+    _render_symbol_coverage(settings)
+
+
+SYMBOL_ROWS = 12
+
+
+def _render_symbol_coverage(settings: Settings) -> None:
+    """Per symbol: oldest and newest bar, and rows raw holds that the marts do not reflect yet."""
+    try:
+        with open_reader(settings) as conn:
+            coverage = symbol_coverage(conn, SYMBOL_ROWS)
+    except MartUnavailable as err:
+        st.caption(f"per-symbol coverage unavailable: {err}")
+        return
+    if coverage.empty:
+        return
+    behind = int(coverage["is_behind_raw"].sum())
+    st.caption(
+        f"marts behind raw for {behind} of the symbols shown (rows loaded, not yet transformed)"
+        if behind
+        else "marts up to date with raw for the symbols shown"
+    )
+    shown = pd.DataFrame(
+        {
+            "symbol": coverage["symbol"],
+            "oldest bar (UTC)": coverage["first_bar_start"].map(_timestamp),
+            "newest bar (UTC)": coverage["last_bar_start"].map(_timestamp),
+            "rows pending": coverage["rows_pending"].map(_count),
+            "oldest pending (UTC)": coverage["oldest_pending_event_time"].map(_timestamp),
         }
     )
     st.table(shown, hide_index=True)

@@ -269,3 +269,32 @@ def pipeline_status(conn: psycopg.Connection[Any]) -> pd.DataFrame:
     for column in ("messages_loaded", "messages_quarantined", "consumer_lag", "freshness_seconds"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
+
+
+SYMBOL_COVERAGE_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "first_bar_start",
+    "last_bar_start",
+    "rows_pending",
+    "oldest_pending_event_time",
+    "is_behind_raw",
+)
+
+
+def symbol_coverage(conn: psycopg.Connection[Any], limit: int) -> pd.DataFrame:
+    """Per symbol from marts.pipeline_symbols: the symbols behind raw first, then the newest bars."""
+    _require(conn, "marts.pipeline_symbols")
+    query = sql.SQL(
+        "select {} from marts.pipeline_symbols"
+        " order by is_behind_raw desc, last_bar_start desc nulls last, symbol limit %s"
+    ).format(sql.SQL(", ").join(sql.Identifier(c) for c in SYMBOL_COVERAGE_COLUMNS))
+    try:
+        rows = conn.execute(query, (limit,)).fetchall()
+    except psycopg.Error as err:
+        raise MartUnavailable(f"marts.pipeline_symbols is not readable: {str(err).strip()}") from err
+    frame = pd.DataFrame(rows, columns=list(SYMBOL_COVERAGE_COLUMNS))
+    for column in ("first_bar_start", "last_bar_start", "oldest_pending_event_time"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    frame["rows_pending"] = pd.to_numeric(frame["rows_pending"], errors="coerce")
+    return frame
+

@@ -129,6 +129,50 @@ def _print_pipeline(console: Any, settings: Any) -> None:
             load.max_event_time.isoformat(timespec="seconds") if load and load.max_event_time else "-",
         )
     console.print(table)
+    _print_marts_coverage(console, settings)
+
+
+def _print_marts_coverage(console: Any, settings: Any, limit: int = 15) -> None:
+    """Per symbol: the oldest and newest bar in the marts, and rows raw holds that they do not yet."""
+    from rich.table import Table
+
+    from tickhouse.observability import marts_coverage
+
+    try:
+        coverage = marts_coverage(settings, limit)
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        console.print(f"marts: not available ({reason})")
+        return
+    if coverage is None:
+        console.print("marts: not built yet (the first transform creates them)")
+        return
+
+    def moment(value: Any) -> str:
+        return value.isoformat(timespec="minutes") if value is not None else "-"
+
+    behind = (
+        f"[yellow]{coverage.symbols_behind} behind raw, {coverage.rows_pending:,} rows not yet "
+        "transformed[/]"
+        if coverage.symbols_behind
+        else "[green]up to date with raw[/]"
+    )
+    table = Table(
+        title=f"Marts per symbol ({coverage.symbol_count} symbols, {behind}; "
+        f"{min(limit, coverage.symbol_count)} shown)"
+    )
+    for column in ("symbol", "oldest bar", "newest bar", "newest 1d bar", "rows pending", "oldest pending"):
+        table.add_column(column, justify="left" if column == "symbol" else "right")
+    for item in coverage.symbols:
+        table.add_row(
+            item.symbol,
+            moment(item.first_bar_start),
+            moment(item.last_bar_start),
+            moment(item.last_daily_bar_start),
+            f"[yellow]{item.rows_pending:,}[/]" if item.rows_pending else "0",
+            moment(item.oldest_pending_event_time),
+        )
+    console.print(table)
 
 
 def cmd_env(args: argparse.Namespace) -> int:

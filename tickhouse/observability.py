@@ -1,7 +1,8 @@
 """Pipeline health at a glance: Kafka lag of the drain's consumer group, what the drain loaded and
-quarantined, and how fresh the raw tables are. Used by `tickhouse status` and exported to
-Prometheus by `tickhouse metrics` (the drain runs as short Airflow tasks, so its figures are read
-from the warehouse and the broker rather than kept in a process).
+quarantined, how fresh the raw tables are, and per symbol what the marts cover and whether they
+are behind raw. Used by `tickhouse status` and exported to Prometheus by `tickhouse metrics` (the
+drain runs as short Airflow tasks, so its figures are read from the warehouse and the broker
+rather than kept in a process).
 """
 
 from __future__ import annotations
@@ -105,6 +106,60 @@ def topic_loads(settings: Settings) -> list[TopicLoad]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolCoverage:
+    """One row of marts.pipeline_symbols."""
+
+    symbol: str
+    first_bar_start: datetime | None
+    last_bar_start: datetime | None
+    last_daily_bar_start: datetime | None
+    rows_pending: int
+    oldest_pending_event_time: datetime | None
+
+    @property
+    def is_behind_raw(self) -> bool:
+        return self.rows_pending > 0
+
+
+@dataclass(frozen=True, slots=True)
+class MartsCoverage:
+    """Per-symbol coverage of the marts (the `limit` most relevant symbols) and the totals."""
+
+    symbols: list[SymbolCoverage]
+    symbol_count: int
+    symbols_behind: int
+    rows_pending: int
+
+
+def marts_coverage(settings: Settings, limit: int = 20) -> MartsCoverage | None:
+    """Read marts.pipeline_symbols as bi_reader: the symbols behind raw first, then the ones with
+    the newest bars, at most `limit` of them; None before dbt has built it."""
+    from tickhouse.warehouse import connect
+
+    with connect(settings, "bi_reader") as conn:
+        exists = conn.execute("select to_regclass('marts.pipeline_symbols') is not null").fetchone()
+        if not exists or not exists[0]:
+            return None
+        totals = conn.execute(
+            "select count(*), count(*) filter (where is_behind_raw), coalesce(sum(rows_pending), 0)"
+            " from marts.pipeline_symbols"
+        ).fetchone()
+        rows = conn.execute(
+            "select symbol, first_bar_start, last_bar_start, last_daily_bar_start, rows_pending,"
+            " oldest_pending_event_time from marts.pipeline_symbols"
+            " order by is_behind_raw desc, last_bar_start desc nulls last, symbol limit %s",
+            (limit,),
+        ).fetchall()
+    assert totals is not None
+    return MartsCoverage(
+        symbols=[SymbolCoverage(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows],
+        symbol_count=int(totals[0]),
+        symbols_behind=int(totals[1]),
+        rows_pending=int(totals[2]),
+    )
+
+
 def seconds_since(moment: datetime | None, now: float | None = None) -> float | None:
     if moment is None:
         return None
@@ -112,10 +167,16 @@ def seconds_since(moment: datetime | None, now: float | None = None) -> float | 
 
 
 class PipelineCollector:
-    """A prometheus-client collector that reads lag and load figures at every scrape."""
+    """A prometheus-client collector that reads lag and load figures at every scrape.
 
-    def __init__(self, settings: Settings):
+    Per-symbol series are exported for at most `max_symbols` symbols (PIPELINE_METRICS_MAX_SYMBOLS,
+    default 500; the ones behind raw first, then the newest): at 20,000 symbols one series each
+    would weigh on Prometheus more than it helps. The totals cover every symbol.
+    """
+
+    def __init__(self, settings: Settings, max_symbols: int = 500):
         self.settings = settings
+        self.max_symbols = max_symbols
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -164,15 +225,66 @@ class PipelineCollector:
         yield last_run
         yield duration
         yield freshness
+        for family in self._marts_coverage():
+            if family is None:
+                ok = 0.0
+            else:
+                yield family
         up.add_metric([], ok)
         yield up
+
+    def _marts_coverage(self) -> Iterator[Any]:
+        """Gauges of marts.pipeline_symbols; a None in the stream means it could not be read."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        behind = GaugeMetricFamily(
+            "tickhouse_marts_symbols_behind_raw",
+            "Symbols with rows in raw that the marts do not reflect yet (the next transform's work)",
+        )
+        pending = GaugeMetricFamily(
+            "tickhouse_marts_rows_pending", "Trades and candles loaded into raw but not yet in the marts"
+        )
+        symbols = GaugeMetricFamily("tickhouse_marts_symbols", "Symbols with bars in the marts")
+        first_bar = GaugeMetricFamily(
+            "tickhouse_symbol_first_bar_timestamp_seconds",
+            "Start of the symbol's oldest bar",
+            labels=["symbol"],
+        )
+        last_bar = GaugeMetricFamily(
+            "tickhouse_symbol_last_bar_timestamp_seconds",
+            "Start of the symbol's newest bar",
+            labels=["symbol"],
+        )
+        symbol_pending = GaugeMetricFamily(
+            "tickhouse_symbol_rows_pending",
+            "The symbol's rows loaded into raw but not yet in the marts",
+            labels=["symbol"],
+        )
+        try:
+            coverage = marts_coverage(self.settings, self.max_symbols)
+        except Exception:
+            yield None
+            return
+        if coverage is None:
+            return
+        behind.add_metric([], coverage.symbols_behind)
+        pending.add_metric([], coverage.rows_pending)
+        symbols.add_metric([], coverage.symbol_count)
+        for item in coverage.symbols:
+            if item.first_bar_start is not None:
+                first_bar.add_metric([item.symbol], item.first_bar_start.timestamp())
+            if item.last_bar_start is not None:
+                last_bar.add_metric([item.symbol], item.last_bar_start.timestamp())
+            symbol_pending.add_metric([item.symbol], item.rows_pending)
+        yield from (behind, pending, symbols, first_bar, last_bar, symbol_pending)
 
 
 def serve_metrics(settings: Settings, port: int, host: str = "127.0.0.1") -> None:
     """Serve the pipeline collector on host:port until interrupted."""
     from prometheus_client import REGISTRY, start_http_server
 
-    REGISTRY.register(PipelineCollector(settings))
+    max_symbols = int(os.environ.get("PIPELINE_METRICS_MAX_SYMBOLS", "500"))
+    REGISTRY.register(PipelineCollector(settings, max_symbols))
     start_http_server(port, addr=host)
     while True:
         time.sleep(3600)

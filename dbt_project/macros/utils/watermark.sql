@@ -2,20 +2,12 @@
     The newest value of `column` already in the incremental model itself, minus `minutes`,
     as a literal: read with a query when the model is compiled, so that the planner sees a
     constant (partition pruning, index ranges, row estimates) instead of a subquery. A
-    timestamp far in the past when the model is empty.
+    timestamp far in the past when the model is empty. The columns it is used on are dbt run
+    start times (updated_at and the upstream updated_at a row was built from), never event
+    times.
 #}
 {% macro watermark(column, minutes=0) -%}
-    {%- set value = none -%}
-    {%- if execute -%}
-        {%- set query -%}
-            {#- clamped at now: a (valid) trade dated up to a day ahead must not move the window
-                past the trades arriving late right now #}
-            select {{ dbt.cast(dbt.dateadd('minute', -1 * minutes, 'least(max(' ~ column ~ '), ' ~ dbt.current_timestamp() ~ ')'), api.Column.translate_type('string')) }}
-            from {{ this }}
-        {%- endset -%}
-        {%- set value = run_query(query).columns[0].values()[0] -%}
-    {%- endif -%}
-    {{- tickhouse.timestamp_tz_literal(value if value is not none else '1900-01-01 00:00:00+00:00') -}}
+    {{- tickhouse.newest_minus(this, column, minutes) -}}
 {%- endmacro %}
 
 {#

@@ -22,14 +22,10 @@
 -- Incremental runs rebuild the (symbol, resolution, UTC day)s that a pending load touched.
 
 {%- set intervals = tickhouse.bar_intervals() %}
+{#- named where read: PostgreSQL would materialize an import CTE read twice, all of raw.candles -#}
+{%- set candles = ref('stg_tickhouse__candles') %}
 
 with
-
-candles as (
-
-    select * from {{ ref('stg_tickhouse__candles') }}
-
-),
 
 {% if is_incremental() %}
 
@@ -47,7 +43,7 @@ touched_days as (
         candles.resolution,
         {{ tickhouse.utc_day_start('candles.candle_start') }} as day_start
     from pending_loads
-    inner join candles
+    inner join {{ candles }} as candles
         on {{ tickhouse.loaded_by('candles', 'pending_loads', 'candle_start') }}
 
 ),
@@ -56,7 +52,7 @@ candles_in_scope as (
 
     select candles.*
     from touched_days
-    inner join candles
+    inner join {{ candles }} as candles
         on candles.symbol = touched_days.symbol
         and candles.resolution = touched_days.resolution
         and candles.candle_start >= touched_days.day_start
@@ -68,7 +64,7 @@ candles_in_scope as (
 
 candles_in_scope as (
 
-    select * from candles
+    select * from {{ candles }}
 
 ),
 

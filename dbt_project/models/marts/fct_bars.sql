@@ -24,19 +24,13 @@
 
 {%- set intervals = tickhouse.bar_intervals() %}
 
+-- The inputs are named where they are read, not in import CTEs: PostgreSQL materializes a CTE
+-- that is read twice, and the incremental path must reach only the rows that changed through
+-- the indexes.
+{%- set minute_bars = ref('int_trades_aggregated_to_minute_bars') %}
+{%- set candle_bars = ref('int_candles_deduplicated_to_bars') %}
+
 with
-
-minute_bars as (
-
-    select * from {{ ref('int_trades_aggregated_to_minute_bars') }}
-
-),
-
-candle_bars as (
-
-    select * from {{ ref('int_candles_deduplicated_to_bars') }}
-
-),
 
 {% if is_incremental() %}
 
@@ -47,7 +41,7 @@ changed_minute_bars as (
     select
         symbol,
         bar_start
-    from minute_bars
+    from {{ minute_bars }}
     where updated_at > {{ changed_since }}
 
 ),
@@ -66,26 +60,36 @@ bars_to_rebuild as (
         symbol,
         bar_interval,
         bar_start
-    from candle_bars
+    from {{ candle_bars }}
     where updated_at > {{ changed_since }}
+
+),
+
+-- with each bucket's end, so that the minute bars of a bucket are one index range
+buckets_to_rebuild as (
+
+    select
+        bars_to_rebuild.*,
+        case bars_to_rebuild.bar_interval
+            {% for interval in intervals %}
+            when '{{ interval.name }}' then {{ tickhouse.bar_bucket_end(interval, 'bars_to_rebuild.bar_start') }}
+            {% endfor %}
+        end as bar_end
+    from bars_to_rebuild
 
 ),
 
 minute_bars_in_scope as (
 
     select
-        bars_to_rebuild.bar_interval,
-        bars_to_rebuild.bar_start as bucket_start,
+        buckets_to_rebuild.bar_interval,
+        buckets_to_rebuild.bar_start as bucket_start,
         minute_bars.*
-    from bars_to_rebuild
-    inner join minute_bars
-        on minute_bars.symbol = bars_to_rebuild.symbol
-        and minute_bars.bar_start >= bars_to_rebuild.bar_start
-        and minute_bars.bar_start < case bars_to_rebuild.bar_interval
-            {% for interval in intervals %}
-            when '{{ interval.name }}' then {{ tickhouse.bar_bucket_end(interval, 'bars_to_rebuild.bar_start') }}
-            {% endfor %}
-        end
+    from buckets_to_rebuild
+    inner join {{ minute_bars }} as minute_bars
+        on minute_bars.symbol = buckets_to_rebuild.symbol
+        and minute_bars.bar_start >= buckets_to_rebuild.bar_start
+        and minute_bars.bar_start < buckets_to_rebuild.bar_end
 
 ),
 
@@ -93,7 +97,7 @@ candle_bars_in_scope as (
 
     select candle_bars.*
     from bars_to_rebuild
-    inner join candle_bars
+    inner join {{ candle_bars }} as candle_bars
         on candle_bars.symbol = bars_to_rebuild.symbol
         and candle_bars.bar_interval = bars_to_rebuild.bar_interval
         and candle_bars.bar_start = bars_to_rebuild.bar_start
@@ -109,7 +113,7 @@ minute_bars_in_scope as (
         '{{ interval.name }}' as bar_interval,
         {{ tickhouse.bar_bucket_start(interval, 'bar_start') }} as bucket_start,
         minute_bars.*
-    from minute_bars
+    from {{ minute_bars }} as minute_bars
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
@@ -117,7 +121,7 @@ minute_bars_in_scope as (
 
 candle_bars_in_scope as (
 
-    select * from candle_bars
+    select * from {{ candle_bars }}
 
 ),
 

@@ -2,13 +2,18 @@
 
 -- Pipeline health per Kafka topic for BI users (the dashboard's pipeline panel): totals of the
 -- drain, the lag its last run left and how fresh the newest loaded event is. A view, so the
--- freshness is as of the query.
+-- freshness is as of the query. It reads raw.load_stats itself, not the staging view: dbt
+-- recreates a view with DROP ... CASCADE, and a run that fails before reaching this view would
+-- leave it dropped — exactly when operators need it.
 
 with
 
 load_stats as (
 
-    select * from {{ ref('stg_tickhouse__load_stats') }}
+    select
+        *,
+        lag_after as consumer_lag_after
+    from {{ source('tickhouse', 'load_stats') }}
 
 ),
 

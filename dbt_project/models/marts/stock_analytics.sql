@@ -17,31 +17,29 @@
 -- history is a few thousand rows; its windows reach back a year), and nothing of the others.
 -- Formulas are in _marts__models.yml.
 
+{#- fct_bars is named where read: PostgreSQL would materialize an import CTE read twice -#}
+{%- set bars = ref('fct_bars') %}
+
 with
-
-all_daily_bars as (
-
-    select * from {{ ref('fct_bars') }}
-    where bar_interval = '1d'
-
-),
 
 {% if is_incremental() %}
 
 changed_symbols as (
 
     select distinct symbol
-    from all_daily_bars
-    where updated_at > {{ tickhouse.watermark('bars_updated_at') }}
+    from {{ bars }}
+    where bar_interval = '1d'
+      and updated_at > {{ tickhouse.watermark('bars_updated_at') }}
 
 ),
 
 daily_bars as (
 
-    select all_daily_bars.*
+    select daily.*
     from changed_symbols
-    inner join all_daily_bars
-        on all_daily_bars.symbol = changed_symbols.symbol
+    inner join {{ bars }} as daily
+        on daily.symbol = changed_symbols.symbol
+        and daily.bar_interval = '1d'
 
 ),
 
@@ -49,7 +47,8 @@ daily_bars as (
 
 daily_bars as (
 
-    select * from all_daily_bars
+    select * from {{ bars }}
+    where bar_interval = '1d'
 
 ),
 

@@ -3,21 +3,28 @@
 - A run touching 100,000 (symbol, minute) ranges (50,000 new symbols, two minutes each, in one
   drain load) builds, and the marts hold exactly those bars. The old design compiled one
   `union all` branch per symbol into the SQL and failed with "stack depth limit exceeded".
-- A run that fails leaves its loads pending: the next run rebuilds from them.
+- A run that fails leaves its loads pending: the next run rebuilds from them, and until then
+  `tickhouse status`, the metrics exporter (and the dashboard, from the same view) say which
+  symbols the marts are behind raw for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from rich.console import Console
 
 from tests.integration.dbt.conftest import Feed, Transformer, fetch, own_feed, own_warehouse
 from tests.integration.dbt.raw_rows import ms
+from tickhouse.cli import _print_marts_coverage
 from tickhouse.config import Settings
+from tickhouse.observability import PipelineCollector, SymbolCoverage, marts_coverage
 from tickhouse.transform import TransformError
 
 pytestmark = pytest.mark.integration
@@ -103,10 +110,36 @@ def test_a_run_touching_100000_minute_ranges_builds_exactly_their_bars(
     )
 
 
+@dataclass
+class Coverage:
+    symbols: list[SymbolCoverage]
+    symbols_behind: int
+    rows_pending: int
+    exported: str  # the Prometheus exposition of `tickhouse metrics`
+    printed: str  # the per-symbol table of `tickhouse status`
+
+
+def _coverage_as_users_see_it(settings: Settings) -> Coverage:
+    coverage = marts_coverage(settings, limit=100)
+    assert coverage is not None
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(settings, max_symbols=100))
+    console = Console(record=True, width=200)
+    _print_marts_coverage(console, settings, limit=100)
+    return Coverage(
+        coverage.symbols,
+        coverage.symbols_behind,
+        coverage.rows_pending,
+        generate_latest(registry).decode(),
+        console.export_text(),
+    )
+
+
 def test_a_failed_run_leaves_its_loads_pending_for_the_next_run(
     warehouse: tuple[Settings, Feed, Transformer],
 ) -> None:
     settings, feed, transform = warehouse
+    transform()  # the marts exist and are up to date
     moment = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
     feed.publish_trades([("PEND", Decimal("7.77"), Decimal(1), ms(moment))])
     feed.drain()
@@ -120,7 +153,19 @@ def test_a_failed_run_leaves_its_loads_pending_for_the_next_run(
         with psycopg.connect(settings.conninfo("owner"), autocommit=True) as conn:
             conn.execute(f"grant select on raw.trades to {settings.dbt_user}")
     assert not fetch(settings, "select * from marts.fct_bars where symbol = 'PEND'")
+    # status, dashboard and exporter say the marts are behind raw for PEND, and by how much
+    behind = _coverage_as_users_see_it(settings)
+    assert behind.symbols_behind == 1 and behind.rows_pending == 1
+    assert behind.symbols[0].symbol == "PEND" and behind.symbols[0].oldest_pending_event_time == moment
+    assert "tickhouse_marts_symbols_behind_raw 1.0" in behind.exported
+    assert "PEND" in behind.printed and "1 behind raw" in behind.printed
     transform()
+    caught_up = _coverage_as_users_see_it(settings)
+    assert caught_up.symbols_behind == 0 and caught_up.rows_pending == 0
+    assert "tickhouse_marts_symbols_behind_raw 0.0" in caught_up.exported
+    pend = next(item for item in caught_up.symbols if item.symbol == "PEND")
+    assert pend.first_bar_start == pend.last_bar_start == moment and not pend.is_behind_raw
+    assert 'tickhouse_symbol_last_bar_timestamp_seconds{symbol="PEND"}' in caught_up.exported
     bars = fetch(settings, "select bar_interval, close from marts.fct_bars where symbol = 'PEND'")
     assert sorted(r["bar_interval"] for r in bars) == ["15m", "1d", "1h", "1m", "5m"]
     assert {r["close"] for r in bars} == {Decimal("7.77")}
