@@ -443,7 +443,9 @@ def validate_candle(obj: dict[str, Any], now: int | None = None) -> Candle:
     for name in ("open", "close"):
         value = getattr(candle, name)
         if not candle.low <= value <= candle.high:
-            raise InvalidMessage(f"{name} {value} is outside the candle's range [low {candle.low}, high {candle.high}]")
+            raise InvalidMessage(
+                f"{name} {value} is outside the candle's range [low {candle.low}, high {candle.high}]"
+            )
     return candle
 
 

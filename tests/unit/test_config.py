@@ -17,7 +17,7 @@ def _settings(tmp_path: Path, **env: str):
 def test_defaults_match_the_contract(tmp_path: Path) -> None:
     s = _settings(tmp_path)
     assert s.kafka_bootstrap_servers == "127.0.0.1:9092"
-    assert s.topics == ("market.trades", "market.quotes", "market.alerts")
+    assert s.topics == ("market.trades", "market.quotes", "market.alerts", "market.candles")
     assert (s.postgres_host, s.postgres_port, s.postgres_db, s.postgres_user) == (
         "127.0.0.1",
         5432,

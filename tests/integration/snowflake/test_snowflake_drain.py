@@ -215,8 +215,7 @@ def test_drain_cli_loads_into_snowflake_without_postgres_credentials(
     from tickhouse.drain.cli import main
 
     for name, value in {
-        "TRADES_TOPIC": topics.trades, "QUOTES_TOPIC": topics.quotes,
-        "ALERTS_TOPIC": topics.alerts, "DRAIN_GROUP": topics.group, "DRAIN_MAX_SECONDS": "20",
+        **topics.env(), "DRAIN_MAX_SECONDS": "20",
         "LOADER_PASSWORD": "", "POSTGRES_PASSWORD": "", "DBT_PASSWORD": "",
         "BI_READER_PASSWORD": "", "TICKHOUSE_STATE_DIR": "/nonexistent/tickhouse-state",
     }.items():

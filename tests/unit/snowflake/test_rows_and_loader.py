@@ -67,7 +67,7 @@ def test_quote_and_alert_lines() -> None:
 def test_ddl_file_splits_into_statements() -> None:
     statements = ddl_statements()
     assert statements[0] == "create schema if not exists raw"
-    assert sum(s.startswith("create table if not exists raw.") for s in statements) == 6
+    assert sum(s.startswith("create table if not exists raw.") for s in statements) == 7
     assert not any("--" in s for s in statements)
 
 
