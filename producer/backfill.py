@@ -577,7 +577,8 @@ def print_summary(summary: BackfillSummary, path: Path | None = None, out: Any =
         ]
     else:
         lines += [
-            ("file", f"{path}: {summary.rows:,} rows, {summary.served:,} valid, "
+            ("file", f"{path}: {summary.rows:,} rows, "
+                     f"{summary.rows - summary.bad_row_count:,} valid, "
                      f"{summary.bad_row_count:,} invalid"),
             ("symbols", ", ".join(summary.symbols) or "-"),
         ]

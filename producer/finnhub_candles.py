@@ -14,7 +14,7 @@ Chunk sizes (`CHUNK_DAYS`), one call per chunk and symbol:
   call ("Only 1 month of intraday will be returned at a time"); 28 days stays within a month however
   it is counted (February included), so no call is silently cut short. 28 days of 1-minute candles
   are at most ~27k candles (extended hours), a response of ~1.5 MB.
-- D: 5 years (1,826 days), ~1,260 candles per call; W: 25 years, ~1,300; M: 100 years, 1,200.
+- D: 5 years (1,827 days), ~1,260 candles per call; W: 25 years, ~1,300; M: 100 years, 1,200.
   Finnhub documents no cap for these, so the chunk only bounds the size of one response (~100 kB)
   and what one failed call costs to retry, while keeping calls few: the 60 calls/min budget is what
   bounds a backfill (20 years of daily candles are 4 calls per symbol).
@@ -48,8 +48,8 @@ SOURCE = "finnhub"
 INTRADAY = ("1", "5", "15", "30", "60")
 CHUNK_DAYS: dict[str, int] = {
     **dict.fromkeys(INTRADAY, 28),
-    "D": 1826,  # 5 years
-    "W": 9131,  # 25 years
+    "D": 1827,  # 5 years (with up to 2 leap days)
+    "W": 9132,  # 25 years
     "M": 36525,  # 100 years
 }
 _EPOCH = dt.date(1970, 1, 1)
