@@ -87,7 +87,7 @@ class BackfillSummary:
     rows: int = 0  # file rows read
     bad_rows: list[str] = field(default_factory=list)  # "line N: reason", at most `max_errors`
     bad_row_count: int = 0
-    no_data: list[str] = field(default_factory=list)  # "SYMBOL FROM..TO"
+    no_data: list[str] = field(default_factory=list)  # "SYMBOL FROM..TO", adjacent ranges merged
     failed: list[str] = field(default_factory=list)  # "SYMBOL FROM..TO: reason"
     unacknowledged: int = 0
     interrupted: bool = False
@@ -232,8 +232,8 @@ def _record(
         summary.failed.append(f"{span}: {result.error}")
         return
     if result.status == "no_data":
-        summary.no_data.append(span)
-        log.info("%s: no_data (Finnhub has no candles in this range)", chunk.describe())
+        _add_span(summary.no_data, chunk)
+        log.debug("%s: no_data (Finnhub has no candles in this range)", chunk.describe())
         return
     for candle in result.candles:
         starts = seen.setdefault(candle.symbol, set())
@@ -251,6 +251,18 @@ def _record(
                             candle.bar_start, problem)
         publish(candle.symbol.encode("utf-8"), to_json(candle))
         summary.published += 1
+
+
+def _add_span(spans: list[str], chunk: Chunk) -> None:
+    """Append "SYMBOL FIRST..LAST", or extend the last span when `chunk` continues it."""
+    if spans:
+        head, _, last = spans[-1].rpartition("..")
+        symbol = head.split(" ", 1)[0]
+        follows = dt.date.fromisoformat(last) + dt.timedelta(days=1) == chunk.first_day
+        if symbol == chunk.symbol and follows:
+            spans[-1] = f"{head}..{chunk.last_day}"
+            return
+    spans.append(f"{chunk.symbol} {chunk.first_day}..{chunk.last_day}")
 
 
 def check_file(path: Path, summary: BackfillSummary, max_errors: int, now: int) -> int:

@@ -345,3 +345,14 @@ def test_exit_codes_follow_the_documented_order() -> None:
     assert s.exit_code == 130
     f = BackfillSummary(source="file", topic="t", bad_row_count=1)
     assert f.exit_code == 4
+
+
+def test_adjacent_no_data_ranges_are_reported_as_one_span() -> None:
+    chunks = [c for s in ("NEW", "OLD") for c in
+              plan_chunks(s, "60", dt.date(2024, 1, 1), dt.date(2024, 12, 31))]
+    answers: dict[int, tuple[str, Any]] = {10: ("ok", OK)}  # NEW lists in October
+    answers.update({14 + i: ("ok", OK) for i in range(14) if i != 5})  # OLD: one quiet month
+    summary = BackfillSummary(source="finnhub", topic="t")
+    publish_finnhub(ScriptedFetcher(answers), chunks, lambda k, v: None, summary)  # type: ignore[arg-type]
+    assert summary.no_data == ["NEW 2024-01-01..2024-10-06", "NEW 2024-11-04..2024-12-31",
+                               "OLD 2024-05-20..2024-06-16"]
