@@ -86,8 +86,6 @@ def backfill_history() -> None:
     @task(execution_timeout=timedelta(hours=12))
     def backfill(**context: Any) -> dict[str, Any]:
         """Run the backfill; returns its summary (counts and ranges, never candles)."""
-        import io
-
         from airflow.sdk.exceptions import AirflowFailException
 
         from producer.backfill import (
@@ -95,7 +93,7 @@ def backfill_history() -> None:
             BackfillUsageError,
             LogProgress,
             finnhub_request,
-            print_summary,
+            report,
             run_backfill,
         )
         from producer.finnhub_quotes import hide_secret_in_logs
@@ -110,9 +108,7 @@ def backfill_history() -> None:
         except (BackfillUsageError, ConfigError, FinnhubAuthError) as err:
             # retrying cannot help: a bad request, a missing or refused key, no candle access
             raise AirflowFailException(str(err)) from err
-        report = io.StringIO()
-        print_summary(summary, out=report)
-        print(report.getvalue())
+        print("\n".join(report(summary)))
         if summary.exit_code != EXIT_OK:
             raise RuntimeError(f"backfill incomplete (exit {summary.exit_code}); see the summary")
         return summary.as_dict()

@@ -1,41 +1,25 @@
-"""`tickhouse backfill`: history as candles, from Finnhub or a file, published to `market.candles`.
+"""Backfills: history as candles, from Finnhub or a file, published to CANDLES_TOPIC.
 
-    tickhouse backfill --source finnhub --symbols A,B --resolution D --from 2024-01-01 --to 2025-12-31
-    tickhouse backfill --source file --file PATH
-
-Finnhub: one `/stock/candle` call per symbol and chunk of the range (`producer.finnhub_candles`),
-within 60 calls/min, 429 answers waited out; the range is `--from` 00:00:00 UTC to `--to` 23:59:59
-UTC. File: CSV or JSONL candles (`producer.candle_file`), checked in full before anything is
-published. Each candle goes to CANDLES_TOPIC keyed by symbol through the project's idempotent,
-acks=all producer (`producer.publisher`); the run ends by waiting for Kafka to acknowledge them all.
-
-Exit codes:
-  0    done: every candle served (or every row of the file) was published and acknowledged
-  1    Kafka did not acknowledge every candle (broker unreachable or a fatal producer error)
-  2    bad usage or configuration (arguments, FINNHUB_API_KEY unset, unreadable file or header)
-  3    Finnhub refused the key (HTTP 401) or the key's plan has no candle access (HTTP 403)
-  4    the file has invalid rows: nothing was published (or, with --skip-invalid, the valid rows were)
-  5    some Finnhub ranges failed after retries (network, 5xx, 429s, malformed answers); the
-       candles of the other ranges were published
-  130  interrupted (SIGINT / SIGTERM); what was published before is flushed
-Running the same backfill again publishes the same candles again; exit 1, 5 and 130 say to do so.
+`run_backfill` is what `tickhouse backfill` (`producer.backfill_cli`) and the `backfill_history`
+DAG run. Finnhub: one `/stock/candle` call per symbol and chunk of the range
+(`producer.finnhub_candles`), within 60 calls/min, 429 answers waited out; the range is `first`
+00:00:00 UTC to `last` 23:59:59 UTC. File: CSV or JSONL candles (`producer.candle_file`), checked
+in full before anything is published. Each candle goes to CANDLES_TOPIC keyed by symbol through the
+project's idempotent, acks=all producer (`producer.publisher`); the run ends by waiting for Kafka to
+acknowledge them all. The outcome is a `BackfillSummary`, whose `exit_code` is the command's.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import logging
-import signal
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
 from producer.candle_file import BadRow, CandleFileError, read_candles
@@ -47,15 +31,14 @@ from producer.finnhub_candles import (
     candle_problem,
     plan_chunks,
 )
-from producer.finnhub_quotes import hide_secret_in_logs
-from producer.finnhub_stream import FinnhubAuthError
 from producer.metrics import ProducerStats
 from producer.publisher import Publisher, PublisherError, ensure_topics
-from tickhouse.config import ConfigError, Settings, load_settings, parse_symbols
+from tickhouse.config import ConfigError, Settings, parse_symbols
 from tickhouse.schemas import RESOLUTIONS, Candle, now_ms, to_json
 
 log = logging.getLogger("producer.backfill")
 
+# the exit codes of `tickhouse backfill` (their meaning: producer.backfill_cli's docstring)
 EXIT_OK, EXIT_KAFKA, EXIT_USAGE, EXIT_AUTH, EXIT_INVALID_ROWS, EXIT_FINNHUB = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130
 SOURCES = ("finnhub", "file")
@@ -68,7 +51,7 @@ class BackfillUsageError(ValueError):
 
 @dataclass(slots=True)
 class BackfillSummary:
-    """What one backfill did; `exit_code` follows the module docstring."""
+    """What one backfill did; `exit_code` is the command's (listed in producer.backfill_cli)."""
 
     source: str
     topic: str
@@ -143,37 +126,6 @@ class LogProgress:
 
     def stop(self) -> None:
         pass
-
-
-class RichProgress:
-    """A rich progress bar on stderr: calls (or rows) done, candles published, time left."""
-
-    def __init__(self, console: Any) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import Progress as RichBar
-
-        self._bar = RichBar(
-            TextColumn("backfill {task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"), TextColumn("{task.fields[candles]:>10,} candles"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-        )
-        self._task: Any = None
-
-    def start(self, total: int, unit: str) -> None:
-        self._bar.start()
-        self._task = self._bar.add_task("", total=total, unit=unit, candles=0)
-
-    def advance(self, done: int, candles: int, label: str) -> None:
-        self._bar.update(self._task, advance=done, candles=candles, description=label)
-
-    def stop(self) -> None:
-        self._bar.stop()
 
 
 # --- the work --------------------------------------------------------------------------------
@@ -444,6 +396,17 @@ def _finnhub_plan(
     return [c for s in wanted for c in plan_chunks(s, resolution, first, last)]
 
 
+def parse_day(text: str) -> dt.date:
+    """YYYY-MM-DD -> date; ValueError for anything else (also 20240101, which fromisoformat takes)."""
+    cleaned = text.strip()
+    if len(cleaned) != 10:
+        raise ValueError(f"{text!r}: not a date, use YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(cleaned)
+    except ValueError:
+        raise ValueError(f"{text!r}: not a date, use YYYY-MM-DD") from None
+
+
 def finnhub_request(params: Mapping[str, Any]) -> dict[str, Any]:
     """The `backfill_history` DAG's params (`symbols`, `resolution`, `from`, `to`) -> the keyword
     arguments of `run_backfill(source="finnhub", ...)`; BackfillUsageError names a bad param."""
@@ -463,7 +426,7 @@ def finnhub_request(params: Mapping[str, Any]) -> dict[str, Any]:
         value = params.get(name)
         try:
             days[name] = parse_day(str(value))
-        except argparse.ArgumentTypeError:
+        except ValueError:
             raise BackfillUsageError(f"{name}: {value!r} is not a date, use YYYY-MM-DD") from None
     if days["from"] > days["to"]:
         raise BackfillUsageError(f"from {days['from']} is after to {days['to']}")
@@ -471,110 +434,12 @@ def finnhub_request(params: Mapping[str, Any]) -> dict[str, Any]:
             "last": days["to"]}
 
 
-# --- the command -----------------------------------------------------------------------------
-
-
-def parse_day(text: str) -> dt.date:
-    """YYYY-MM-DD -> date (argparse type)."""
-    try:
-        if len(text.strip()) != 10:
-            raise ValueError(text)
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: not a date, use YYYY-MM-DD") from None
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tickhouse backfill",
-        description="Publish history as candles to CANDLES_TOPIC (CONTRACT §1, §3).",
-        epilog="Exit codes: 0 done, 1 Kafka did not acknowledge every candle, 2 bad usage or "
-        "configuration, 3 Finnhub refused the key or the plan (401/403), 4 invalid rows in the "
-        "file, 5 Finnhub ranges failed after retries, 130 interrupted.",
-    )
-    parser.add_argument("--source", required=True, choices=SOURCES)
-    finnhub = parser.add_argument_group("finnhub")
-    finnhub.add_argument("--symbols", help="comma-separated symbols (default: SYMBOLS)")
-    finnhub.add_argument("--resolution", default="D", choices=RESOLUTIONS,
-                         help="candle resolution: minutes 1, 5, 15, 30, 60, or D, W, M (default D)")
-    finnhub.add_argument("--from", dest="first", type=parse_day, metavar="YYYY-MM-DD",
-                         help="first day (from 00:00:00 UTC)")
-    finnhub.add_argument("--to", dest="last", type=parse_day, metavar="YYYY-MM-DD",
-                         help="last day, included (to 23:59:59 UTC; default: today)")
-    from_file = parser.add_argument_group("file")
-    from_file.add_argument("--file", type=Path, help="CSV or JSONL candles, optionally .gz")
-    from_file.add_argument("--skip-invalid", action="store_true",
-                           help="publish the valid rows even if some rows are invalid (exit 4 still)")
-    from_file.add_argument("--max-errors", type=int, default=100,
-                           help="bad rows listed one by one (default 100; all are counted)")
-    parser.add_argument("--topic", default=None, help="default: CANDLES_TOPIC")
-    parser.add_argument("--flush-timeout", type=_positive_float, default=60.0,
-                        help="seconds to wait for Kafka's acknowledgements at the end (default 60)")
-    shown = parser.add_mutually_exclusive_group()
-    shown.add_argument("--progress", action="store_true", default=None,
-                       help="show the progress bar even when stderr is not a terminal")
-    shown.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument("--log-level", default="INFO")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """Entry point of `tickhouse backfill ARGS` (argv excludes the word `backfill`)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return EXIT_OK if exit_.code in (0, None) else EXIT_USAGE
-    show = args.progress if args.progress is not None else sys.stderr.isatty()
-    console = _setup_logging(args.log_level, show)
-    try:
-        settings = load_settings()
-        symbols = parse_symbols("--symbols", args.symbols) if args.symbols else ()
-    except ConfigError as err:
-        print(f"tickhouse backfill: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.source == "finnhub" and args.file is not None:
-        print("tickhouse backfill: --file is for --source file", file=sys.stderr)
-        return EXIT_USAGE
-    hide_secret_in_logs(settings.finnhub_api_key)
-    stop = threading.Event()
-    restore = _install_stop_handlers(stop)
-    progress: Progress = RichProgress(console) if show else LogProgress()
-    try:
-        summary = run_backfill(
-            settings, source=args.source, symbols=symbols, resolution=args.resolution,
-            first=args.first, last=args.last, path=args.file, topic=args.topic,
-            skip_invalid=args.skip_invalid, max_errors=args.max_errors,
-            flush_timeout=args.flush_timeout, progress=progress, stop=stop,
-        )
-    except BackfillUsageError as err:
-        print(f"tickhouse backfill: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except FinnhubAuthError as err:
-        print(f"tickhouse backfill: {err}", file=sys.stderr)
-        return EXIT_AUTH
-    finally:
-        if restore is not None:
-            restore()
-    print_summary(summary, args.file)
-    return summary.exit_code
-
-
-def print_summary(summary: BackfillSummary, path: Path | None = None, out: Any = None) -> None:
-    """The end-of-run report: bad rows (if any) on stderr, then the figures."""
-    stream = out or sys.stderr
-    for row in summary.bad_rows:
-        print(f"{path}: {row}", file=stream)
+def report(summary: BackfillSummary, path: Path | None = None) -> list[str]:
+    """The end-of-run report as lines: the bad rows of a file (if any), then the figures."""
+    out = [f"{path}: {row}" for row in summary.bad_rows]
     if summary.bad_row_count > len(summary.bad_rows):
-        print(f"{path}: ... and {summary.bad_row_count - len(summary.bad_rows):,} more invalid "
-              "rows (--max-errors N lists more)", file=stream)
+        out.append(f"{path}: ... and {summary.bad_row_count - len(summary.bad_rows):,} more "
+                   "invalid rows (--max-errors N lists more)")
     lines: list[tuple[str, str]] = []
     if summary.source == "finnhub":
         lines += [
@@ -606,9 +471,9 @@ def print_summary(summary: BackfillSummary, path: Path | None = None, out: Any =
         lines.append(("kafka error", summary.kafka_error))
     lines.append(("result", _verdict(summary) + f" (exit {summary.exit_code}, "
                                                  f"{summary.seconds:.1f}s)"))
-    print("tickhouse backfill:", file=stream)
-    for name, text in lines:
-        print(f"  {name:<16}{text}", file=stream)
+    out.append("tickhouse backfill:")
+    out += [f"  {name:<16}{text}" for name, text in lines]
+    return out
 
 
 def _verdict(summary: BackfillSummary) -> str:
@@ -626,43 +491,3 @@ def _verdict(summary: BackfillSummary) -> str:
     if summary.published:
         return "invalid rows skipped (--skip-invalid); the valid rows were published"
     return "the file has invalid rows: nothing was published; fix them or pass --skip-invalid"
-
-
-def _setup_logging(level: str, rich_console: bool) -> Any:
-    console = None
-    if rich_console:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-    if not logging.getLogger().handlers:
-        if console is not None:
-            from rich.logging import RichHandler
-
-            logging.basicConfig(level=level.upper(), format="%(message)s",
-                                handlers=[RichHandler(console=console, show_path=False)])
-        else:
-            logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return console
-
-
-def _install_stop_handlers(stop: threading.Event) -> Callable[[], None] | None:
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        log.warning("%s received: stopping after the current call, then flushing",
-                    signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

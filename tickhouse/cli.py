@@ -19,7 +19,7 @@ from tickhouse.config import ConfigError, load_settings
 # subcommand -> module with `main(argv: list[str]) -> int`
 SERVICES = {
     "produce": ("producer.cli", "publish trades and quotes to Kafka (finnhub, replay, synthetic)"),
-    "backfill": ("producer.backfill", "publish history as candles to Kafka (finnhub, file)"),
+    "backfill": ("producer.backfill_cli", "publish history as candles to Kafka (finnhub, file)"),
     "drain": ("tickhouse.drain.cli", "drain Kafka into the raw tables (`--once`: one micro-batch)"),
     "transform": ("tickhouse.transform", "`dbt build` of the whole project"),
     "alerts": ("alerts.cli", "the fast-path alert service (runs until stopped)"),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from producer.backfill import BackfillSummary, check_file, main
+from producer.backfill import BackfillSummary, check_file
+from producer.backfill_cli import main
 from producer.candle_file import BadRow, CandleFileError, read_candles
 from tickhouse.schemas import Candle, parse_candle, to_json
 
