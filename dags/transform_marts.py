@@ -24,6 +24,7 @@ MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 RAW_TRADES = Asset("tickhouse.raw.trades")
 RAW_QUOTES = Asset("tickhouse.raw.quotes")
 RAW_ALERTS = Asset("tickhouse.raw.alerts")
+RAW_CANDLES = Asset("tickhouse.raw.candles")
 
 transform_marts = DbtDag(
     dag_id="transform_marts",
@@ -55,7 +56,7 @@ transform_marts = DbtDag(
     operator_args={"install_deps": False, "retries": 0},
     default_args={"owner": "tickhouse", "retries": 0},
     # any new raw data triggers a build; the incremental models make it cheap
-    schedule=(RAW_TRADES | RAW_QUOTES | RAW_ALERTS),
+    schedule=(RAW_TRADES | RAW_QUOTES | RAW_ALERTS | RAW_CANDLES),
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,

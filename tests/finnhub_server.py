@@ -11,12 +11,25 @@ REST (https://finnhub.io/docs/api/quote): `GET /api/v1/quote?symbol=S&token=KEY`
 `{"c","d","dp","h","l","o","pc","t"}` (t in seconds; all zeros for an unknown symbol), 401 for a
 bad token, and scripted 429 / 5xx answers via `fail_quotes(n, status)`.
 
+REST (https://finnhub.io/docs/api/stock-candles): `GET /api/v1/stock/candle?symbol=S&resolution=R
+&from=T0&to=T1&token=KEY` returns `{"c":[..],"h":[..],"l":[..],"o":[..],"s":"ok","t":[..],"v":[..]}`
+with the candles whose `t` (seconds) is in [T0, T1], or `{"s":"no_data"}`. It serves the real daily
+series bundled in `data/daily_candles.csv.gz` (resolution D, `t` = 00:00 UTC of the trading date;
+W and M are aggregated from it: first open, highest high, lowest low, last close, summed volume,
+`t` of the period's first trading day); other resolutions and extra candles come from
+`set_candles`. 401 for a wrong token, 403 "You don't have access to this resource." while
+`deny_candles` is set (a plan without candle access), 422 for a bad parameter, and scripted answers
+via `fail_candles(n, status, retry_after)`. Every call is logged in `candle_requests`.
+
 Runs in a background thread on 127.0.0.1 with ephemeral ports: `with FakeFinnhub() as server: ...`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import datetime as dt
+import gzip
 import json
 import threading
 import time
@@ -24,12 +37,59 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+DAILY_CANDLES = Path(__file__).resolve().parent.parent / "data" / "daily_candles.csv.gz"
+CANDLE_RESOLUTIONS = ("1", "5", "15", "30", "60", "D", "W", "M")
+# one candle as Finnhub's arrays hold it: t (seconds), o, h, l, c, v
+Row = tuple[int, float, float, float, float, float]
+
+
+def load_daily_series(path: Path = DAILY_CANDLES) -> dict[str, list[Row]]:
+    """symbol -> its daily candles from the bundled candle file, in time order."""
+    series: dict[str, list[Row]] = {}
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            series.setdefault(row["symbol"], []).append((
+                int(row["bar_start"]) // 1000, float(row["open"]), float(row["high"]),
+                float(row["low"]), float(row["close"]), int(row["volume"]),
+            ))
+    for rows in series.values():
+        rows.sort()
+    return series
+
+
+def aggregate(rows: list[Row], resolution: str) -> list[Row]:
+    """Daily candles -> weekly (ISO week) or monthly ones, `t` of each period's first day."""
+    periods: dict[tuple[int, int], list[Row]] = {}
+    for row in rows:
+        day = dt.datetime.fromtimestamp(row[0], dt.UTC).date()
+        key = day.isocalendar()[:2] if resolution == "W" else (day.year, day.month)
+        periods.setdefault(key, []).append(row)
+    return [
+        (group[0][0], group[0][1], max(r[2] for r in group), min(r[3] for r in group),
+         group[-1][4], sum(r[5] for r in group))
+        for _, group in sorted(periods.items())
+    ]
+
+
+@dataclass(frozen=True)
+class CandleRequest:
+    """One /stock/candle call as the server saw it."""
+
+    time: float  # time.monotonic() when it arrived
+    symbol: str
+    resolution: str
+    start: int | None
+    end: int | None
+    status: int
+    candles: int  # candles in the answer
 
 
 @dataclass
@@ -50,6 +110,11 @@ class FakeFinnhub:
         self.received: list[dict[str, Any]] = []  # every client message
         self.sent_trades: list[dict[str, Any]] = []  # trades actually written to a client
         self._quote_failures: list[int] = []
+        self.deny_candles = False  # True: 403, like a plan without candle access
+        self.candle_requests: list[CandleRequest] = []
+        self._candle_failures: list[tuple[int, float | None]] = []
+        self._daily: dict[str, list[Row]] | None = None
+        self._extra_candles: dict[tuple[str, str], dict[int, Row]] = {}
         self._clients: list[Client] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -264,6 +329,88 @@ class FakeFinnhub:
             self.quote_requests.append((time.monotonic(), symbol, status))
         return status, body
 
+    # --- REST: /stock/candle -------------------------------------------------------------------
+
+    def daily_series(self) -> dict[str, list[Row]]:
+        """The bundled real daily candles the server answers D (and W, M) calls from."""
+        with self._lock:
+            if self._daily is None:
+                self._daily = load_daily_series()
+            return self._daily
+
+    def set_candles(self, symbol: str, resolution: str, rows: list[Row]) -> None:
+        """Serve these candles (t, o, h, l, c, v) for (symbol, resolution) too; a row with the
+        `t` of a bundled one replaces it (e.g. to serve a broken candle)."""
+        with self._lock:
+            self._extra_candles.setdefault((symbol, resolution), {}).update(
+                {row[0]: row for row in rows})
+
+    def fail_candles(self, count: int, status: int = 429, retry_after: float | None = None) -> None:
+        """The next `count` /stock/candle calls get HTTP `status` (with `Retry-After` if given)."""
+        with self._lock:
+            self._candle_failures.extend([(status, retry_after)] * count)
+
+    def candles_for(self, symbol: str, resolution: str) -> list[Row]:
+        """Everything the server would serve for (symbol, resolution), in time order."""
+        daily = self.daily_series().get(symbol, []) if resolution in ("D", "W", "M") else []
+        base = daily if resolution == "D" else aggregate(daily, resolution) if daily else []
+        with self._lock:
+            extra = dict(self._extra_candles.get((symbol, resolution), {}))
+        merged = {row[0]: row for row in base}
+        merged.update(extra)
+        return [merged[t] for t in sorted(merged)]
+
+    def _candle_answer(
+        self, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        token = query.get("token", [""])[0]
+        symbol = query.get("symbol", [""])[0]
+        resolution = query.get("resolution", [""])[0]
+
+        def integer(name: str) -> int | None:
+            try:
+                return int(query.get(name, [""])[0])
+            except ValueError:
+                return None
+
+        start, end = integer("from"), integer("to")
+        headers: dict[str, str] = {}
+        body: dict[str, Any]
+        with self._lock:
+            failure = None
+            if token == self.token and not self.deny_candles and self._candle_failures:
+                failure = self._candle_failures.pop(0)
+        if token != self.token:
+            status, body = 401, {"error": "Invalid API key"}
+        elif self.deny_candles:
+            status, body = 403, {"error": "You don't have access to this resource."}
+        elif failure is not None:
+            status, retry_after = failure
+            body = ({"error": "API limit reached. Please try again later. Remaining Limit: 0"}
+                    if status == 429 else {"error": "internal error"})
+            if retry_after is not None:
+                headers["Retry-After"] = f"{retry_after:g}"
+        elif not symbol:
+            status, body = 422, {"error": "Wrong symbol"}
+        elif resolution not in CANDLE_RESOLUTIONS:
+            status, body = 422, {"error": "Wrong resolution"}
+        elif start is None or end is None:
+            status, body = 422, {"error": "Wrong from/to"}
+        else:
+            rows = [r for r in self.candles_for(symbol, resolution) if start <= r[0] <= end]
+            status = 200
+            body = {"s": "no_data"} if not rows else {
+                "c": [r[4] for r in rows], "h": [r[2] for r in rows], "l": [r[3] for r in rows],
+                "o": [r[1] for r in rows], "s": "ok", "t": [r[0] for r in rows],
+                "v": [r[5] for r in rows],
+            }
+        with self._lock:
+            self.candle_requests.append(CandleRequest(
+                time.monotonic(), symbol, resolution, start, end, status,
+                len(body.get("t", [])) if status == 200 else 0,
+            ))
+        return status, body, headers
+
     def _http_handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -272,17 +419,23 @@ class FakeFinnhub:
                 parts = urlsplit(self.path)
                 # finnhub-python joins API_URL and "/quote" with a "/", giving "//quote".
                 path = "/" + "/".join(p for p in parts.path.split("/") if p)
-                if path != "/api/v1/quote":
+                if path == "/api/v1/quote":
+                    status, body = server._quote_answer(parse_qs(parts.query))
+                    self._reply(status, body)
+                elif path == "/api/v1/stock/candle":
+                    status, body, headers = server._candle_answer(parse_qs(parts.query))
+                    self._reply(status, body, headers)
+                else:
                     self._reply(404, {"error": f"no route {path}"})
-                    return
-                status, body = server._quote_answer(parse_qs(parts.query))
-                self._reply(status, body)
 
-            def _reply(self, status: int, body: dict[str, Any]) -> None:
+            def _reply(self, status: int, body: dict[str, Any],
+                       headers: dict[str, str] | None = None) -> None:
                 raw = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(raw)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(raw)
 

@@ -1,7 +1,7 @@
 """The `tickhouse` console script (CONTRACT §1).
 
-`up | down | status | env | demo` manage the local stack; `produce | drain | transform | alerts`
-hand their remaining arguments to the service that implements them.
+`up | down | status | env | demo` manage the local stack; `produce | backfill | drain | transform |
+alerts` hand their remaining arguments to the service that implements them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tickhouse.config import ConfigError, load_settings
 # subcommand -> module with `main(argv: list[str]) -> int`
 SERVICES = {
     "produce": ("producer.cli", "publish trades and quotes to Kafka (finnhub, replay, synthetic)"),
+    "backfill": ("producer.backfill_cli", "publish history as candles to Kafka (finnhub, file)"),
     "drain": ("tickhouse.drain.cli", "drain Kafka into the raw tables (`--once`: one micro-batch)"),
     "transform": ("tickhouse.transform", "`dbt build` of the whole project"),
     "alerts": ("alerts.cli", "the fast-path alert service (runs until stopped)"),

@@ -42,6 +42,7 @@ class RelTopics:
         self.trades = f"rel.trades.{suffix}"
         self.quotes = f"rel.quotes.{suffix}"
         self.alerts = f"rel.alerts.{suffix}"
+        self.candles = f"rel.candles.{suffix}"
         self.group = f"rel-drain-{suffix}"
         self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
         futures = self.admin.create_topics(
@@ -60,8 +61,8 @@ class RelTopics:
         self.extra: list[str] = []
 
     @property
-    def names(self) -> tuple[str, str, str]:
-        return (self.trades, self.quotes, self.alerts)
+    def names(self) -> tuple[str, str, str, str]:
+        return (self.trades, self.quotes, self.alerts, self.candles)
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a drain / producer process working on these topics only."""
@@ -72,6 +73,7 @@ class RelTopics:
                 "TRADES_TOPIC": self.trades,
                 "QUOTES_TOPIC": self.quotes,
                 "ALERTS_TOPIC": self.alerts,
+                "CANDLES_TOPIC": self.candles,
                 "DRAIN_GROUP": self.group,
                 "DRAIN_DQ_POLICY": "off",
                 "PRODUCER_METRICS_PORT": "0",
@@ -120,7 +122,7 @@ class RelTopics:
         then sit in every later dbt run."""
         names = [*self.names, *self.extra]
         with contextlib.suppress(psycopg.Error), owner_conn(self.settings) as conn:
-            for table in ("raw.trades", "raw.quotes", "raw.alerts", "raw.quarantine"):
+            for table in ("raw.trades", "raw.quotes", "raw.alerts", "raw.candles", "raw.quarantine"):
                 conn.execute(f"delete from {table} where kafka_topic = any(%s)", (names,))
             conn.execute("delete from raw.kafka_offsets where consumer_group = %s", (self.group,))
             conn.execute("delete from raw.load_stats where consumer_group = %s", (self.group,))

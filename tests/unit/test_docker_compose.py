@@ -84,7 +84,8 @@ def test_kraft_mode_and_topic_defaults(compose: dict[str, Any], local_settings) 
     assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     init_env = compose["services"]["kafka-init"]["environment"]
     for variable, topic in zip(
-        ("TRADES_TOPIC", "QUOTES_TOPIC", "ALERTS_TOPIC", "CANDLES_TOPIC"), local_settings.topics, strict=True
+        ("TRADES_TOPIC", "QUOTES_TOPIC", "ALERTS_TOPIC", "CANDLES_TOPIC"), local_settings.topics,
+        strict=True,
     ):
         assert init_env[variable] == f"${{{variable}:-{topic}}}"
     assert init_env["TOPIC_PARTITIONS"] == f"${{TOPIC_PARTITIONS:-{local_settings.topic_partitions}}}"

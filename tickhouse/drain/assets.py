@@ -14,4 +14,5 @@ RAW_TABLE_ASSETS: dict[str, str] = {
     "raw.trades": "tickhouse.raw.trades",
     "raw.quotes": "tickhouse.raw.quotes",
     "raw.alerts": "tickhouse.raw.alerts",
+    "raw.candles": "tickhouse.raw.candles",
 }

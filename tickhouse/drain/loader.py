@@ -26,7 +26,7 @@ FaultHook = Callable[[str], None]
 _EPOCH = date(1970, 1, 1)
 _FLUSH_BYTES = 1 << 20
 _QUARANTINE = "quarantine"
-_PARTITION_NAME = re.compile(r"^(?:trades|quotes|alerts)_(\d{8})$")
+_PARTITION_NAME = re.compile(r"^(?:trades|quotes|alerts|candles)_(\d{8})$")
 
 
 def epoch_day(day: int) -> date:

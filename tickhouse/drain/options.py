@@ -25,12 +25,12 @@ from tickhouse.config import ConfigError, Settings
 from tickhouse.snowflake.settings import WAREHOUSES, selected_warehouse
 
 DQ_POLICIES = ("warn", "fail", "off")
-KINDS = ("trades", "quotes", "alerts")
+KINDS = ("trades", "quotes", "alerts", "candles")
 
 
 @dataclass(frozen=True, slots=True)
 class DrainOptions:
-    """What one drain run does; `topics` maps each Kafka topic to its kind (trades/quotes/alerts)."""
+    """What one drain run does; `topics` maps each Kafka topic to its kind (`KINDS`)."""
 
     topics: Mapping[str, str]
     group: str = "tickhouse-drain"
@@ -107,6 +107,7 @@ def load_options(
             settings.trades_topic: "trades",
             settings.quotes_topic: "quotes",
             settings.alerts_topic: "alerts",
+            settings.candles_topic: "candles",
         },
         "group": env.get("DRAIN_GROUP", "").strip() or "tickhouse-drain",
         "max_messages": _int(env, "DRAIN_MAX_MESSAGES", 500_000),

@@ -23,6 +23,7 @@ import psycopg
 from tickhouse.config import Settings
 from tickhouse.drain.options import DrainOptions
 from tickhouse.drain.stats import TopicStats
+from tickhouse.schemas import RESOLUTIONS
 
 if TYPE_CHECKING:
     from tickhouse.drain.runner import DrainResult
@@ -33,6 +34,9 @@ KEY_COLUMNS = {
     "trades": ("symbol", "price", "volume", "ts", "event_time"),
     "quotes": ("symbol", "price", "high", "low", "ts", "event_time"),
     "alerts": ("alert_id", "symbol", "rule", "severity", "trade_ts", "event_time"),
+    "candles": (
+        "symbol", "resolution", "bar_start", "event_time", "open", "high", "low", "close", "volume",
+    ),
 }
 COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 
@@ -155,6 +159,21 @@ def build_suite(stats: TopicStats, options: DrainOptions, now: datetime) -> list
                 column_A="high", column_B="low", or_equal=True
             )
         )
+    if kind == "candles":
+        suite += [
+            gxe.ExpectColumnValuesToBeBetween(
+                column="low", min_value=0, strict_min=True, max_value=options.dq_max_price
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="high", min_value=0, strict_min=True, max_value=options.dq_max_price
+            ),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="high", column_B="low", or_equal=True
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="resolution", value_set=list(RESOLUTIONS)
+            ),
+        ]
     if kind == "alerts":
         suite.append(
             gxe.ExpectColumnValuesToBeInSet(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from tickhouse.schemas import InvalidMessage, parse_alert, parse_quote, parse_trade
+from tickhouse.schemas import InvalidMessage, parse_alert, parse_candle, parse_quote, parse_trade
 
 MS_PER_DAY = 86_400_000
 # PostgreSQL numeric keeps at most 16383 digits after the decimal point
@@ -38,13 +38,22 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "event_time", "details", "kafka_topic", "kafka_partition", "kafka_offset",
         "kafka_timestamp",
     ),
+    "candles": (
+        "symbol", "resolution", "bar_start", "event_time", "open", "high", "low", "close",
+        "volume", "source", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp",
+    ),
     "quarantine": (
         "kafka_topic", "kafka_partition", "kafka_offset", "kafka_key", "kafka_timestamp",
         "payload", "error",
     ),
 }
 
-TABLES = {"trades": "raw.trades", "quotes": "raw.quotes", "alerts": "raw.alerts"}
+TABLES = {
+    "trades": "raw.trades",
+    "quotes": "raw.quotes",
+    "alerts": "raw.alerts",
+    "candles": "raw.candles",
+}
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 NULL = "\\N"
@@ -216,10 +225,25 @@ def alert_line(
     return _finish(line, fields), a.trade_ts
 
 
+def candle_line(
+    payload: bytes | None, topic: str, partition: int, offset: int, kafka_ts: int | None
+) -> tuple[bytes, int]:
+    """A candles message -> (COPY line, event time = bar_start in ms); raises InvalidMessage."""
+    c = parse_candle(payload)
+    line = (
+        f"{c.symbol}\t{c.resolution}\t{c.bar_start}\t{copy_timestamp(c.bar_start)}\t"
+        f"{_numeric('open', c.open)}\t{_numeric('high', c.high)}\t{_numeric('low', c.low)}\t"
+        f"{_numeric('close', c.close)}\t{_numeric('volume', c.volume)}\t{copy_optional(c.source)}\t"
+        f"{topic}\t{partition}\t{offset}\t{kafka_timestamp(kafka_ts)}\n"
+    )
+    return _finish(line, {"source": c.source}), c.bar_start
+
+
 LINE_BUILDERS: dict[str, Callable[[bytes | None, str, int, int, int | None], tuple[bytes, int]]] = {
     "trades": trade_line,
     "quotes": quote_line,
     "alerts": alert_line,
+    "candles": candle_line,
 }
 
 

@@ -48,8 +48,8 @@ SNOWFLAKE_STAGES = ("in_transaction_before_commit",)
 QUARANTINE = "quarantine"
 FLUSH_ROWS = 50_000
 
-_DOUBLE = {"price", "volume", "change", "change_pct", "high", "low", "open", "prev_close"}
-_BIGINT = {"ts", "trade_ts", "detected_ts", "kafka_offset"}
+_DOUBLE = {"price", "volume", "change", "change_pct", "high", "low", "open", "close", "prev_close"}
+_BIGINT = {"ts", "trade_ts", "detected_ts", "bar_start", "kafka_offset"}
 _TIMESTAMP = {"event_time", "kafka_timestamp"}
 _BINARY = {"kafka_key", "payload"}
 

@@ -70,7 +70,8 @@ def test_transform_marts_dag_parses_from_the_manifest(tmp_path: Path) -> None:
     assert "fct_bars_model_build" in tasks["fct_technicals_model_build"]["upstream"]
     assert "dim_symbols_seed_build" in tasks
     assert all(task["retries"] == 0 for task in tasks.values())
-    for asset in ("tickhouse.raw.trades", "tickhouse.raw.quotes", "tickhouse.raw.alerts"):
+    for asset in ("tickhouse.raw.trades", "tickhouse.raw.quotes", "tickhouse.raw.alerts",
+                  "tickhouse.raw.candles"):
         assert f"name='{asset}'" in result["schedule"]
     assert "AssetAny" in result["schedule"]
     assert result["max_active_runs"] == 1

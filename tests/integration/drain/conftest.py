@@ -37,7 +37,7 @@ def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
 
 
 class Topics:
-    """Unique trades/quotes/alerts topics for one test, deleted afterwards."""
+    """Unique trades/quotes/alerts/candles topics for one test, deleted afterwards."""
 
     def __init__(self, settings: Settings, admin: AdminClient, partitions: int) -> None:
         suffix = uuid.uuid4().hex[:10]
@@ -46,6 +46,7 @@ class Topics:
         self.trades = f"test.drain.trades.{suffix}"
         self.quotes = f"test.drain.quotes.{suffix}"
         self.alerts = f"test.drain.alerts.{suffix}"
+        self.candles = f"test.drain.candles.{suffix}"
         self.group = f"test-drain-{suffix}"
         futures = admin.create_topics(
             [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in self.names]
@@ -57,12 +58,19 @@ class Topics:
         )
 
     @property
-    def names(self) -> tuple[str, str, str]:
-        return (self.trades, self.quotes, self.alerts)
+    def names(self) -> tuple[str, str, str, str]:
+        return (self.trades, self.quotes, self.alerts, self.candles)
 
     @property
     def mapping(self) -> dict[str, str]:
-        return {self.trades: "trades", self.quotes: "quotes", self.alerts: "alerts"}
+        return {self.trades: "trades", self.quotes: "quotes", self.alerts: "alerts",
+                self.candles: "candles"}
+
+    def env(self) -> dict[str, str]:
+        """The topic and group variables of a drain working on these topics only."""
+        return {"TRADES_TOPIC": self.trades, "QUOTES_TOPIC": self.quotes,
+                "ALERTS_TOPIC": self.alerts, "CANDLES_TOPIC": self.candles,
+                "DRAIN_GROUP": self.group}
 
     def options(self, **overrides: Any) -> DrainOptions:
         values: dict[str, Any] = {

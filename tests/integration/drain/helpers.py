@@ -39,3 +39,14 @@ def alert(i: int, **extra: Any) -> bytes:
     }
     body.update(extra)
     return json.dumps(body).encode()
+
+
+def candle(i: int, **extra: Any) -> bytes:
+    """A valid daily candle, day `i` before today (00:00 UTC), unless `extra` breaks it."""
+    day = NOW_MS - NOW_MS % 86_400_000 - i * 86_400_000
+    body: dict[str, Any] = {
+        "symbol": "AAPL", "resolution": "D", "bar_start": day, "open": 100 + i, "high": 102 + i,
+        "low": 99.5 + i, "close": 101.25 + i, "volume": 1000 * i, "source": "test",
+    }
+    body.update(extra)
+    return json.dumps(body).encode()

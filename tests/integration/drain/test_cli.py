@@ -16,11 +16,7 @@ def test_drain_once_prints_the_stats_table(
 ) -> None:
     topics.produce(topics.trades, [trade(i) for i in range(25)] + [b"oops"])
     topics.produce(topics.quotes, [quote(1)])
-    for name, value in {
-        "TRADES_TOPIC": topics.trades, "QUOTES_TOPIC": topics.quotes,
-        "ALERTS_TOPIC": topics.alerts, "DRAIN_GROUP": topics.group, "DRAIN_DQ_POLICY": "off",
-        "COLUMNS": "200",
-    }.items():
+    for name, value in {**topics.env(), "DRAIN_DQ_POLICY": "off", "COLUMNS": "200"}.items():
         monkeypatch.setenv(name, value)
 
     assert main(["--once", "--max-messages", "10"]) == 0

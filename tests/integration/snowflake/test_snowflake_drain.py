@@ -7,7 +7,7 @@ import json
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.integration.drain.helpers import NOW_MS, alert, quote, trade
+from tests.integration.drain.helpers import NOW_MS, alert, candle, quote, trade
 from tests.integration.snowflake.conftest import Snow, SnowTopics
 from tickhouse.drain import snowflake_loader
 from tickhouse.drain.runner import STAGES
@@ -52,6 +52,7 @@ def test_counts_match_offsets_across_capped_runs(snow: Snow, topics: SnowTopics)
     topics.produce(topics.trades, [*messages, b"not json", None])
     topics.produce(topics.quotes, [*map(quote, range(30))])
     topics.produce(topics.alerts, [*map(alert, range(20)), b"{}"])
+    topics.produce(topics.candles, [*map(candle, range(40)), candle(40, high=1)])
 
     runs = [topics.drain(max_messages=200)]
     assert sum(s.consumed for s in runs[0].topics) == 200
@@ -63,10 +64,21 @@ def test_counts_match_offsets_across_capped_runs(snow: Snow, topics: SnowTopics)
         total = totals.setdefault(s.topic, [0, 0])
         total[0] += s.loaded
         total[1] += s.quarantined
-    assert totals == {topics.trades: [500, 2], topics.quotes: [30, 0], topics.alerts: [20, 1]}
+    assert totals == {topics.trades: [500, 2], topics.quotes: [30, 0], topics.alerts: [20, 1],
+                      topics.candles: [40, 1]}
     assert_exactly_once(snow, topics, "raw.trades", topics.trades)
     assert_exactly_once(snow, topics, "raw.quotes", topics.quotes)
     assert_exactly_once(snow, topics, "raw.alerts", topics.alerts)
+    assert_exactly_once(snow, topics, "raw.candles", topics.candles)
+    assert snow.query(
+        "select count(*), min(bar_start), max(bar_start), sum(volume) from raw.candles"
+        " where kafka_topic = %s and resolution = 'D'"
+        " and date_part(epoch_millisecond, event_time) = bar_start",
+        (topics.candles,),
+    ) == [(40, NOW_MS - NOW_MS % 86_400_000 - 39 * 86_400_000, NOW_MS - NOW_MS % 86_400_000,
+           sum(1000 * i for i in range(40)))]
+    assert snow.query("select error from raw.quarantine where kafka_topic = %s",
+                      (topics.candles,)) == [("low 139.5 is above high 1",)]
     stats = snow.query(
         "select sum(consumed), sum(loaded), sum(quarantined), count(distinct run_id)"
         " from raw.load_stats where topic = %s",
@@ -215,8 +227,7 @@ def test_drain_cli_loads_into_snowflake_without_postgres_credentials(
     from tickhouse.drain.cli import main
 
     for name, value in {
-        "TRADES_TOPIC": topics.trades, "QUOTES_TOPIC": topics.quotes,
-        "ALERTS_TOPIC": topics.alerts, "DRAIN_GROUP": topics.group, "DRAIN_MAX_SECONDS": "20",
+        **topics.env(), "DRAIN_MAX_SECONDS": "20",
         "LOADER_PASSWORD": "", "POSTGRES_PASSWORD": "", "DBT_PASSWORD": "",
         "BI_READER_PASSWORD": "", "TICKHOUSE_STATE_DIR": "/nonexistent/tickhouse-state",
     }.items():

@@ -22,7 +22,8 @@ def test_defaults_and_env_overrides(tmp_path: Path) -> None:
     settings = load_settings({}, project_root=tmp_path)
     options = load_options(settings, {})
     assert options.topics == {
-        "market.trades": "trades", "market.quotes": "quotes", "market.alerts": "alerts"
+        "market.trades": "trades", "market.quotes": "quotes", "market.alerts": "alerts",
+        "market.candles": "candles",
     }
     assert (options.max_messages, options.max_seconds, options.dq_policy) == (500_000, 45.0, "warn")
     assert options.group == "tickhouse-drain" and options.retention_days == 0

@@ -7,6 +7,7 @@ import pytest
 from tickhouse.drain.rows import (
     COLUMNS,
     alert_line,
+    candle_line,
     copy_bytea,
     copy_text,
     copy_text_array,
@@ -148,3 +149,39 @@ def test_quarantine_line_keeps_the_original_bytes() -> None:
     ]
     assert fields(quarantine_line("t", 0, 1, None, None, None, "null"))[3:6] == ["\\N", "\\N", "\\N"]
     assert copy_bytea(b"") == "\\\\x"
+
+
+def test_candle_line_has_every_column_in_order() -> None:
+    line, event_ms = candle_line(
+        b'{"symbol":"AAPL","resolution":"D","bar_start":1732060800000,"open":228.06,'
+        b'"high":229.93,"low":225.89,"close":229,"volume":35169566,"source":"finnhub"}',
+        "market.candles", 1, 7, 1763649000200,
+    )
+    assert event_ms == 1732060800000
+    assert fields(line) == [
+        "AAPL", "D", "1732060800000", "2024-11-20 00:00:00.000+00", "228.06", "229.93", "225.89",
+        "229", "35169566", "finnhub", "market.candles", "1", "7", "2025-11-20 14:30:00.200+00",
+    ]
+    assert len(fields(line)) == len(COLUMNS["candles"])
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"high": 1.0}, "low 225.89 is above high 1.0"),
+        ({"open": 230}, "open 230 is outside the candle's range [low 225.89, high 229.93]"),
+        ({"resolution": "2"}, "resolution: must be one of 1, 5, 15, 30, 60, D, W, M, got \"2\""),
+        ({"resolution": 5}, "resolution: must be a string"),
+        ({"bar_start": 1.5}, "bar_start: must be integer epoch milliseconds"),
+        ({"volume": -1}, "volume: must be >= 0, got -1"),
+        ({"source": "a\u0000b"}, "source: contains a NUL character"),
+    ],
+)
+def test_bad_candles_are_rejected_with_the_reason(change: dict[str, object], reason: str) -> None:
+    import json
+
+    body = {"symbol": "AAPL", "resolution": "D", "bar_start": 1732060800000, "open": 228.06,
+            "high": 229.93, "low": 225.89, "close": 229, "volume": 35169566, **change}
+    with pytest.raises(InvalidMessage) as err:
+        candle_line(json.dumps(body).encode(), "market.candles", 0, 0, None)
+    assert reason in str(err.value)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tickhouse.drain.offsets import OffsetConflict
-from tickhouse.drain.rows import alert_line, quarantine_line, quote_line, trade_line
+from tickhouse.drain.rows import alert_line, candle_line, quarantine_line, quote_line, trade_line
 from tickhouse.drain.snowflake_loader import (
     SnowflakeLoader,
     read_offsets,
@@ -64,10 +64,39 @@ def test_quote_and_alert_lines() -> None:
     assert row[4] == "m\tn" and json.loads(row[8]) == {"k": "v\\"}  # type: ignore[arg-type]
 
 
+CANDLE = (b'{"symbol":"IBM","resolution":"D","bar_start":951868800000,"open":102.0,"high":105.5,'
+          b'"low":100.06,"close":100.25,"volume":10807800}')
+
+
+def test_candle_lines() -> None:
+    line, _ = candle_line(CANDLE, "market.candles", 1, 3, None)
+    assert staging_row("candles", line.decode()) == [
+        "IBM", "D", "951868800000", "951868800000", "102.0", "105.5", "100.06", "100.25",
+        "10807800", None, "market.candles", "1", "3", None,
+    ]
+
+
+def test_staged_candles_land_in_raw_candles_with_their_types(conn: Any) -> None:
+    loader = SnowflakeLoader(conn)
+    block = b"".join(candle_line(CANDLE, "market.candles", 0, o, 1763649000200)[0]
+                     for o in range(3))
+    loader.add_block("candles", block, set())
+    loader.finish()
+    cur = conn.cursor()
+    assert loader.move_staged_rows(cur) == {"candles": 3}
+    assert loader.move_staged_rows(cur) == {"candles": 0}
+    cur.execute("select symbol, resolution, bar_start, date_part(epoch_millisecond, event_time),"
+                " open, high, low, close, volume, kafka_offset from raw.candles order by kafka_offset")
+    rows = cur.fetchall()
+    assert [tuple(r[:9]) for r in rows] == [
+        ("IBM", "D", 951868800000, 951868800000, 102.0, 105.5, 100.06, 100.25, 10807800.0)] * 3
+    assert [int(r[9]) for r in rows] == [0, 1, 2]
+
+
 def test_ddl_file_splits_into_statements() -> None:
     statements = ddl_statements()
     assert statements[0] == "create schema if not exists raw"
-    assert sum(s.startswith("create table if not exists raw.") for s in statements) == 6
+    assert sum(s.startswith("create table if not exists raw.") for s in statements) == 7
     assert not any("--" in s for s in statements)
 
 

@@ -1,5 +1,6 @@
 -- Raw landing tables in Snowflake: the same table and column names as PostgreSQL's
--- (tickhouse/sql/002_raw_tables.sql, 003_drain_stats_and_quality.sql). Idempotent.
+-- (tickhouse/sql/002_raw_tables.sql, 003_drain_stats_and_quality.sql, 005_raw_candles.sql).
+-- Idempotent.
 -- Snowflake does not enforce unique constraints: the drain inserts a message only when its
 -- Kafka coordinates are not there yet (tickhouse/drain/snowflake_loader.py).
 -- Numbers are DOUBLE: every number CONTRACT §3 admits is a finite double, so no message can fail
@@ -51,6 +52,24 @@ create table if not exists raw.alerts (
     detected_ts     number(19, 0) not null,
     event_time      timestamp_tz  not null,
     details         variant       not null,
+    kafka_topic     varchar       not null,
+    kafka_partition integer       not null,
+    kafka_offset    number(19, 0) not null,
+    kafka_timestamp timestamp_tz,
+    loaded_at       timestamp_tz  not null
+);
+
+create table if not exists raw.candles (
+    symbol          varchar       not null,
+    resolution      varchar       not null,  -- Finnhub's 1, 5, 15, 30, 60, D, W, M
+    bar_start       number(19, 0) not null,  -- epoch ms, as published
+    event_time      timestamp_tz  not null,  -- the same instant as a timestamp
+    open            double        not null,
+    high            double        not null,
+    low             double        not null,
+    close           double        not null,
+    volume          double        not null,
+    source          varchar,
     kafka_topic     varchar       not null,
     kafka_partition integer       not null,
     kafka_offset    number(19, 0) not null,
