@@ -151,15 +151,20 @@ def drain_once(
     if target.kind != "postgres":
         if options.retention_days or (run_quality and options.dq_policy != "off"):
             log.info(
-                "DRAIN_RETENTION_DAYS and DRAIN_DQ_POLICY apply to PostgreSQL only; skipped on %s",
+                "DRAIN_RETENTION_DAYS, QUARANTINE_RETENTION_DAYS and DRAIN_DQ_POLICY apply to "
+                "PostgreSQL only; skipped on %s",
                 target.kind,
             )
         return result
-    if options.retention_days:
+    if options.retention_days or options.quarantine_retention_days:
         from tickhouse.drain.retention import drop_expired_partitions
 
         try:
-            result.partitions_dropped = drop_expired_partitions(settings, options.retention_days)
+            result.partitions_dropped = drop_expired_partitions(
+                settings,
+                options.retention_days,
+                quarantine_retention_days=options.quarantine_retention_days,
+            )
         except Exception:
             log.exception("retention failed (the load is committed); the next run tries again")
     if run_quality and options.dq_policy != "off":

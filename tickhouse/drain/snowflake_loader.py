@@ -49,9 +49,9 @@ QUARANTINE = "quarantine"
 FLUSH_ROWS = 50_000
 
 _DOUBLE = {"price", "volume", "change", "change_pct", "high", "low", "open", "prev_close"}
-_BIGINT = {"ts", "trade_ts", "detected_ts", "kafka_offset"}
+_BIGINT = {"ts", "trade_ts", "detected_ts", "kafka_offset", "payload_length"}
 _TIMESTAMP = {"event_time", "kafka_timestamp"}
-_BINARY = {"kafka_key", "payload"}
+_BINARY = {"kafka_key", "payload", "payload_sha256"}
 
 
 def staging_table(kind: str) -> str:
