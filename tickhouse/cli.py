@@ -1,7 +1,7 @@
 """The `tickhouse` console script (CONTRACT §1).
 
-`up | down | status | env | demo` manage the local stack; `produce | drain | transform | alerts`
-hand their remaining arguments to the service that implements them.
+`up | down | status | env | demo` manage the local stack; `produce | drain | quarantine |
+transform | alerts` hand their remaining arguments to the service that implements them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from tickhouse.config import ConfigError, load_settings
 SERVICES = {
     "produce": ("producer.cli", "publish trades and quotes to Kafka (finnhub, replay, synthetic)"),
     "drain": ("tickhouse.drain.cli", "drain Kafka into the raw tables (`--once`: one micro-batch)"),
+    "quarantine": (
+        "tickhouse.drain.quarantine_cli",
+        "list the messages the drain quarantined, or replay them after a fix",
+    ),
     "transform": ("tickhouse.transform", "`dbt build` of the whole project"),
     "alerts": ("alerts.cli", "the fast-path alert service (runs until stopped)"),
     "dashboard": ("dashboard.cli", "the web dashboard over the marts (reads as bi_reader)"),
