@@ -8,6 +8,10 @@ the other topics' rows are committed, the message says what to do).
 `tickhouse drain --reset-topic TOPIC` is that "what to do" for a topic that was deleted and
 re-created: the warehouse's stored positions of TOPIC move to the broker's current log start, so
 the next run drains the new topic from its beginning (the rows loaded before stay).
+
+`tickhouse drain --merge-day-partitions` merges the one-day partitions of an install from before
+migration 006 into the months and years of the current scheme (rows are copied; one transaction
+per merged range, each blocking readers of that table only for its last catalog steps).
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TOPIC",
         help="after TOPIC was deleted and re-created: drain it again from the broker's current "
         "start (repeatable)",
+    )
+    action.add_argument(
+        "--merge-day-partitions",
+        action="store_true",
+        help="merge the day partitions of an install from before migration 006 into months and "
+        "years (copies their rows)",
     )
     parser.add_argument(
         "--max-messages", type=int, help="most messages to consume (DRAIN_MAX_MESSAGES)"
@@ -93,6 +103,8 @@ def main(argv: list[str]) -> int:
 
     if args.reset_topic:
         return _reset_topics(settings, options.group, options.warehouse, args.reset_topic, console)
+    if args.merge_day_partitions:
+        return _merge_day_partitions(settings, options.warehouse, console)
 
     from tickhouse.drain.runner import DataQualityError, TopicRewound, drain_once
 
@@ -147,6 +159,45 @@ def _reset_topics(
     for topic, grp, partition, old, new in changes:
         table.add_row(topic, grp, str(partition), "-" if old is None else str(old), str(new))
     console.print(table if changes else "nothing to reset: the stored positions are already there")
+    return 0
+
+
+def _merge_day_partitions(settings: Settings, warehouse: str, console: Console) -> int:
+    if warehouse != "postgres":
+        print("tickhouse drain: --merge-day-partitions is for PostgreSQL", file=sys.stderr)
+        return 2
+    from datetime import UTC, datetime
+
+    from tickhouse.drain.partitions import merge, natural_range, plan_day_merges, read_ranges
+    from tickhouse.drain.rows import TABLES
+    from tickhouse.warehouse import connect
+
+    def day(ms: float) -> str:
+        return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%d}"
+
+    table = Table(title="day partitions merged")
+    for header in ("table", "from", "to", "day partitions", "into"):
+        table.add_column(header)
+    merged = 0
+    try:
+        with connect(settings, "loader", autocommit=True) as conn:
+            for raw_table in TABLES.values():
+                plans = plan_day_merges(
+                    read_ranges(conn, raw_table), lambda ms: natural_range(conn, ms)
+                )
+                for plan in plans:
+                    with conn.transaction():
+                        conn.execute("set local lock_timeout = '30s'")
+                        name = merge(conn, raw_table, plan)
+                    merged += len(plan.days)
+                    table.add_row(raw_table, day(plan.lower_ms), day(plan.upper_ms),
+                                  str(len(plan.days)), name)
+                    console.print(f"{raw_table}: {len(plan.days)} day partitions -> {name}")
+    except Exception as err:
+        print(f"tickhouse drain: --merge-day-partitions stopped (what was merged stays merged, "
+              f"the rest is unchanged; run it again): {err}", file=sys.stderr)
+        return 3
+    console.print(table if merged else "no day partitions to merge")
     return 0
 
 

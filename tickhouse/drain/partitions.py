@@ -11,13 +11,18 @@ partitions, and one drain run creates at most one per year since 1970 plus about
 whatever a batch contains: a limit no careless or hostile batch can push past the server's.
 
 This module keeps the drain's view of those ranges (`CoveredRanges`, pure) so that a batch whose
-days are already covered costs no query, and calls `raw.ensure_partitions` for the rest.
+days are already covered costs no query, and calls `raw.ensure_partitions` for the rest. It also
+plans the opt-in merge of the day partitions an install made before 006 (`plan_day_merges`,
+`tickhouse drain --merge-day-partitions`): migrating never rewrites rows, so an install that
+already holds thousands of day partitions keeps them until it merges them (or retention drops
+them).
 """
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -91,3 +96,65 @@ def ensure_partitions(
         (table, _timestamp(lower_ms), _timestamp(upper_ms)),
     ).fetchall()
     return [name for (name,) in rows]
+
+
+_DAY_NAME = re.compile(r"_\d{8}$")
+
+
+def is_day_partition(partition: Partition) -> bool:
+    """A one-day partition as the drain made them before migration 006 (`<table>_YYYYMMDD`)."""
+    return (
+        bool(_DAY_NAME.search(partition.name))
+        and partition.upper_ms - partition.lower_ms == MS_PER_DAY
+        and partition.lower_ms % MS_PER_DAY == 0
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """Day partitions to merge into one partition of [lower_ms, upper_ms)."""
+
+    lower_ms: float
+    upper_ms: float
+    days: tuple[str, ...]
+
+
+def plan_day_merges(
+    ranges: CoveredRanges, natural: Callable[[float], tuple[float, float]]
+) -> list[Merge]:
+    """Group the day partitions by the range the current scheme gives their day (`natural`: the
+    month or year), clipped by the partitions that are not day partitions; groups of one stay."""
+    others = [p for p in ranges.partitions if not is_day_partition(p)]
+    groups: dict[tuple[float, float], list[str]] = {}
+    for day in (p for p in ranges.partitions if is_day_partition(p)):
+        lower, upper = natural(day.lower_ms)
+        lower = max([lower, *(o.upper_ms for o in others if o.upper_ms <= day.lower_ms)])
+        upper = min([upper, *(o.lower_ms for o in others if o.lower_ms >= day.upper_ms)])
+        groups.setdefault((lower, upper), []).append(day.name)
+    return [
+        Merge(lower, upper, tuple(names))
+        for (lower, upper), names in sorted(groups.items())
+        if len(names) > 1
+    ]
+
+
+def natural_range(conn: psycopg.Connection[Any], at_ms: float) -> tuple[float, float]:
+    """raw.natural_partition_range of an instant, in epoch ms."""
+    row = conn.execute(
+        "select extract(epoch from lower_bound)::float8 * 1000,"
+        " extract(epoch from upper_bound)::float8 * 1000"
+        " from raw.natural_partition_range(%s)",
+        (_timestamp(at_ms),),
+    ).fetchone()
+    assert row is not None
+    return float(row[0]), float(row[1])
+
+
+def merge(conn: psycopg.Connection[Any], table: str, plan: Merge) -> str:
+    """Run one planned merge in the caller's transaction; returns the merged partition's name."""
+    row = conn.execute(
+        "select raw.merge_partitions(%s::regclass, %s, %s)::text",
+        (table, _timestamp(plan.lower_ms), _timestamp(plan.upper_ms)),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])

@@ -146,3 +146,79 @@ begin
     end loop;
 end;
 $$;
+
+-- Opt-in maintenance for installs from before this migration (`tickhouse drain
+-- --merge-day-partitions`): merges the partitions of `parent` that lie wholly inside
+-- [lower_bound, upper_bound) into one partition covering exactly that range, in the caller's
+-- transaction, and returns it. Unlike the migration this rewrites rows: they are copied into the
+-- new table first (the old partitions stay readable meanwhile), then the old partitions are
+-- detached and dropped and the new one attached, which holds an ACCESS EXCLUSIVE lock on the
+-- parent only for those catalog steps (a CHECK constraint spares ATTACH its validation scan).
+create or replace function raw.merge_partitions(
+    parent regclass,
+    lower_bound timestamptz,
+    upper_bound timestamptz
+)
+returns regclass
+language plpgsql
+set timezone = 'UTC'
+set datestyle = 'ISO, YMD'
+as $$
+declare
+    parent_schema text;
+    parent_name text;
+    key_column text;
+    columns text;
+    merged text;
+    staging text;
+    part record;
+begin
+    select n.nspname, c.relname into parent_schema, parent_name
+    from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
+    where c.oid = parent;
+    select a.attname into key_column
+    from pg_partitioned_table as p
+    join pg_attribute as a on a.attrelid = p.partrelid and a.attnum = p.partattrs[0]
+    where p.partrelid = parent;
+    select string_agg(quote_ident(attname), ', ' order by attnum) into columns
+    from pg_attribute where attrelid = parent and attnum > 0 and not attisdropped;
+    if exists (
+        select 1 from raw.partition_ranges(parent) as r
+        where (r.lower_bound < merge_partitions.lower_bound and r.upper_bound > merge_partitions.lower_bound)
+           or (r.lower_bound < merge_partitions.upper_bound and r.upper_bound > merge_partitions.upper_bound)
+    ) then
+        raise exception 'a partition of % crosses % or %: merge a range whose bounds are partition bounds',
+            parent, lower_bound, upper_bound;
+    end if;
+    merged := parent_name || '_' || raw.partition_suffix(lower_bound, upper_bound);
+    staging := left(merged, 50) || '_merging';
+    execute format('create table %I.%I (like %s including defaults)', parent_schema, staging, parent);
+    for part in
+        select r.child from raw.partition_ranges(parent) as r
+        where r.lower_bound >= merge_partitions.lower_bound
+          and r.upper_bound <= merge_partitions.upper_bound
+    loop
+        execute format('insert into %I.%I (%s) select %s from %s', parent_schema, staging, columns,
+                       columns, part.child);
+    end loop;
+    execute format(
+        'alter table %I.%I add constraint merge_bound check (%I >= %L and %I < %L)',
+        parent_schema, staging, key_column, lower_bound, key_column, upper_bound
+    );
+    for part in
+        select r.child from raw.partition_ranges(parent) as r
+        where r.lower_bound >= merge_partitions.lower_bound
+          and r.upper_bound <= merge_partitions.upper_bound
+    loop
+        execute format('alter table %s detach partition %s', parent, part.child);
+        execute format('drop table %s', part.child);
+    end loop;
+    execute format('alter table %I.%I rename to %I', parent_schema, staging, merged);
+    execute format(
+        'alter table %s attach partition %I.%I for values from (%L) to (%L)',
+        parent, parent_schema, merged, lower_bound, upper_bound
+    );
+    execute format('alter table %I.%I drop constraint merge_bound', parent_schema, merged);
+    return format('%I.%I', parent_schema, merged)::regclass;
+end;
+$$;

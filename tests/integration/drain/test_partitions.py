@@ -395,3 +395,56 @@ def test_an_install_with_day_partitions_migrates_without_rewriting_and_keeps_loa
         month = f"raw.quarantine_{datetime.now(UTC):%Y_%m}"
         assert [r[:2] for r in rows] == [(1, 1), (65_536, 70_011)]
         assert {r[2] for r in rows} <= {"raw.quarantine_before_007", month}
+
+
+def test_merge_day_partitions_of_an_old_install_into_months_and_years(
+    own_db: Settings, own_topics: Callable[[Settings], Topics], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An install that already made a day partition per weekday of history (the state issue 12
+    found) merges them with `tickhouse drain --merge-day-partitions`; no row changes."""
+    before = tmp_path / "sql"
+    before.mkdir()
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        if path.name < "006":
+            shutil.copy(path, before / path.name)
+    ensure_roles_and_databases(own_db)
+    apply_migrations(own_db, sql_dir=before)
+    today = datetime.now(UTC).date()
+    history = [d for d in (date(2018, 1, 1) + timedelta(days=i) for i in range(730)) if d.weekday() < 5]
+    recent = [today - timedelta(days=i) for i in range(1, 40)]
+    days = history + recent
+    with connect(own_db, "loader", autocommit=True) as conn:
+        for i, day in enumerate(days):
+            conn.execute("select raw.ensure_day_partition('raw.trades', %s)", (day,))
+            conn.execute(
+                "insert into raw.trades (symbol, price, volume, ts, event_time, kafka_topic,"
+                " kafka_partition, kafka_offset) values ('OLD', 1, %s, %s, to_timestamp(%s / 1000.0),"
+                " 'old.topic', 0, %s)",
+                (i, ms(day), ms(day), i),
+            )
+    apply_migrations(own_db)
+    rows_sql = "select ts, volume, kafka_offset, event_time from raw.trades order by ts"
+    with owner(own_db) as conn:
+        rows_before = conn.execute(rows_sql).fetchall()
+        assert len(partitions_of(conn, "raw.trades")) == len(days)
+
+    monkeypatch.setenv("POSTGRES_DB", own_db.postgres_db)
+    from tickhouse.drain.cli import main
+
+    assert main(["--merge-day-partitions"]) == 0
+    with owner(own_db) as conn:
+        parts = partitions_of(conn, "raw.trades")
+        assert_no_overlap(parts)
+        assert conn.execute(rows_sql).fetchall() == rows_before
+        names = [p[0] for p in parts]
+        assert {"raw.trades_2018", "raw.trades_2019"} <= set(names)
+        assert len(parts) == len(expected_partitions([ms(d) for d in days], today)), names
+    assert main(["--merge-day-partitions"]) == 0  # nothing left to merge: a no-op
+
+    topics = own_topics(own_db)  # the drain goes on loading into the merged ranges
+    topics.produce(topics.trades, [trade(i, ts=ms(d)) for i, d in enumerate([date(2018, 3, 3), today])])
+    topics.drain_until_caught_up()
+    with owner(own_db) as conn:
+        assert len(partitions_of(conn, "raw.trades")) == len(parts)
+        assert conn.execute("select count(*) from raw.trades").fetchone() == (len(days) + 2,)
