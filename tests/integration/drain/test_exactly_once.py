@@ -190,12 +190,14 @@ def test_late_and_out_of_order_trades_are_kept(
     assert all(same for _, _, same in rows)
     # the 2001 trade sits in a partition of history (a year, or what of 2001 no other partition
     # held), never in a partition of its own day
-    lower, upper = db.execute(
+    row = db.execute(
         "select extract(epoch from r.lower_bound) * 1000, extract(epoch from r.upper_bound) * 1000"
         " from raw.trades as t join raw.partition_ranges('raw.trades') as r on r.child = t.tableoid"
         " where t.kafka_topic = %s and t.ts = 978307200000",
         (topics.trades,),
     ).fetchone()
+    assert row is not None
+    lower, upper = row
     assert lower <= 978_307_200_000 < upper and upper - lower >= 28 * DAY_MS
 
 

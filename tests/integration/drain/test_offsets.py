@@ -28,8 +28,10 @@ def test_the_connections_lock_timeout_applies_again_after_the_group_lock(setting
 def test_a_run_starts_where_any_group_got_or_past_the_rows_present(
     topics: Topics, db: psycopg.Connection[Any]
 ) -> None:
-    topics.produce(topics.trades, [trade(i) for i in range(30)], partition=0)
-    topics.produce(topics.trades, [trade(i) for i in range(10)] + [b"bad"], partition=1)
+    first: list[bytes | None] = [trade(i) for i in range(30)]
+    second: list[bytes | None] = [*(trade(i) for i in range(10)), b"bad"]
+    topics.produce(topics.trades, first, partition=0)
+    topics.produce(topics.trades, second, partition=1)
     topics.drain_until_caught_up()
     mapping = topics.mapping
     with psycopg.connect(topics.settings.conninfo("loader")) as conn:

@@ -134,7 +134,7 @@ def test_ranges_are_months_recently_and_years_for_history(db_settings: Settings)
                 (at, now),
             ).fetchone()
             assert row is not None
-            return row
+            return str(row[0]), str(row[1])
 
         now = "2026-11-30 19:00+00"
         assert natural("2026-11-30 23:59+00", now) == ("2026-11-01", "2026-12-01")
@@ -362,9 +362,11 @@ def test_an_install_with_day_partitions_migrates_without_rewriting_and_keeps_loa
             assert files_after[f"trades_{day:%Y%m%d}"] == files_before[f"trades_{day:%Y%m%d}"]
         assert files_after["quarantine_before_007"] == files_before["quarantine"]
         assert conn.execute("select count(*) from raw.trades").fetchone() == (3,)
-        payload, length = conn.execute(
+        row = conn.execute(
             "select payload, payload_length from raw.quarantine where kafka_topic = 'old.topic'"
         ).fetchone()
+        assert row is not None
+        payload, length = row
         assert (bytes(payload), length) == (big, None)  # kept whole before 007
 
     # new trades around and on the old days: clipped around them, never overlapping
