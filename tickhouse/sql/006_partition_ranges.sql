@@ -147,6 +147,20 @@ begin
 end;
 $$;
 
+-- The function the drain used before this migration, kept for other callers (scripts, tests,
+-- benchmarks that load raw rows directly): it now makes sure the partition of the current scheme
+-- that holds `day` exists, instead of creating a partition for that day alone.
+create or replace function raw.ensure_day_partition(parent regclass, day date)
+returns void
+language plpgsql
+as $$
+begin
+    perform raw.ensure_partitions(
+        parent, day::timestamp at time zone 'UTC', (day + 1)::timestamp at time zone 'UTC'
+    );
+end;
+$$;
+
 -- Opt-in maintenance for installs from before this migration (`tickhouse drain
 -- --merge-day-partitions`): merges the partitions of `parent` that lie wholly inside
 -- [lower_bound, upper_bound) into one partition covering exactly that range, in the caller's
