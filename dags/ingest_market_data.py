@@ -12,6 +12,9 @@ imported inside the task so that parsing this file touches no network and loads 
   in `tickhouse.drain.assets.RAW_TABLE_ASSETS`: "tickhouse.raw.trades" etc.); `transform_marts` is
   scheduled on those Assets.
   Tables with no new rows emit nothing (the task is skipped), so dbt does not run for nothing.
+- A rewound topic (deleted and re-created; see `tickhouse.drain.runner.TopicRewound`) stops only
+  that topic: the others are committed and their Assets published, and `check_topics` then fails
+  the run with the message that says what to do (no retries: retrying cannot fix it).
 - Configuration: the Tickhouse environment (CONTRACT §2 and DRAIN_* variables) of the Airflow
   worker, read by `tickhouse.config.load_settings()`.
 """
@@ -53,16 +56,33 @@ def ingest_market_data() -> None:
 
         from tickhouse.config import load_settings
         from tickhouse.drain.options import load_options
-        from tickhouse.drain.runner import DataQualityError, drain_once
+        from tickhouse.drain.runner import DataQualityError, TopicRewound, drain_once
 
         settings = load_settings()
+        stopped = None
         try:
             result = drain_once(settings, load_options(settings))
         except DataQualityError as err:
             # the rows are committed; retrying would only drain the next batch
             raise AirflowFailException(str(err)) from err
+        except TopicRewound as err:
+            # the other topics' rows are committed: publish them, then fail in check_topics
+            result, stopped = err.result, str(err)
         summary = result.as_dict()
-        return {"run_id": summary["run_id"], "loaded_by_table": summary["loaded_by_table"]}
+        return {
+            "run_id": summary["run_id"],
+            "loaded_by_table": summary["loaded_by_table"],
+            "stopped": stopped,
+        }
+
+    # runs when the publish tasks are done, skipped ones included, and not when the drain failed
+    @task(retries=0, trigger_rule="none_failed_min_one_success")
+    def check_topics(drained: dict[str, Any]) -> None:
+        """Fails the run when a topic was stopped (rewound), after the Assets were published."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        if drained.get("stopped"):
+            raise AirflowFailException(drained["stopped"])
 
     def publish(table: str) -> Any:
         asset = RAW_ASSETS[table]
@@ -80,8 +100,10 @@ def ingest_market_data() -> None:
         return _publish
 
     drained = drain()
-    for table in RAW_ASSETS:
-        publish(table)(drained)
+    published = [publish(table)(drained) for table in RAW_ASSETS]
+    check = check_topics(drained)
+    for task_ref in published:
+        task_ref >> check
 
 
 ingest_market_data()

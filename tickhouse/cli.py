@@ -1,7 +1,7 @@
 """The `tickhouse` console script (CONTRACT §1).
 
-`up | down | status | env | demo` manage the local stack; `produce | backfill | drain | transform |
-alerts` hand their remaining arguments to the service that implements them.
+`up | down | status | env | demo` manage the local stack; `produce | backfill | drain | quarantine |
+transform | alerts` hand their remaining arguments to the service that implements them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ SERVICES = {
     "produce": ("producer.cli", "publish trades and quotes to Kafka (finnhub, replay, synthetic)"),
     "backfill": ("producer.backfill_cli", "publish history as candles to Kafka (finnhub, file)"),
     "drain": ("tickhouse.drain.cli", "drain Kafka into the raw tables (`--once`: one micro-batch)"),
+    "quarantine": (
+        "tickhouse.drain.quarantine_cli",
+        "list the messages the drain quarantined, or replay them after a fix",
+    ),
     "transform": ("tickhouse.transform", "`dbt build` of the whole project"),
     "alerts": ("alerts.cli", "the fast-path alert service (runs until stopped)"),
     "dashboard": ("dashboard.cli", "the web dashboard over the marts (reads as bi_reader)"),

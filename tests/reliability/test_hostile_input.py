@@ -5,6 +5,7 @@ names the problem; every good one is loaded; nothing crashes; consumed = loaded 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -41,6 +42,7 @@ STORAGE_ONLY = {"20k decimals", "NUL in source", "surrogate in source"}
 GOOD = env_int("RELIABILITY_GOOD_TRADES", 5_000)
 NOW = now_ms()
 DAY = 86_400_000
+QUARANTINE_KEPT = 65_536  # bytes of a rejected message raw.quarantine keeps (CONTRACT §4)
 
 
 @dataclass(frozen=True)
@@ -270,9 +272,11 @@ def _produce(topics: RelTopics, topic: str, cases: list[Case]) -> dict[tuple[int
 def _verify_topic(conn: psycopg.Connection[Any], settings: Settings, table: str, topic: str,
                   placed: dict[tuple[int, int], Case]) -> tuple[int, int, list[str]]:
     quarantined = {
-        (p, o): (err, bytes(payload) if payload is not None else None)
-        for p, o, err, payload in conn.execute(
-            "select kafka_partition, kafka_offset, error, payload from raw.quarantine where kafka_topic = %s",
+        (p, o): (err, bytes(payload) if payload is not None else None, length,
+                 bytes(sha) if sha is not None else None)
+        for p, o, err, payload, length, sha in conn.execute(
+            "select kafka_partition, kafka_offset, error, payload, payload_length, payload_sha256"
+            " from raw.quarantine where kafka_topic = %s",
             (topic,),
         ).fetchall()
     }
@@ -296,11 +300,16 @@ def _verify_topic(conn: psycopg.Connection[Any], settings: Settings, table: str,
         if got is None:
             problems.append(f"{case.label}: bad message not quarantined: {case.payload!r:.120}")
             continue
-        error, payload = got
+        error, payload, length, sha = got
         if case.expect.lower() not in error.lower():
             problems.append(f"{case.label}: reason {error!r} does not name {case.expect!r}")
-        if payload != case.payload:
-            problems.append(f"{case.label}: quarantined payload differs from the message")
+        # CONTRACT §4: the original bytes, at most the first 64 KiB, with full length and sha256
+        if case.payload is None:
+            if (payload, length, sha) != (None, None, None):
+                problems.append(f"{case.label}: a null message kept bytes")
+        elif (payload, length, sha) != (case.payload[:QUARANTINE_KEPT], len(case.payload),
+                                        hashlib.sha256(case.payload).digest()):
+            problems.append(f"{case.label}: quarantined payload, length or sha256 differs from the message")
     return len(loaded), len(quarantined), problems
 
 

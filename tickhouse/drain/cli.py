@@ -2,7 +2,16 @@
 
 The same code the Airflow task runs; prints the per-topic stats table. Exit status: 0 on success,
 1 when the data-quality policy is `fail` and an expectation failed (the rows are committed), 2 on
-bad arguments or configuration, 3 when the drain itself failed.
+bad arguments or configuration, 3 when the drain itself failed (also when a topic was rewound:
+the other topics' rows are committed, the message says what to do).
+
+`tickhouse drain --reset-topic TOPIC` is that "what to do" for a topic that was deleted and
+re-created: the warehouse's stored positions of TOPIC move to the broker's current log start, so
+the next run drains the new topic from its beginning (the rows loaded before stay).
+
+`tickhouse drain --merge-day-partitions` merges the one-day partitions of an install from before
+migration 006 into the months and years of the current scheme (rows are copied; one transaction
+per merged range, each blocking readers of that table only for its last catalog steps).
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from tickhouse.config import ConfigError, load_settings, require_credentials
+from tickhouse.config import ConfigError, Settings, load_settings, require_credentials
 from tickhouse.drain.options import DQ_POLICIES, load_options
 
 
@@ -23,8 +32,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="tickhouse drain",
         description="Drain the Kafka topics into the raw tables, exactly once (one micro-batch).",
     )
-    parser.add_argument(
-        "--once", action="store_true", required=True, help="run one micro-batch and exit"
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--once", action="store_true", help="run one micro-batch and exit")
+    action.add_argument(
+        "--reset-topic",
+        action="append",
+        metavar="TOPIC",
+        help="after TOPIC was deleted and re-created: drain it again from the broker's current "
+        "start (repeatable)",
+    )
+    action.add_argument(
+        "--merge-day-partitions",
+        action="store_true",
+        help="merge the day partitions of an install from before migration 006 into months and "
+        "years (copies their rows)",
     )
     parser.add_argument(
         "--max-messages", type=int, help="most messages to consume (DRAIN_MAX_MESSAGES)"
@@ -80,7 +101,12 @@ def main(argv: list[str]) -> int:
         print(f"tickhouse drain: {err}", file=sys.stderr)
         return 2
 
-    from tickhouse.drain.runner import DataQualityError, drain_once
+    if args.reset_topic:
+        return _reset_topics(settings, options.group, options.warehouse, args.reset_topic, console)
+    if args.merge_day_partitions:
+        return _merge_day_partitions(settings, options.warehouse, console)
+
+    from tickhouse.drain.runner import DataQualityError, TopicRewound, drain_once
 
     try:
         result = drain_once(settings, options)
@@ -88,6 +114,10 @@ def main(argv: list[str]) -> int:
         console.print(stats_table(err.result))
         print(f"tickhouse drain: {err}", file=sys.stderr)
         return 1
+    except TopicRewound as err:
+        console.print(stats_table(err.result))
+        print(f"tickhouse drain: stopped: {err}", file=sys.stderr)
+        return 3
     except Exception as err:
         print(
             f"tickhouse drain: failed: {err}\n(rows and offsets are committed together, so the "
@@ -98,6 +128,76 @@ def main(argv: list[str]) -> int:
     console.print(stats_table(result))
     for failure in result.dq_failures:
         console.print(f"[yellow]data quality warning:[/yellow] {failure}")
+    return 0
+
+
+def _reset_topics(
+    settings: Settings, group: str, warehouse: str, topics: list[str], console: Console
+) -> int:
+    if warehouse != "postgres":
+        print(
+            "tickhouse drain: --reset-topic updates PostgreSQL's raw.kafka_offsets; on Snowflake "
+            "set NEXT_OFFSET in RAW.KAFKA_OFFSETS to the topic's first offsets yourself",
+            file=sys.stderr,
+        )
+        return 2
+    from tickhouse.drain.consumer import log_starts
+    from tickhouse.drain.offsets import lock_group, reset_topic
+    from tickhouse.warehouse import connect
+
+    try:
+        starts = {topic: log_starts(settings.kafka_bootstrap_servers, topic) for topic in topics}
+        with connect(settings, "loader") as conn:
+            lock_group(conn, group)  # not while this group's drain is running
+            changes = [(t, *change) for t in topics for change in reset_topic(conn, group, t, starts[t])]
+    except Exception as err:
+        print(f"tickhouse drain: --reset-topic failed, nothing changed: {err}", file=sys.stderr)
+        return 3
+    table = Table(title="stored positions reset (raw.kafka_offsets)")
+    for header in ("topic", "group", "partition", "next offset before", "next offset now"):
+        table.add_column(header)
+    for topic, grp, partition, old, new in changes:
+        table.add_row(topic, grp, str(partition), "-" if old is None else str(old), str(new))
+    console.print(table if changes else "nothing to reset: the stored positions are already there")
+    return 0
+
+
+def _merge_day_partitions(settings: Settings, warehouse: str, console: Console) -> int:
+    if warehouse != "postgres":
+        print("tickhouse drain: --merge-day-partitions is for PostgreSQL", file=sys.stderr)
+        return 2
+    from datetime import UTC, datetime
+
+    from tickhouse.drain.partitions import merge, natural_range, plan_day_merges, read_ranges
+    from tickhouse.drain.rows import TABLES
+    from tickhouse.warehouse import connect
+
+    def day(ms: float) -> str:
+        return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%d}"
+
+    table = Table(title="day partitions merged")
+    for header in ("table", "from", "to", "day partitions", "into"):
+        table.add_column(header)
+    merged = 0
+    try:
+        with connect(settings, "loader", autocommit=True) as conn:
+            for raw_table in TABLES.values():
+                plans = plan_day_merges(
+                    read_ranges(conn, raw_table), lambda ms: natural_range(conn, ms)
+                )
+                for plan in plans:
+                    with conn.transaction():
+                        conn.execute("set local lock_timeout = '30s'")
+                        name = merge(conn, raw_table, plan)
+                    merged += len(plan.days)
+                    table.add_row(raw_table, day(plan.lower_ms), day(plan.upper_ms),
+                                  str(len(plan.days)), name)
+                    console.print(f"{raw_table}: {len(plan.days)} day partitions -> {name}")
+    except Exception as err:
+        print(f"tickhouse drain: --merge-day-partitions stopped (what was merged stays merged, "
+              f"the rest is unchanged; run it again): {err}", file=sys.stderr)
+        return 3
+    console.print(table if merged else "no day partitions to merge")
     return 0
 
 

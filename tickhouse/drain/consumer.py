@@ -96,6 +96,15 @@ class KafkaSource:
         self._last_refresh = time.monotonic()
         return [(tp.topic, tp.partition) for tp in new]
 
+    def stop(self, position: Position) -> None:
+        """Fetch nothing more from `position` in this run and count it as drained."""
+        topic, partition = position
+        try:
+            self._consumer.pause([TopicPartition(topic, partition)])
+        except KafkaException as err:  # its messages are skipped anyway
+            log.warning("could not pause %s[%s]: %s", topic, partition, err)
+        self.at_end.add(position)
+
     def refresh_due(self, every: float) -> bool:
         return time.monotonic() - self._last_refresh >= every
 
@@ -137,3 +146,20 @@ class KafkaSource:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def log_starts(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """The first offset the broker holds, per partition of `topic` (its low watermarks)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "tickhouse-probe"})
+    try:
+        info = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            raise RuntimeError(f"topic {topic!r} does not exist on {bootstrap_servers}")
+        return {
+            partition: int(
+                consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[0]
+            )
+            for partition in sorted(info.partitions)
+        }
+    finally:
+        consumer.close()

@@ -2,57 +2,40 @@
 
 A COPY stays open while lines for the same table keep coming, so PostgreSQL parses and indexes one
 block while Python validates the next. It is closed and reopened only when the lines switch to
-another table or need a day partition that does not exist yet (partitions cannot be created in the
-middle of a COPY). Quarantine rows are few; they are buffered and copied in blocks too.
+another table or need a partition that does not exist yet (partitions cannot be created in the
+middle of a COPY; see `tickhouse.drain.partitions` for the ranges they cover). Quarantine rows are
+few; they are buffered and copied in blocks too, into the partition of the run's `loaded_at`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import date, timedelta
 from types import TracebackType
 from typing import Any
 
 import psycopg
 from psycopg.copy import Copy
 
+from tickhouse.drain.partitions import (
+    MS_PER_DAY,
+    CoveredRanges,
+    ensure_partitions,
+    read_ranges,
+)
 from tickhouse.drain.rows import COLUMNS, TABLES
 
 FaultHook = Callable[[str], None]
 
-_EPOCH = date(1970, 1, 1)
 _FLUSH_BYTES = 1 << 20
 _QUARANTINE = "quarantine"
-_PARTITION_NAME = re.compile(r"^(?:trades|quotes|alerts|candles)_(\d{8})$")
-
-
-def epoch_day(day: int) -> date:
-    return _EPOCH + timedelta(days=day)
+QUARANTINE_TABLE = "raw.quarantine"
 
 
 def copy_statement(kind: str) -> str:
-    table = "raw.quarantine" if kind == _QUARANTINE else TABLES[kind]
+    table = QUARANTINE_TABLE if kind == _QUARANTINE else TABLES[kind]
     return f"copy {table} ({', '.join(COLUMNS[kind])}) from stdin"
-
-
-def existing_partition_days(conn: psycopg.Connection[Any], table: str) -> set[int]:
-    """The UTC days (as days since 1970-01-01) that already have a partition of `table`."""
-    rows = conn.execute(
-        "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid "
-        "where i.inhparent = %s::regclass",
-        (table,),
-    ).fetchall()
-    days: set[int] = set()
-    for (name,) in rows:
-        match = _PARTITION_NAME.match(name)
-        if match:
-            text = match.group(1)
-            day = date(int(text[:4]), int(text[4:6]), int(text[6:]))
-            days.add((day - _EPOCH).days)
-    return days
 
 
 class CopyLoader:
@@ -64,10 +47,12 @@ class CopyLoader:
         self._fault_hook = fault_hook
         self._buffers: dict[str, list[bytes]] = {k: [] for k in (*TABLES, _QUARANTINE)}
         self._sizes: dict[str, int] = dict.fromkeys(self._buffers, 0)
+        # days (since 1970-01-01) with rows queued whose partition is not known to exist yet
         self._new_days: dict[str, set[int]] = {k: set() for k in TABLES}
-        self.known_days: dict[str, set[int]] = {
-            k: existing_partition_days(conn, t) for k, t in TABLES.items()
-        }
+        # days known to be covered: the fast path of add_block is one set difference
+        self._covered_days: dict[str, set[int]] = {k: set() for k in TABLES}
+        self.ranges: dict[str, CoveredRanges] = {k: read_ranges(conn, t) for k, t in TABLES.items()}
+        self._quarantine_ready = False
         self._stack: ExitStack | None = None
         self._copy: Copy | None = None
         self._open_kind: str | None = None
@@ -78,9 +63,14 @@ class CopyLoader:
     def add_block(self, kind: str, block: bytes, days: set[int]) -> None:
         """Queue COPY lines of raw.<kind> whose event times fall on `days` (since 1970-01-01)."""
         self._buffers[kind].append(block)
-        new_days = days - self.known_days[kind]
-        if new_days:
-            self._new_days[kind].update(new_days)
+        unknown = days - self._covered_days[kind]
+        if unknown:
+            ranges = self.ranges[kind]
+            for day in unknown:
+                if ranges.covers_day(day):
+                    self._covered_days[kind].add(day)
+                else:
+                    self._new_days[kind].add(day)
         self._sizes[kind] += len(block)
         if self._sizes[kind] >= _FLUSH_BYTES:
             self.flush(kind)
@@ -92,21 +82,14 @@ class CopyLoader:
             self.flush(_QUARANTINE)
 
     def flush(self, kind: str) -> None:
-        """Send what is buffered for `kind`, creating missing day partitions first."""
+        """Send what is buffered for `kind`, creating missing partitions first."""
         buffer = self._buffers[kind]
         if not buffer:
             return
-        new_days = self._new_days.get(kind)
-        if new_days:
-            self._close_copy()
-            for day in sorted(new_days):
-                self._cur.execute(
-                    "select raw.ensure_day_partition(%s::regclass, %s::date)",
-                    (TABLES[kind], epoch_day(day)),
-                )
-                self.partitions_created.append(f"{TABLES[kind]}@{epoch_day(day)}")
-            self.known_days[kind].update(new_days)
-            new_days.clear()
+        if kind == _QUARANTINE:
+            self._prepare_quarantine()
+        else:
+            self._prepare_days(kind)
         if self._open_kind != kind:
             self._close_copy()
             self._open_copy(kind)
@@ -117,6 +100,41 @@ class CopyLoader:
         if self._fault_hook is not None and not self._mid_copy_fired:
             self._mid_copy_fired = True
             self._fault_hook("mid_copy")
+
+    def _prepare_days(self, kind: str) -> None:
+        """Create the partitions the queued days of raw.<kind> still lack (whole days)."""
+        new_days = self._new_days[kind]
+        if not new_days:
+            return
+        self._close_copy()
+        table = TABLES[kind]
+        for day in sorted(new_days):
+            # a partition created for an earlier day (a month, a year) often covers this one
+            if not self.ranges[kind].covers_day(day):
+                lower = day * MS_PER_DAY
+                self.partitions_created += ensure_partitions(
+                    self._conn, table, lower, lower + MS_PER_DAY
+                )
+                self.ranges[kind] = read_ranges(self._conn, table)
+            self._covered_days[kind].add(day)
+        new_days.clear()
+
+    def _prepare_quarantine(self) -> None:
+        """raw.quarantine is partitioned by `loaded_at`: the partition of this transaction's now()."""
+        if self._quarantine_ready:
+            return
+        self._close_copy()
+        row = self._conn.execute("select extract(epoch from now())::float8 * 1000").fetchone()
+        assert row is not None
+        now_ms = float(row[0])
+        if not read_ranges(self._conn, QUARANTINE_TABLE).covers(now_ms, now_ms + 1):
+            rows = self._conn.execute(
+                "select p::text from raw.ensure_partitions(%s::regclass, now(),"
+                " now() + interval '1 millisecond') as p",
+                (QUARANTINE_TABLE,),
+            ).fetchall()
+            self.partitions_created += [name for (name,) in rows]
+        self._quarantine_ready = True
 
     def finish(self) -> None:
         """Flush every buffer and complete the open COPY (the transaction stays open)."""

@@ -6,7 +6,8 @@
 | `DRAIN_MAX_SECONDS` | 45 | most seconds one run spends consuming; it stops earlier once caught up |
 | `DRAIN_GROUP` | `tickhouse-drain` | Kafka consumer group (offsets for lag monitoring) and offset owner |
 | `DRAIN_DQ_POLICY` | `warn` | `warn`: log failures; `fail`: fail the run (rows stay committed); `off` |
-| `DRAIN_RETENTION_DAYS` | 0 | drop raw day partitions older than this many days (0 keeps everything) |
+| `DRAIN_RETENTION_DAYS` | 0 | drop raw partitions whose whole range is older than N days (0 keeps all) |
+| `QUARANTINE_RETENTION_DAYS` | 30 | the same for raw.quarantine, by load time (0 keeps everything) |
 | `DRAIN_PARSE_WORKERS` | 0 | worker processes validating messages; 0 validates in the drain's process |
 | `DRAIN_DQ_MIN_EVENT_TIME` | `1990-01-01` | lower bound of the data-quality timestamp check |
 | `DRAIN_DQ_MAX_PRICE` | 10000000 | upper bound of the data-quality price check |
@@ -38,6 +39,7 @@ class DrainOptions:
     max_seconds: float = 45.0
     dq_policy: str = "warn"
     retention_days: int = 0
+    quarantine_retention_days: int = 30
     dq_min_event_time: date = date(1990, 1, 1)
     dq_max_price: float = 1e7
     dq_max_volume: float = 1e10
@@ -68,6 +70,10 @@ class DrainOptions:
             )
         if self.retention_days < 0:
             raise ConfigError(f"DRAIN_RETENTION_DAYS={self.retention_days} must be >= 0 (0 = keep)")
+        if self.quarantine_retention_days < 0:
+            raise ConfigError(
+                f"QUARANTINE_RETENTION_DAYS={self.quarantine_retention_days} must be >= 0 (0 = keep)"
+            )
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -114,6 +120,7 @@ def load_options(
         "max_seconds": _float(env, "DRAIN_MAX_SECONDS", 45.0),
         "dq_policy": (env.get("DRAIN_DQ_POLICY", "").strip() or "warn").lower(),
         "retention_days": _int(env, "DRAIN_RETENTION_DAYS", 0),
+        "quarantine_retention_days": _int(env, "QUARANTINE_RETENTION_DAYS", 30),
         "parse_workers": _int(env, "DRAIN_PARSE_WORKERS", 0),
         "dq_min_event_time": min_event,
         "dq_max_price": _float(env, "DRAIN_DQ_MAX_PRICE", 1e7),

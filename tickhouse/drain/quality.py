@@ -80,7 +80,7 @@ def batch_query(stats: TopicStats) -> str:
     ranges = partition_ranges(stats)
     where = f"kafka_topic = {_literal(stats.topic)} and ({_ranges_sql(ranges) or 'false'})"
     if stats.min_event_ms is not None and stats.max_event_ms is not None:
-        # lets PostgreSQL skip the day partitions this run did not touch
+        # lets PostgreSQL skip the partitions this run did not touch
         where += (
             f" and event_time between to_timestamp({stats.min_event_ms} / 1000.0)"
             f" and to_timestamp({stats.max_event_ms} / 1000.0)"

@@ -10,6 +10,7 @@ bench/bench_drain.py, which measures it against psycopg's binary `write_row`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -44,7 +45,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "quarantine": (
         "kafka_topic", "kafka_partition", "kafka_offset", "kafka_key", "kafka_timestamp",
-        "payload", "error",
+        "payload", "payload_length", "payload_sha256", "error",
     ),
 }
 
@@ -247,6 +248,15 @@ LINE_BUILDERS: dict[str, Callable[[bytes | None, str, int, int, int | None], tup
 }
 
 
+# What raw.quarantine keeps of a rejected message (CONTRACT §4): the payload up to the size a valid
+# message may have, the key up to far more than a symbol needs, the reason up to a few lines. The
+# full length and sha256 of the payload are kept beside it, so a row stays under ~70 KiB whatever
+# a producer sends (Kafka accepts ~1 MB).
+QUARANTINE_PAYLOAD_BYTES = 64 * 1024  # CONTRACT §4; also the most a valid message may have
+QUARANTINE_KEY_BYTES = 1024
+QUARANTINE_ERROR_CHARS = 2000
+
+
 def quarantine_line(
     topic: str,
     partition: int,
@@ -256,10 +266,21 @@ def quarantine_line(
     payload: bytes | None,
     error: str,
 ) -> bytes:
-    """One raw.quarantine row: the original bytes, unchanged, and why they were rejected."""
+    """One raw.quarantine row: the original bytes (at most the first 64 KiB), their full length
+    and sha256, and why they were rejected."""
     reason = error.replace("\x00", "\\u0000")
+    if len(reason) > QUARANTINE_ERROR_CHARS:
+        reason = reason[: QUARANTINE_ERROR_CHARS - 3] + "..."
+    if payload is None:
+        length = sha256 = NULL
+    else:
+        length = str(len(payload))
+        sha256 = copy_bytea(hashlib.sha256(payload).digest())
+        payload = payload[:QUARANTINE_PAYLOAD_BYTES]
+    if key is not None:
+        key = key[:QUARANTINE_KEY_BYTES]
     line = (
         f"{topic}\t{partition}\t{offset}\t{copy_bytea(key)}\t{kafka_timestamp(kafka_ts)}\t"
-        f"{copy_bytea(payload)}\t{copy_text(reason)}\n"
+        f"{copy_bytea(payload)}\t{length}\t{sha256}\t{copy_text(reason)}\n"
     )
     return line.encode("utf-8", errors="backslashreplace")

@@ -16,6 +16,13 @@ The order of a run, and why:
 5. check the loaded rows with the Great Expectations suite, store and log the results; apply the
    retention setting.
 
+A partition whose log the broker now ends (or restarts) below the offset the warehouse has already
+loaded up to was rewound: the topic was deleted and re-created, or the broker lost data. Its new
+messages would reuse coordinates the raw tables already hold, so the run loads nothing from it,
+drains and commits everything else, and then raises `TopicRewound`, which says what happened and
+what to do (`tickhouse drain --reset-topic`, or a new topic name). Every later run does the same
+until then, without touching that partition.
+
 `fault_hook(stage)` is called at 'mid_copy', 'after_copy_before_commit' and
 'after_commit_before_kafka_commit'; tests raise from it (or kill the process) to prove that a
 crash at any point neither loses nor doubles a message.
@@ -54,6 +61,42 @@ class DataQualityError(RuntimeError):
         self.result = result
 
 
+class TopicRewound(RuntimeError):
+    """Partitions whose broker log is behind what the warehouse loaded; the rest is committed."""
+
+    def __init__(self, message: str, result: DrainResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+# (topic, partition) -> (next offset the warehouse has, offset the broker's log ends or restarts at)
+Rewound = dict[Position, tuple[int, int]]
+
+
+def rewound_message(rewound: Rewound, group: str) -> str:
+    """What happened to the rewound partitions and what to do about it."""
+    lines = [
+        f"{topic}[{partition}]: the warehouse has loaded it up to offset {loaded - 1} (group "
+        f"{group!r} resumes at {loaded}), but the broker's log of it now ends or restarts at "
+        f"offset {broker}"
+        for (topic, partition), (loaded, broker) in sorted(rewound.items())
+    ]
+    topics = sorted({topic for topic, _ in rewound})
+    return (
+        "Kafka topic rewound: " + "; ".join(lines) + ". The topic was deleted and re-created, or "
+        "the broker lost data: its new messages would reuse Kafka coordinates (topic, partition, "
+        "offset) that the raw tables already hold. Nothing was loaded from these partitions; the "
+        "other topics were drained and committed. Every drain run stops here the same way until "
+        "you choose: to keep the rows already loaded and drain the new messages under the same "
+        "name, run `tickhouse drain --reset-topic "
+        + " --reset-topic ".join(topics)
+        + "` (the stored positions move to the broker's current start; a message re-published "
+        "unchanged at an offset it had before is a duplicate of a loaded row and is refused: "
+        "delete those rows first), or publish to a new topic name instead (TRADES_TOPIC, "
+        "QUOTES_TOPIC, ALERTS_TOPIC, ...) and leave this one alone."
+    )
+
+
 @dataclass(slots=True)
 class DrainResult:
     run_id: str
@@ -64,6 +107,7 @@ class DrainResult:
     partitions_dropped: list[str] = field(default_factory=list)
     dq_failures: list[str] = field(default_factory=list)
     dq_checked: bool = False
+    rewound: Rewound = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -86,6 +130,10 @@ class DrainResult:
             "partitions_created": self.partitions_created,
             "partitions_dropped": self.partitions_dropped,
             "dq_failures": self.dq_failures,
+            "rewound": {
+                f"{topic}[{partition}]": {"warehouse_next": loaded, "broker": broker}
+                for (topic, partition), (loaded, broker) in sorted(self.rewound.items())
+            },
         }
 
 
@@ -105,6 +153,7 @@ def drain_once(
     target = open_target(settings, options.warehouse, fault_hook)
     source: KafkaSource | None = None
     loader: RowLoader | None = None
+    rewound: Rewound = {}
     try:
         start_offsets = target.start(options.group, options.topics)
         source = KafkaSource(
@@ -112,7 +161,7 @@ def drain_once(
         )
         source.refresh_partitions()
         loader = target.loader()
-        positions = _consume(source, loader, options, stats, start_offsets, deadline)
+        positions = _consume(source, loader, options, stats, start_offsets, deadline, rewound)
         loader.finish()
         _fire(fault_hook, "after_copy_before_commit")
 
@@ -145,21 +194,42 @@ def drain_once(
         finished_at=finished_at,
         topics=list(stats.values()),
         partitions_created=loader.partitions_created,
+        rewound=rewound,
     )
     _log_summary(result)
-    # Everything below runs after the commit: the rows are safe whatever happens here.
-    if target.kind != "postgres":
+    try:
+        _after_commit(settings, options, target.kind, result, run_quality)
+    except DataQualityError as err:
+        if rewound:  # the rewound topic is the one that needs a person first
+            raise TopicRewound(f"{rewound_message(rewound, options.group)} Also: {err}", result) from err
+        raise
+    if rewound:
+        raise TopicRewound(rewound_message(rewound, options.group), result)
+    return result
+
+
+def _after_commit(
+    settings: Settings, options: DrainOptions, kind: str, result: DrainResult, run_quality: bool
+) -> None:
+    """Retention and data quality: after the commit, so the rows are safe whatever happens."""
+    run_id = result.run_id
+    if kind != "postgres":
         if options.retention_days or (run_quality and options.dq_policy != "off"):
             log.info(
-                "DRAIN_RETENTION_DAYS and DRAIN_DQ_POLICY apply to PostgreSQL only; skipped on %s",
-                target.kind,
+                "DRAIN_RETENTION_DAYS, QUARANTINE_RETENTION_DAYS and DRAIN_DQ_POLICY apply to "
+                "PostgreSQL only; skipped on %s",
+                kind,
             )
-        return result
-    if options.retention_days:
+        return
+    if options.retention_days or options.quarantine_retention_days:
         from tickhouse.drain.retention import drop_expired_partitions
 
         try:
-            result.partitions_dropped = drop_expired_partitions(settings, options.retention_days)
+            result.partitions_dropped = drop_expired_partitions(
+                settings,
+                options.retention_days,
+                quarantine_retention_days=options.quarantine_retention_days,
+            )
         except Exception:
             log.exception("retention failed (the load is committed); the next run tries again")
     if run_quality and options.dq_policy != "off":
@@ -178,7 +248,6 @@ def drain_once(
                 + "; ".join(result.dq_failures),
                 result,
             )
-    return result
 
 
 def _consume(
@@ -188,13 +257,20 @@ def _consume(
     stats: dict[str, TopicStats],
     start_offsets: dict[Position, int],
     deadline: float,
+    rewound: Rewound,
 ) -> dict[Position, int]:
     """The hot loop: consume and track offsets here, validate + format in `parse_batch`.
 
-    Returns the next offset per partition. Kept lean on purpose (it runs once per message):
-    per-topic state in locals, one batch per topic per `consume` call.
+    Returns the next offset per partition; fills `rewound` with the partitions it stopped because
+    the broker's log is behind the warehouse (see the module docstring). Kept lean on purpose (it
+    runs once per message): per-topic state in locals, one batch per topic per `consume` call.
     """
     at_end = source.at_end
+
+    def stop(position: Position, loaded: int, broker: int) -> None:
+        rewound[position] = (loaded, broker)
+        source.stop(position)
+
     items: dict[str, list[Item]] = {topic: [] for topic in stats}
     # topic -> partition -> next offset expected
     nexts: dict[str, dict[int, int]] = {topic: {} for topic in stats}
@@ -232,7 +308,16 @@ def _consume(
                 error = msg.error()
                 if error is not None:
                     if source.is_end_of_partition(error):
-                        at_end.add((msg.topic(), msg.partition()))  # type: ignore[arg-type]
+                        position: Position = (msg.topic(), msg.partition())  # type: ignore[assignment]
+                        end = msg.offset()
+                        if position not in rewound and end is not None:
+                            loaded = nexts[position[0]].get(position[1])
+                            if loaded is None:
+                                loaded = start_offsets.get(position)
+                            if loaded is not None and end < loaded:
+                                stop(position, loaded, end)
+                                continue
+                        at_end.add(position)
                         continue
                     if error.fatal():
                         raise RuntimeError(f"Kafka consumer failed: {error}")
@@ -246,6 +331,13 @@ def _consume(
                 partition_next = nexts[topic]
                 expected = partition_next.get(partition)
                 if expected is None:
+                    if rewound and (topic, partition) in rewound:
+                        continue  # fetched before the partition was stopped
+                    loaded = start_offsets.get((topic, partition))
+                    if loaded is not None and offset < loaded:
+                        # the broker reset a fetch position beyond its log to the log's start
+                        stop((topic, partition), loaded, offset)
+                        continue
                     st = stats[topic]
                     st.offsets[partition] = [offset, offset]
                     expected = start_offsets.get((topic, partition))

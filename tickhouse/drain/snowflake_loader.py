@@ -23,8 +23,9 @@ statement the test double can run. fakesnow 0.12.1 implements MERGE with a
 tested in the one transaction that carries the exactly-once guarantee.
 
 Not done on Snowflake (PostgreSQL only): the advisory lock (two drains of one group are caught
-by the offset check and the loser rolls back), day partitions and DRAIN_RETENTION_DAYS (use a
-Snowflake task or time travel settings), the Great Expectations checks (DRAIN_DQ_POLICY).
+by the offset check and the loser rolls back), partitions, DRAIN_RETENTION_DAYS and
+QUARANTINE_RETENTION_DAYS (use a Snowflake task or time travel settings), the Great Expectations
+checks (DRAIN_DQ_POLICY).
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ QUARANTINE = "quarantine"
 FLUSH_ROWS = 50_000
 
 _DOUBLE = {"price", "volume", "change", "change_pct", "high", "low", "open", "close", "prev_close"}
-_BIGINT = {"ts", "trade_ts", "detected_ts", "bar_start", "kafka_offset"}
+_BIGINT = {"ts", "trade_ts", "detected_ts", "bar_start", "kafka_offset", "payload_length"}
 _TIMESTAMP = {"event_time", "kafka_timestamp"}
-_BINARY = {"kafka_key", "payload"}
+_BINARY = {"kafka_key", "payload", "payload_sha256"}
 
 
 def staging_table(kind: str) -> str:
@@ -122,7 +123,7 @@ class SnowflakeLoader:
         self._rows: dict[str, list[list[str | None]]] = {k: [] for k in self._kinds}
         self.staged: dict[str, int] = dict.fromkeys(self._kinds, 0)
         self.event_ms: dict[str, tuple[int, int]] = {}
-        self.partitions_created: list[str] = []  # Snowflake has no day partitions
+        self.partitions_created: list[str] = []  # Snowflake has no partitions to create
         self._mid_copy_fired = False
         with conn.cursor() as cur:
             for kind in self._kinds:

@@ -87,6 +87,6 @@ def staging_row(kind: str, line: str) -> list[str | None]:
             fields[index] = timestamp_ms(value)
         elif column == "conditions":
             fields[index] = text_array_json(value)
-        elif column in ("payload", "kafka_key"):
+        elif column in ("payload", "kafka_key", "payload_sha256"):
             fields[index] = bytea_hex(value)
     return fields

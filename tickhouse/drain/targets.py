@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,8 +43,8 @@ class RowLoader(Protocol):
 class Target(Protocol):
     kind: str
 
-    def start(self, group: str, topics: Iterable[str]) -> dict[Position, int]:
-        """Claim the group (where the warehouse can) and read its next offsets."""
+    def start(self, group: str, topics: Mapping[str, str]) -> dict[Position, int]:
+        """Claim the group (where the warehouse can); where each partition starts (topic -> kind)."""
         ...
 
     def loader(self) -> RowLoader: ...
@@ -83,12 +83,18 @@ class PostgresTarget:
             options=f"-c lock_timeout={int(os.environ.get('DRAIN_LOCK_TIMEOUT_S', '60')) * 1000}",
         )
         self._fault_hook = fault_hook
+        self._stored: dict[Position, int] = {}
 
-    def start(self, group: str, topics: Iterable[str]) -> dict[Position, int]:
-        from tickhouse.drain.offsets import lock_group, read_offsets
+    def start(self, group: str, topics: Mapping[str, str]) -> dict[Position, int]:
+        from tickhouse.drain.offsets import lock_group, read_offsets, start_offsets
 
         lock_group(self._conn, group)
-        return read_offsets(self._conn, group, topics)
+        # the commit moves the group's own offsets only from where they are now (OffsetConflict)
+        self._stored = read_offsets(self._conn, group, topics)
+        starts = start_offsets(self._conn, topics)
+        for position, offset in self._stored.items():
+            starts[position] = max(offset, starts.get(position, offset))
+        return starts
 
     def loader(self) -> RowLoader:
         from tickhouse.drain.loader import CopyLoader
@@ -109,7 +115,7 @@ class PostgresTarget:
         from tickhouse.drain.offsets import save_offsets
         from tickhouse.drain.stats import write_load_stats
 
-        save_offsets(self._conn, group, positions, start_offsets)
+        save_offsets(self._conn, group, positions, self._stored)
         write_load_stats(
             self._conn, run_id=run_id, group=group, started_at=started_at,
             finished_at=finished_at, stats=stats,
@@ -137,7 +143,9 @@ class SnowflakeTarget:
         self._in_transaction = False
         setup_raw(conn)  # idempotent; a fresh account needs no separate setup step
 
-    def start(self, group: str, topics: Iterable[str]) -> dict[Position, int]:
+    def start(self, group: str, topics: Mapping[str, str]) -> dict[Position, int]:
+        # Snowflake inserts only rows whose coordinates are absent, so a new group's first run
+        # from offset 0 adds nothing twice; it starts from the group's own offsets
         from tickhouse.drain.snowflake_loader import read_offsets
 
         return read_offsets(self._conn, group, topics)

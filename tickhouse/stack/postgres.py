@@ -154,13 +154,23 @@ log_line_prefix = '%m [%p] %u@%d '
         out.write(extra)
 
 
+# The shared lock table holds max_locks_per_transaction x (connections + workers) locks. A query
+# locks every partition it cannot prune and each of their indexes, and dbt runs several at once; a
+# drain run whose batch spreads over every year since 1970 holds ~700 per raw table (creating and
+# filling ~70 partitions). The partition scheme keeps those figures bounded (migration 006) so the
+# default of 64 is enough; 128 is headroom for the Airflow, dbt and BI sessions of the same stack.
+MAX_LOCKS_PER_TRANSACTION = 128
+
+
 def _sync_listen_settings(settings: Settings) -> None:
-    """Keep host/port in postgresql.auto.conf in step with the current configuration."""
+    """Keep host/port (and the settings Tickhouse relies on) in postgresql.auto.conf, at every
+    start, so clusters created by older versions get them too."""
     auto = data_dir(settings) / "postgresql.auto.conf"
     lines = [
         "# Written by Tickhouse at every start from POSTGRES_HOST / POSTGRES_PORT.\n",
         f"listen_addresses = '{settings.postgres_host}'\n",
         f"port = {settings.postgres_port}\n",
+        f"max_locks_per_transaction = {MAX_LOCKS_PER_TRANSACTION}\n",
     ]
     auto.write_text("".join(lines))
     _chown_to_server_user(auto)

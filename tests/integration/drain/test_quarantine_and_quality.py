@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -66,13 +67,19 @@ def test_every_kind_of_bad_message_is_quarantined_with_its_reason(
         2 * len(BAD_TRADES), len(BAD_TRADES), len(BAD_TRADES)
     )
     rows = db.execute(
-        "select kafka_offset, payload, error from raw.quarantine where kafka_topic = %s"
-        " order by kafka_offset",
+        "select kafka_offset, payload, error, payload_length, payload_sha256 from raw.quarantine"
+        " where kafka_topic = %s order by kafka_offset",
         (topics.trades,),
     ).fetchall()
-    assert [o for o, _, _ in rows] == [2 * i + 1 for i in range(len(BAD_TRADES))]
-    for (offset, payload, error), (bad, phrase) in zip(rows, BAD_TRADES, strict=True):
-        assert (bytes(payload) if payload is not None else None) == bad, f"offset {offset}"
+    assert [row[0] for row in rows] == [2 * i + 1 for i in range(len(BAD_TRADES))]
+    for (offset, payload, error, length, sha256), (bad, phrase) in zip(rows, BAD_TRADES, strict=True):
+        # CONTRACT §4: the original bytes, at most the first 64 KiB, full length and sha256 beside
+        kept = None if bad is None else bad[:65_536]
+        assert (bytes(payload) if payload is not None else None) == kept, f"offset {offset}"
+        if bad is None:
+            assert (length, sha256) == (None, None)
+        else:
+            assert (length, bytes(sha256)) == (len(bad), hashlib.sha256(bad).digest())
         assert phrase in error, f"offset {offset}: {error!r} does not mention {phrase!r}"
     loaded = db.execute(
         "select count(*), count(distinct kafka_offset) from raw.trades where kafka_topic = %s",

@@ -29,6 +29,7 @@ SCRIPT = textwrap.dedent(
             "backoff": t.retry_exponential_backoff,
             "outlets": [[o.name, o.uri] for o in t.outlets],
             "upstream": sorted(t.upstream_task_ids),
+            "trigger_rule": str(t.trigger_rule),
         }
         for t in dag.tasks
     }
@@ -69,6 +70,11 @@ def test_dag_parses_with_schedule_limits_and_assets(tmp_path: Path) -> None:
     assert outlets == sorted((name, name) for name in RAW_TABLE_ASSETS.values())
     for table in RAW_TABLE_ASSETS:
         assert tasks[f"publish_{table.split('.')[-1]}"]["upstream"] == ["drain"]
+    # a rewound topic fails the run only after the other tables' Assets were published
+    publishes = sorted(f"publish_{table.split('.')[-1]}" for table in RAW_TABLE_ASSETS)
+    assert tasks["check_topics"]["upstream"] == sorted(["drain", *publishes])
+    assert tasks["check_topics"]["retries"] == 0
+    assert tasks["check_topics"]["trigger_rule"].lower().endswith("none_failed_min_one_success")
 
 
 def test_schedule_comes_from_drain_schedule(tmp_path: Path) -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from tickhouse.config import ConfigError, load_settings
-from tickhouse.drain.loader import copy_statement, epoch_day
+from tickhouse.drain.loader import copy_statement
 from tickhouse.drain.offsets import lock_key
 from tickhouse.drain.options import DrainOptions, load_options
+from tickhouse.drain.partitions import MS_PER_DAY, Partition
 from tickhouse.drain.quality import batch_query, contiguity_query, partition_ranges
-from tickhouse.drain.retention import expired_days
+from tickhouse.drain.retention import expired
 from tickhouse.drain.stats import TopicStats
 
 pytestmark = pytest.mark.unit
@@ -27,11 +28,14 @@ def test_defaults_and_env_overrides(tmp_path: Path) -> None:
     }
     assert (options.max_messages, options.max_seconds, options.dq_policy) == (500_000, 45.0, "warn")
     assert options.group == "tickhouse-drain" and options.retention_days == 0
+    assert options.quarantine_retention_days == 30
     env = {"DRAIN_MAX_MESSAGES": "1000", "DRAIN_MAX_SECONDS": "2.5", "DRAIN_DQ_POLICY": "FAIL",
-           "DRAIN_GROUP": "g", "DRAIN_RETENTION_DAYS": "30", "DRAIN_DQ_MIN_EVENT_TIME": "2000-01-01"}
+           "DRAIN_GROUP": "g", "DRAIN_RETENTION_DAYS": "30", "DRAIN_DQ_MIN_EVENT_TIME": "2000-01-01",
+           "QUARANTINE_RETENTION_DAYS": "0"}
     options = load_options(settings, env, max_messages=7)
     assert (options.max_messages, options.max_seconds, options.dq_policy) == (7, 2.5, "fail")
     assert (options.group, options.retention_days) == ("g", 30)
+    assert options.quarantine_retention_days == 0
     assert options.dq_min_event_time == date(2000, 1, 1)
 
 
@@ -43,6 +47,7 @@ def test_defaults_and_env_overrides(tmp_path: Path) -> None:
         ({"DRAIN_MAX_SECONDS": "-1"}, "DRAIN_MAX_SECONDS=-1.0 must be > 0"),
         ({"DRAIN_DQ_POLICY": "ignore"}, "DRAIN_DQ_POLICY='ignore' must be one of warn, fail, off"),
         ({"DRAIN_RETENTION_DAYS": "-3"}, "DRAIN_RETENTION_DAYS=-3"),
+        ({"QUARANTINE_RETENTION_DAYS": "-1"}, "QUARANTINE_RETENTION_DAYS=-1"),
         ({"DRAIN_DQ_MIN_EVENT_TIME": "yesterday"}, "must be a date"),
     ],
 )
@@ -90,11 +95,20 @@ def test_quotes_in_topic_names_cannot_break_the_sql() -> None:
     assert "kafka_topic = 'a''b'" in batch_query(s)
 
 
-def test_retention_keeps_recent_days() -> None:
-    today = date(2025, 11, 20)
-    days = {(date(2025, 11, d) - date(1970, 1, 1)).days for d in (1, 10, 19, 20, 21)}
-    assert [epoch_day(d) for d in expired_days(days, 10, today)] == [date(2025, 11, 1)]
-    assert expired_days(days, 1000, today) == []
+def _ms(day: date) -> int:
+    return (day - date(1970, 1, 1)).days * MS_PER_DAY
+
+
+def test_retention_drops_only_partitions_wholly_before_the_cutoff() -> None:
+    today = date(2025, 11, 20)  # 10 days: the cutoff is 2025-11-10 00:00 UTC
+    days = [Partition(f"d{d}", _ms(date(2025, 11, d)), _ms(date(2025, 11, d + 1)))
+            for d in (1, 9, 10, 19, 20, 21)]
+    october = Partition("m10", _ms(date(2025, 10, 1)), _ms(date(2025, 11, 1)))
+    november = Partition("m11", _ms(date(2025, 11, 1)), _ms(date(2025, 12, 1)))
+    since_1970 = Partition("old", float("-inf"), _ms(date(2025, 11, 10)))
+    names = [p.name for p in expired([*days, october, november, since_1970], 10, today)]
+    assert names == ["d1", "d9", "m10", "old"]  # November is kept: it is not over yet
+    assert expired(days, 1000, today) == []
 
 
 def test_copy_statement_lists_columns_and_leaves_loaded_at_to_the_default() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from tickhouse.drain.rows import (
@@ -143,11 +145,26 @@ def test_alert_details_with_nul_are_rejected() -> None:
 
 def test_quarantine_line_keeps_the_original_bytes() -> None:
     line = quarantine_line("t", 0, 9, b"KEY", 5, b"\xff\x00\t", "not UTF-8: byte\tat 0")
+    sha = hashlib.sha256(b"\xff\x00\t").hexdigest()
     assert fields(line) == [
         "t", "0", "9", "\\\\x4b4559", "1970-01-01 00:00:00.005+00", "\\\\xff0009",
-        "not UTF-8: byte\\tat 0",
+        "3", f"\\\\x{sha}", "not UTF-8: byte\\tat 0",
     ]
-    assert fields(quarantine_line("t", 0, 1, None, None, None, "null"))[3:6] == ["\\N", "\\N", "\\N"]
+    assert fields(quarantine_line("t", 0, 1, None, None, None, "null"))[3:8] == ["\\N"] * 5
+
+
+def test_quarantine_line_keeps_at_most_64_kib_with_the_full_length_and_sha256() -> None:
+    payload = bytes(range(256)) * 4_000  # 1,024,000 bytes, as a hostile producer may send
+    key = b"k" * 5_000
+    got = fields(quarantine_line("t", 0, 1, key, None, payload, "payload too large: " + "x" * 9_000))
+    assert got[5] == "\\\\x" + payload[:65_536].hex()
+    assert got[6:8] == ["1024000", "\\\\x" + hashlib.sha256(payload).hexdigest()]
+    assert got[3] == "\\\\x" + key[:1024].hex()
+    assert len(got[8]) == 2000 and got[8].endswith("...")
+    exactly = b"y" * 65_536  # the largest message that may be valid is kept whole
+    assert fields(quarantine_line("t", 0, 2, None, None, exactly, "e"))[5:7] == [
+        "\\\\x" + exactly.hex(), "65536"
+    ]
     assert copy_bytea(b"") == "\\\\x"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -42,7 +43,8 @@ def test_copy_lines_split_back_into_their_values() -> None:
 def test_null_fields_and_quarantine_bytes() -> None:
     line = quarantine_line("t", 0, 7, None, None, b"\x00\xff\\N\t", "not UTF-8: \\ bad\tx")
     assert staging_row("quarantine", line.decode()) == [
-        "t", "0", "7", None, None, "00ff5c4e09", "not UTF-8: \\ bad\tx",
+        "t", "0", "7", None, None, "00ff5c4e09", "5",
+        hashlib.sha256(b"\x00\xff\\N\t").hexdigest(), "not UTF-8: \\ bad\tx",
     ]
     assert split_copy_line("a\t\\N\tb\\\\N\n") == ["a", None, "b\\N"]
     assert text_array_json(None) is None
@@ -132,8 +134,10 @@ def test_staged_rows_are_inserted_once_however_often_they_are_moved(conn: Any) -
     _stage(conn, range(3, 8)).move_staged_rows(cur)
     cur.execute("select kafka_offset from raw.trades order by 1")
     assert [int(o) for (o,) in cur.fetchall()] == list(range(8))
-    cur.execute("select payload, kafka_key, error from raw.quarantine")
-    assert cur.fetchall() == [(b"\xff", b"k", "bad")]
+    cur.execute("select payload, kafka_key, error, payload_length, payload_sha256 from raw.quarantine")
+    assert [(*row[:3], int(row[3]), row[4]) for row in cur.fetchall()] == [
+        (b"\xff", b"k", "bad", 1, hashlib.sha256(b"\xff").digest())
+    ]
 
 
 def test_offsets_move_only_from_where_the_run_found_them(conn: Any) -> None:

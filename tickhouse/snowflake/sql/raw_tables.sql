@@ -83,10 +83,15 @@ create table if not exists raw.quarantine (
     kafka_offset    number(19, 0) not null,
     kafka_key       binary,
     kafka_timestamp timestamp_tz,
-    payload         binary,        -- the original message bytes, unchanged
+    payload         binary,        -- the original message bytes, at most the first 64 KiB
+    payload_length  number(19, 0), -- the message's full length (NULL: a null value)
+    payload_sha256  binary,        -- sha256 of the whole message
     error           varchar       not null,
     loaded_at       timestamp_tz  not null
 );
+-- tables created before the payload was bounded
+alter table raw.quarantine add column if not exists payload_length number(19, 0);
+alter table raw.quarantine add column if not exists payload_sha256 binary;
 
 create table if not exists raw.kafka_offsets (
     consumer_group  varchar       not null,
