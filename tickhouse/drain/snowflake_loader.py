@@ -88,11 +88,21 @@ def create_staging_sql(kind: str) -> str:
     return f"create temporary table if not exists {staging_table(kind)} ({columns})"
 
 
-def insert_new_rows_sql(kind: str, event_ms: tuple[int, int] | None = None) -> str:
+def loaded_at_sql(loaded_at_ms: int | None) -> str:
+    """The load time a run writes on its rows and its LOAD_STATS rows: one value per run (dbt finds
+    a load's rows by it), as PostgreSQL's transaction time is; CURRENT_TIMESTAMP differs per
+    statement in Snowflake."""
+    return "current_timestamp()" if loaded_at_ms is None else f"to_timestamp_tz({int(loaded_at_ms)}, 3)"
+
+
+def insert_new_rows_sql(
+    kind: str, event_ms: tuple[int, int] | None = None, loaded_at_ms: int | None = None
+) -> str:
     """Insert the staged rows of `kind` whose Kafka coordinates are not in the raw table yet.
 
     `event_ms` (the staged rows' event-time span) bounds the existence check so that Snowflake
-    prunes the micro-partitions of other days instead of scanning the whole history.
+    prunes the micro-partitions of other days instead of scanning the whole history;
+    `loaded_at_ms` is the run's load time (see loaded_at_sql).
     """
     columns = COLUMNS[kind]
     table = target_table(kind)
@@ -104,7 +114,7 @@ def insert_new_rows_sql(kind: str, event_ms: tuple[int, int] | None = None) -> s
         )
     return (
         f"insert into {table} ({', '.join(columns)}, loaded_at) "
-        f"select {', '.join(column_expression(c) for c in columns)}, current_timestamp() "
+        f"select {', '.join(column_expression(c) for c in columns)}, {loaded_at_sql(loaded_at_ms)} "
         f"from {staging_table(kind)} as s "
         f"where not exists (select 1 from {table} as t"
         " where t.kafka_topic = s.kafka_topic"
@@ -190,12 +200,12 @@ class SnowflakeLoader:
         for rows in self._rows.values():
             rows.clear()
 
-    def move_staged_rows(self, cur: Any) -> dict[str, int]:
+    def move_staged_rows(self, cur: Any, loaded_at_ms: int | None = None) -> dict[str, int]:
         """In the caller's transaction: insert the staged rows new to each raw table."""
         inserted: dict[str, int] = {}
         for kind in self._kinds:
             if self.staged[kind]:
-                cur.execute(insert_new_rows_sql(kind, self.event_ms.get(kind)))
+                cur.execute(insert_new_rows_sql(kind, self.event_ms.get(kind), loaded_at_ms))
                 inserted[kind] = max(cur.rowcount or 0, 0)
         return inserted
 
@@ -253,8 +263,9 @@ def write_load_stats(
     started_at: datetime,
     finished_at: datetime,
     stats: list[TopicStats],
+    loaded_at_ms: int | None = None,
 ) -> None:
-    """One RAW.LOAD_STATS row per topic (in the caller's transaction)."""
+    """One RAW.LOAD_STATS row per topic (in the caller's transaction), with the run's load time."""
     duration_ms = int((finished_at - started_at).total_seconds() * 1000)
 
     def ms(value: datetime | None) -> int | None:
@@ -267,7 +278,7 @@ def write_load_stats(
             " max_event_time, partitions, loaded_at)"
             " select %s, %s, %s, %s, to_timestamp_tz(%s, 3), to_timestamp_tz(%s, 3), %s, %s, %s,"
             " %s, %s, to_timestamp_tz(%s, 3), to_timestamp_tz(%s, 3), parse_json(%s),"
-            " current_timestamp()",
+            f" {loaded_at_sql(loaded_at_ms)}",
             (
                 run_id, group, s.topic, s.table, ms(started_at), ms(finished_at), duration_ms,
                 s.consumed, s.loaded, s.quarantined, s.lag_after, s.min_event_ms, s.max_event_ms,

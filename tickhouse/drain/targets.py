@@ -170,16 +170,18 @@ class SnowflakeTarget:
     ) -> None:
         from tickhouse.drain.snowflake_loader import save_offsets, write_load_stats
 
+        # one load time for the run's rows and its LOAD_STATS rows: how dbt finds a load's rows
+        loaded_at_ms = int(finished_at.timestamp() * 1000)
         with self._conn.cursor() as cur:
             cur.execute("begin")
             self._in_transaction = True
             if self._loader is not None:
-                inserted = self._loader.move_staged_rows(cur)
+                inserted = self._loader.move_staged_rows(cur, loaded_at_ms)
                 log.info("snowflake: inserted %s (rows already present are skipped)", inserted)
             save_offsets(cur, group, positions, start_offsets)
             write_load_stats(
                 cur, run_id=run_id, group=group, started_at=started_at,
-                finished_at=finished_at, stats=stats,
+                finished_at=finished_at, stats=stats, loaded_at_ms=loaded_at_ms,
             )
             if self._fault_hook is not None:
                 self._fault_hook("in_transaction_before_commit")

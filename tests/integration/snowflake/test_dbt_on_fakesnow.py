@@ -68,6 +68,7 @@ class Account:
         import snowflake.connector
 
         self.conn = snowflake.connector.connect(database="TICKHOUSE", schema="RAW")
+        self.loads = 0
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
         cur = self.conn.cursor()
@@ -90,7 +91,7 @@ class Account:
         )
         loader.add_block("trades", block, set())
         loader.finish()
-        self._move(loader)
+        self._move(loader, TOPIC, "trades", [t.ts for t in trades])
 
     def load_alerts(self, count: int) -> None:
         from tickhouse.drain.snowflake_loader import SnowflakeLoader
@@ -103,12 +104,22 @@ class Account:
             loader.add_block("alerts", alert_line(json.dumps(body).encode(), "test.alerts", 0, i,
                                                   None)[0], set())
         loader.finish()
-        self._move(loader)
+        self._move(loader, "test.alerts", "alerts", [int(START.timestamp() * 1000)])
 
-    def _move(self, loader: Any) -> None:
+    def _move(self, loader: Any, topic: str, kind: str, event_ms: list[int]) -> None:
+        """Rows and their LOAD_STATS row in one transaction, with one load time (as the drain does)."""
+        from tickhouse.drain.snowflake_loader import write_load_stats
+        from tickhouse.drain.stats import TopicStats
+
+        self.loads += 1
+        now = datetime.now(UTC)
+        stats = TopicStats(topic, kind, consumed=len(event_ms), loaded=len(event_ms),
+                           min_event_ms=min(event_ms), max_event_ms=max(event_ms))
         cur = self.conn.cursor()
         cur.execute("begin")
-        loader.move_staged_rows(cur)
+        loader.move_staged_rows(cur, int(now.timestamp() * 1000))
+        write_load_stats(cur, run_id=f"load-{self.loads}", group="test", started_at=now, finished_at=now,
+                         stats=[stats], loaded_at_ms=int(now.timestamp() * 1000))
         cur.execute("commit")
 
 
