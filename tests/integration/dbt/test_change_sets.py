@@ -164,7 +164,9 @@ def test_a_failed_run_leaves_its_loads_pending_for_the_next_run(
     assert caught_up.symbols_behind == 0 and caught_up.rows_pending == 0
     assert "tickhouse_marts_symbols_behind_raw 0.0" in caught_up.exported
     pend = next(item for item in caught_up.symbols if item.symbol == "PEND")
-    assert pend.first_bar_start == pend.last_bar_start == moment and not pend.is_behind_raw
+    # its newest bar is the minute of its trade; its oldest, the daily bar of that day
+    assert pend.last_bar_start == moment and not pend.is_behind_raw
+    assert pend.first_bar_start is not None and moment - timedelta(days=1) < pend.first_bar_start <= moment
     assert 'tickhouse_symbol_last_bar_timestamp_seconds{symbol="PEND"}' in caught_up.exported
     bars = fetch(settings, "select bar_interval, close from marts.fct_bars where symbol = 'PEND'")
     assert sorted(r["bar_interval"] for r in bars) == ["15m", "1d", "1h", "1m", "5m"]

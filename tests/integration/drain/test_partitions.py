@@ -354,7 +354,7 @@ def test_an_install_with_day_partitions_migrates_without_rewriting_and_keeps_loa
     with owner(own_db) as conn:
         files_before = _relfilenodes(conn)
 
-    assert apply_migrations(own_db) == ["006_partition_ranges.sql", "007_bounded_quarantine.sql"]
+    assert apply_migrations(own_db)[:2] == ["006_partition_ranges.sql", "007_bounded_quarantine.sql"]
 
     with owner(own_db) as conn:
         files_after = _relfilenodes(conn)
