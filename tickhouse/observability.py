@@ -225,16 +225,14 @@ class PipelineCollector:
         yield last_run
         yield duration
         yield freshness
-        for family in self._marts_coverage():
-            if family is None:
-                ok = 0.0
-            else:
-                yield family
-        up.add_metric([], ok)
+        families, coverage_ok = self._marts_coverage()
+        yield from families
+        up.add_metric([], ok if coverage_ok else 0.0)
         yield up
 
-    def _marts_coverage(self) -> Iterator[Any]:
-        """Gauges of marts.pipeline_symbols; a None in the stream means it could not be read."""
+    def _marts_coverage(self) -> tuple[list[Any], bool]:
+        """Gauges of marts.pipeline_symbols (declared even when it cannot be read), and whether it
+        could be read."""
         from prometheus_client.core import GaugeMetricFamily
 
         behind = GaugeMetricFamily(
@@ -260,13 +258,13 @@ class PipelineCollector:
             "The symbol's rows loaded into raw but not yet in the marts",
             labels=["symbol"],
         )
+        families = [behind, pending, symbols, first_bar, last_bar, symbol_pending]
         try:
             coverage = marts_coverage(self.settings, self.max_symbols)
         except Exception:
-            yield None
-            return
-        if coverage is None:
-            return
+            return families, False
+        if coverage is None:  # dbt has not built the marts yet
+            return families, True
         behind.add_metric([], coverage.symbols_behind)
         pending.add_metric([], coverage.rows_pending)
         symbols.add_metric([], coverage.symbol_count)
@@ -276,7 +274,7 @@ class PipelineCollector:
             if item.last_bar_start is not None:
                 last_bar.add_metric([item.symbol], item.last_bar_start.timestamp())
             symbol_pending.add_metric([item.symbol], item.rows_pending)
-        yield from (behind, pending, symbols, first_bar, last_bar, symbol_pending)
+        return families, True
 
 
 def serve_metrics(settings: Settings, port: int, host: str = "127.0.0.1") -> None:
