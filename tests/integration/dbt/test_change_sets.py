@@ -3,6 +3,8 @@
 - A run touching 100,000 (symbol, minute) ranges (50,000 new symbols, two minutes each, in one
   drain load) builds, and the marts hold exactly those bars. The old design compiled one
   `union all` branch per symbol into the SQL and failed with "stack depth limit exceeded".
+- Ten years of daily history for one symbol (2,608 weekday trades, which used to make 2,613 day
+  partitions and "out of shared memory" in every transform after) builds, and the marts hold them.
 - A run that fails leaves its loads pending: the next run rebuilds from them, and until then
   `tickhouse status`, the metrics exporter (and the dashboard, from the same view) say which
   symbols the marts are behind raw for.
@@ -179,3 +181,34 @@ def test_a_failed_run_leaves_its_loads_pending_for_the_next_run(
         (moment,),
     )
     assert transformed[0]["n"] == 1
+
+
+def test_ten_years_of_daily_history_build_and_every_transform_after_them_too(
+    warehouse: tuple[Settings, Feed, Transformer],
+) -> None:
+    settings, feed, transform = warehouse
+    first = datetime(2015, 1, 5, 15, 0, tzinfo=UTC)
+    days = [first + timedelta(days=n) for n in range(3650)]
+    weekdays = [day for day in days if day.weekday() < 5][:2608]
+    feed.publish_trades(
+        ("TENY", Decimal("50.00") + Decimal(n) / 100, Decimal(10), ms(day)) for n, day in enumerate(weekdays)
+    )
+    feed.drain()
+    transform()
+    transform()  # and the next one, which used to fail for everyone
+    daily = fetch(
+        settings,
+        "select count(*) as n, max(close) as high from marts.fct_bars"
+        " where symbol = 'TENY' and bar_interval = '1d'",
+    )
+    assert daily[0]["n"] == 2608 and daily[0]["high"] == Decimal("50.00") + Decimal(2607) / 100
+    partitions = _count(
+        settings, "select count(*) as n from pg_inherits where inhparent = 'raw.trades'::regclass"
+    )
+    assert partitions < 40, partitions
+    sma = fetch(
+        settings,
+        "select sma_200 from marts.fct_technicals where symbol = 'TENY'"
+        " and bar_interval = '1d' order by bar_start desc limit 1",
+    )
+    assert sma[0]["sma_200"] is not None
