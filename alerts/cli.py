@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         "--max-ahead-seconds",
         type=float,
         default=float(os.environ.get("ALERTS_MAX_AHEAD_SECONDS", "5")),
-        help="a trade dated further ahead of its Kafka timestamp is evaluated at this bound "
+        help="a trade dated further ahead of its Kafka timestamp is left out of the rules "
         "(env ALERTS_MAX_AHEAD_SECONDS, default 5)",
     )
     parser.add_argument(

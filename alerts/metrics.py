@@ -17,8 +17,8 @@ BAD_MESSAGES = Counter(
 )
 FUTURE_TRADES = Counter(
     "tickhouse_alerts_future_trades_total",
-    "Trades dated further ahead of their Kafka timestamp than --max-ahead-seconds; the rules see "
-    "them at that bound (their alerts keep the trade's own ts)",
+    "Trades dated further ahead of their Kafka timestamp than --max-ahead-seconds: left out of the "
+    "rules (they would move the rules' event-time clock into the future)",
 )
 SUPPRESSED = Counter(
     "tickhouse_alerts_suppressed_total",

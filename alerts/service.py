@@ -18,7 +18,8 @@ by the broker. Whichever instance is assigned a partition next:
 
 Rules run in event time, so the restored cooldowns hold across restarts. Event time is bounded: a
 trade dated more than `max_ahead_seconds` after its Kafka timestamp (which CONTRACT §3 allows, up to
-a day) is evaluated at that bound, so it cannot move the rules' clock into the future.
+a day) is left out of the rules — counted in `tickhouse_alerts_future_trades_total` and logged — so
+it cannot move their clock into the future; the drain still loads it.
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ class AlertService:
         """Every `checkpoint_seconds`: commit what is published, start a checkpoint round."""
         assert self._checkpointer is not None
         self._commit(synchronous=False)
+        metrics.SYMBOLS.set(len(self.engine.states))
         self._checkpointer.begin(self.assigned)
         for p in [p for p, skip in self._skip.items() if self._positions.get(p, -1) > max(skip.values())]:
             del self._skip[p]
@@ -261,17 +263,17 @@ class AlertService:
                 bad += 1
                 log.debug("skipping bad message %s/%d@%d: %s", msg.topic(), partition, offset, reason)
                 continue
-            # event time is bounded by the message's own Kafka timestamp (the wall clock if that
-            # is in the future), not by the batch's wall clock: a replay bounds it the same way
-            ts = trade.ts
+            # Event time is bounded by the message's own Kafka timestamp (the wall clock if that is
+            # later), so a replay decides the same way. A trade past the bound cannot be placed on
+            # the rules' clock (it would move it, up to a day ahead): it is left out of them.
             kafka_ts = msg.timestamp()[1]
-            bound = (kafka_ts if 0 < kafka_ts < now else now) + ahead
-            if ts > bound:
-                ts = self._bounded(trade, bound)
+            if trade.ts > (kafka_ts if 0 < kafka_ts < now else now) + ahead:
+                self._from_the_future(trade, kafka_ts if 0 < kafka_ts < now else now)
+                continue
             if skips and trade.symbol in skips.get(partition, ()) and offset < skips[partition][trade.symbol]:
                 continue  # restored: this symbol's state covers the trade already
             count += 1
-            firings = evaluate(trade.symbol, float(trade.price), float(trade.volume), ts, partition)
+            firings = evaluate(trade.symbol, float(trade.price), float(trade.volume), trade.ts, partition)
             if firings:
                 if offset < live_from.get(partition, 0):
                     self.stats.replayed_silently += len(firings)
@@ -285,21 +287,20 @@ class AlertService:
             metrics.BAD_MESSAGES.inc(bad)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    def _bounded(self, trade: Trade, bound: int) -> int:
-        """A trade dated past its Kafka timestamp + max_ahead: the rules see it at that bound."""
+    def _from_the_future(self, trade: Trade, reference: int) -> None:
+        """Count (and now and then log) a trade dated past its Kafka timestamp + max_ahead."""
         self.stats.future_trades += 1
         metrics.FUTURE_TRADES.inc()
         now = time.monotonic()
         if now - self._future_logged >= 60:
             self._future_logged = now
             log.warning(
-                "%s: trade dated %d ms after its Kafka timestamp; evaluated at the bound "
-                "(--max-ahead-seconds %g; logged once a minute)",
+                "%s: trade dated %.1f s after its Kafka timestamp, more than --max-ahead-seconds %g: "
+                "not evaluated by the rules (a producer clock running ahead?; logged once a minute)",
                 trade.symbol,
-                trade.ts - bound + int(self.options.max_ahead_seconds * 1000),
+                (trade.ts - reference) / 1000,
                 self.options.max_ahead_seconds,
             )
-        return bound
 
     def _log_consumer_error(self, err: KafkaError) -> None:
         """Transient consumer errors (e.g. the topic does not exist yet), once a minute each."""
