@@ -63,6 +63,8 @@ from alerts.config import (
 )
 
 REL_TOL = 1e-9
+_bisect_left = bisect.bisect_left
+_insort = bisect.insort
 MINUTE_MS = 60_000
 RULE_NAMES = (
     "price_move_up",
@@ -79,6 +81,11 @@ RULE_NAMES = (
 
 def at_or_above(value: float, threshold: float) -> bool:
     return value >= threshold - abs(threshold) * REL_TOL
+
+
+def _at_least(threshold: float) -> float:
+    """`at_or_above(value, threshold)` is `value >= _at_least(threshold)`, precomputed."""
+    return threshold - abs(threshold) * REL_TOL
 
 
 def at_or_below(value: float, threshold: float) -> bool:
@@ -110,40 +117,48 @@ class PriceMove:
 
     cfg: PriceMoveConfig = field(metadata=TRANSIENT)
     window_ms: int = field(init=False, metadata=TRANSIENT)
+    pct_at_least: float = field(init=False, metadata=TRANSIENT)  # at_or_above(x, pct) == x >= this
     minq: deque[tuple[int, float]] = field(init=False, default_factory=deque)  # increasing prices
     maxq: deque[tuple[int, float]] = field(init=False, default_factory=deque)  # decreasing prices
 
     def __post_init__(self) -> None:
         self.window_ms = round(self.cfg.window_seconds * 1000)
+        self.pct_at_least = _at_least(self.cfg.pct)
 
     def update(self, symbol: str, ts: int, price: float) -> list[Firing] | None:
-        start = ts - self.window_ms
         minq, maxq = self.minq, self.maxq
-        while minq and minq[0][0] < start:
-            minq.popleft()
-        while maxq and maxq[0][0] < start:
-            maxq.popleft()
         out: list[Firing] | None = None
         if minq:
-            pct = self.cfg.pct
-            low_ts, low = minq[0]
-            up = (price - low) / low * 100.0
-            if at_or_above(up, pct):
-                out = [self._firing(symbol, "up", price, low, low_ts, up)]
-            high_ts, high = maxq[0]
-            down = (high - price) / high * 100.0
-            if at_or_above(down, pct):
-                firing = self._firing(symbol, "down", price, high, high_ts, down)
-                if out is None:
-                    out = [firing]
-                else:
-                    out.append(firing)
-        while minq and minq[-1][1] >= price:
-            minq.pop()
-        minq.append((ts, price))
-        while maxq and maxq[-1][1] <= price:
-            maxq.pop()
-        maxq.append((ts, price))
+            start = ts - self.window_ms
+            # the newest entry is in both queues: they run empty together
+            while minq[0][0] < start:
+                minq.popleft()
+                if not minq:
+                    maxq.clear()
+                    break
+            else:
+                while maxq[0][0] < start:
+                    maxq.popleft()
+                at_least = self.pct_at_least
+                low_ts, low = minq[0]
+                up = (price - low) / low * 100.0
+                if up >= at_least:
+                    out = [self._firing(symbol, "up", price, low, low_ts, up)]
+                high_ts, high = maxq[0]
+                down = (high - price) / high * 100.0
+                if down >= at_least:
+                    firing = self._firing(symbol, "down", price, high, high_ts, down)
+                    if out is None:
+                        out = [firing]
+                    else:
+                        out.append(firing)
+                while minq and minq[-1][1] >= price:
+                    minq.pop()
+                while maxq and maxq[-1][1] <= price:
+                    maxq.pop()
+        entry = (ts, price)
+        minq.append(entry)
+        maxq.append(entry)
         return out
 
     def _firing(
@@ -404,8 +419,12 @@ class SessionExtremes:
 @dataclass(slots=True, eq=False)
 class SuspiciousTick:
     cfg: SuspiciousTickConfig = field(metadata=TRANSIENT)
+    band_at_least: float = field(init=False, metadata=TRANSIENT)
     recent: deque[float] = field(init=False, default_factory=deque)
     ordered: list[float] = field(init=False, default_factory=list, metadata=TRANSIENT)  # = sorted(recent)
+
+    def __post_init__(self) -> None:
+        self.band_at_least = _at_least(self.cfg.band_pct)
 
     def median(self) -> float:
         ordered = self.ordered
@@ -416,10 +435,13 @@ class SuspiciousTick:
     def update(self, symbol: str, ts: int, price: float) -> Firing | None:
         out: Firing | None = None
         cfg = self.cfg
-        if len(self.recent) >= cfg.min_samples:
-            median = self.median()
+        recent, ordered = self.recent, self.ordered
+        n = len(recent)
+        if n >= cfg.min_samples:
+            mid = n // 2
+            median = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
             deviation = abs(price - median) / median * 100.0
-            if at_or_above(deviation, cfg.band_pct):
+            if deviation >= self.band_at_least:
                 out = Firing(
                     symbol,
                     "suspicious_tick",
@@ -434,12 +456,14 @@ class SuspiciousTick:
                         "samples": len(self.recent),
                     },
                 )
-        recent, ordered = self.recent, self.ordered
-        if len(recent) >= cfg.samples:
-            old = recent.popleft()
-            del ordered[bisect.bisect_left(ordered, old)]
         recent.append(price)
-        bisect.insort(ordered, price)
+        if n >= cfg.samples:
+            old = recent.popleft()
+            if old != price:  # a repeated price leaves the sorted window as it is
+                del ordered[_bisect_left(ordered, old)]
+                _insort(ordered, price)
+        else:
+            _insort(ordered, price)
         return out
 
     def _after_load(self) -> None:

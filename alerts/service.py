@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -49,7 +49,7 @@ from alerts import checkpoints, clients, metrics
 from alerts.config import RulesConfig
 from alerts.errors import AlertsError
 from alerts.rules import Engine, Firing
-from tickhouse.schemas import Alert, InvalidMessage, Trade, now_ms, parse_trade, to_json
+from tickhouse.schemas import Alert, InvalidMessage, now_ms, parse_trade_values, to_json
 
 log = logging.getLogger("tickhouse.alerts")
 
@@ -244,6 +244,7 @@ class AlertService:
         positions = self._positions
         live_from = self._live_from
         skips = self._skip
+        parse_values = parse_trade_values
         bad = 0
         count = 0
         for msg in (first, *rest) if rest else (first,):
@@ -254,11 +255,11 @@ class AlertService:
                 if err.code() != KafkaError._PARTITION_EOF:
                     self._log_consumer_error(err)
                 continue
-            partition = cast(int, msg.partition())
-            offset = cast(int, msg.offset())
+            partition: int = msg.partition()  # type: ignore[assignment]
+            offset: int = msg.offset()  # type: ignore[assignment]
             positions[partition] = offset + 1
             try:
-                trade = parse_trade(msg.value(), now)
+                symbol, price, volume, ts = parse_values(msg.value(), now)
             except InvalidMessage as reason:
                 bad += 1
                 log.debug("skipping bad message %s/%d@%d: %s", msg.topic(), partition, offset, reason)
@@ -267,19 +268,19 @@ class AlertService:
             # later), so a replay decides the same way. A trade past the bound cannot be placed on
             # the rules' clock (it would move it, up to a day ahead): it is left out of them.
             kafka_ts = msg.timestamp()[1]
-            if trade.ts > (kafka_ts if 0 < kafka_ts < now else now) + ahead:
-                self._from_the_future(trade, kafka_ts if 0 < kafka_ts < now else now)
+            if ts > (kafka_ts if 0 < kafka_ts < now else now) + ahead:
+                self._from_the_future(symbol, ts, kafka_ts if 0 < kafka_ts < now else now)
                 continue
-            if skips and trade.symbol in skips.get(partition, ()) and offset < skips[partition][trade.symbol]:
+            if skips and symbol in skips.get(partition, ()) and offset < skips[partition][symbol]:
                 continue  # restored: this symbol's state covers the trade already
             count += 1
-            firings = evaluate(trade.symbol, float(trade.price), float(trade.volume), trade.ts, partition)
+            firings = evaluate(symbol, price, volume, ts, partition)
             if firings:
                 if offset < live_from.get(partition, 0):
                     self.stats.replayed_silently += len(firings)
                     metrics.SUPPRESSED.labels("replayed").inc(len(firings))
                 else:
-                    self._publish(firings, msg, partition, offset, trade)
+                    self._publish(firings, msg, partition, offset, (symbol, price, volume, ts))
         self.stats.trades += count
         metrics.TRADES_EVALUATED.inc(count)
         if bad:
@@ -287,7 +288,7 @@ class AlertService:
             metrics.BAD_MESSAGES.inc(bad)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    def _from_the_future(self, trade: Trade, reference: int) -> None:
+    def _from_the_future(self, symbol: str, ts: int, reference: int) -> None:
         """Count (and now and then log) a trade dated past its Kafka timestamp + max_ahead."""
         self.stats.future_trades += 1
         metrics.FUTURE_TRADES.inc()
@@ -297,8 +298,8 @@ class AlertService:
             log.warning(
                 "%s: trade dated %.1f s after its Kafka timestamp, more than --max-ahead-seconds %g: "
                 "not evaluated by the rules (a producer clock running ahead?; logged once a minute)",
-                trade.symbol,
-                (trade.ts - reference) / 1000,
+                symbol,
+                (ts - reference) / 1000,
                 self.options.max_ahead_seconds,
             )
 
@@ -316,8 +317,9 @@ class AlertService:
         msg: Message,
         partition: int,
         offset: int,
-        trade: Trade,
+        trade: tuple[str, float, float, int],
     ) -> None:
+        symbol, price, volume, ts = trade
         topic = self.options.trades_topic
         kafka_ts = msg.timestamp()[1]
         for firing in firings:
@@ -328,9 +330,9 @@ class AlertService:
                 continue
             details = dict(firing.details)
             details["trade"] = {
-                "symbol": trade.symbol,
-                "price": trade.price,
-                "volume": trade.volume,
+                "symbol": symbol,
+                "price": price,
+                "volume": volume,
                 "topic": topic,
                 "partition": partition,
                 "offset": offset,
@@ -343,7 +345,7 @@ class AlertService:
                 rule=firing.rule,
                 severity=firing.severity,
                 message=firing.message,
-                trade_ts=trade.ts,
+                trade_ts=ts,
                 detected_ts=detected,
                 details=details,
             )

@@ -446,6 +446,53 @@ def _canonical_object(payload: object) -> dict[str, Any] | None:
     return obj
 
 
+# The same for code that computes with doubles (the alert rules): JSON numbers with a fraction or
+# exponent become floats, and the canonical check compares with their shortest repr.
+_FLOAT_DECODE = msgspec.json.Decoder().decode
+_FLOAT_ENCODE = msgspec.json.Encoder().encode
+_NUMBER_TYPES = (int, float)
+
+
+def parse_trade_values(payload: bytes | None, now: int | None = None) -> tuple[str, float, float, int]:
+    """(symbol, price, volume, ts) of a trades message, price and volume as doubles: what
+    `parse_trade` accepts, with the same errors, without building Decimals and a Trade.
+
+    The fast path takes a payload only when it is exactly the compact encoding of what it decodes
+    to, so each number is the shortest text of its double: finite, in range, and positive exactly
+    when `parse_trade`'s Decimal is. Everything else goes through `parse_trade`."""
+    current = now_ms() if now is None else now
+    if type(payload) is bytes and len(payload) <= MAX_PAYLOAD_BYTES:
+        try:
+            obj = _FLOAT_DECODE(payload)
+        except (ValueError, RecursionError):
+            obj = None
+        if type(obj) is dict and _FLOAT_ENCODE(obj) == payload:
+            symbol: Any = obj.get("symbol")
+            price: Any = obj.get("price")
+            volume: Any = obj.get("volume")
+            ts: Any = obj.get("ts")
+            conditions: Any = obj.get("conditions")
+            source: Any = obj.get("source")
+            if (
+                type(symbol) is str
+                and _valid_symbol(symbol)
+                and type(price) in _NUMBER_TYPES
+                and 0 < price < _FAST_INT_LIMIT
+                and type(volume) in _NUMBER_TYPES
+                and 0 <= volume < _FAST_INT_LIMIT
+                and type(ts) is int
+                and 0 <= ts <= current + MAX_FUTURE_MS
+                and (source is None or type(source) is str)
+                and (
+                    conditions is None
+                    or (type(conditions) is list and all(type(c) is str for c in conditions))
+                )
+            ):
+                return symbol, float(price), float(volume), ts
+    trade = parse_trade(payload, current)
+    return trade.symbol, float(trade.price), float(trade.volume), trade.ts
+
+
 def _parse_trade_full(payload: bytes | None, now: int | None = None) -> Trade:
     """`parse_trade` without any fast path: the reference the fast paths are tested against."""
     return _validate_trade_full(decode_object(payload), now_ms() if now is None else now)

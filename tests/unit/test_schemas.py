@@ -21,6 +21,7 @@ from tickhouse.schemas import (
     parse_alert,
     parse_quote,
     parse_trade,
+    parse_trade_values,
     to_json,
 )
 
@@ -188,8 +189,30 @@ def _outcome(parse: object, payload: bytes | None) -> tuple[str, object]:
     return ("accepted", tuple((type(v).__name__, repr(v)) for v in fields))
 
 
+def _values(payload: bytes | None) -> tuple[str, object]:
+    """What `parse_trade_values` makes of `payload`, and what it must make of it: the full checks'
+    trade with price and volume as doubles, or their error text."""
+    try:
+        got: tuple[str, object] = ("accepted", parse_trade_values(payload, now=NOW))
+    except InvalidMessage as err:
+        got = ("rejected", str(err))
+    return got
+
+
+def _full_values(payload: bytes | None) -> tuple[str, object]:
+    try:
+        t = _parse_trade_full(payload, now=NOW)
+    except InvalidMessage as err:
+        return ("rejected", str(err))
+    return ("accepted", (t.symbol, float(t.price), float(t.volume), t.ts))
+
+
 def _same_as_full(payload: bytes | None) -> None:
     assert _outcome(parse_trade, payload) == _outcome(_parse_trade_full, payload), payload
+    got, want = _values(payload), _full_values(payload)
+    assert got == want, payload
+    if got[0] == "accepted":
+        assert [type(v) for v in got[1]] == [str, float, float, int]  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("payload", "reason"), BAD_TRADES)
@@ -224,6 +247,14 @@ def test_fast_path_gives_the_full_checks_verdict_on_every_bad_trade(
 )
 def test_fast_path_agrees_with_the_full_checks_on_edge_cases(payload: bytes) -> None:
     _same_as_full(payload)
+
+
+def test_trade_values_are_doubles_of_the_published_digits() -> None:
+    payload = b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123,"conditions":["1","12"]}'
+    assert parse_trade_values(payload, now=NOW) == ("AAPL", 178.45, 100.0, 1763649000123)
+    assert parse_trade_values(payload.replace(b"178.45", b"1.7845e2"), now=NOW)[1] == 178.45  # full path
+    with pytest.raises(InvalidMessage, match="duplicated key 'price'"):
+        parse_trade_values(payload[:-1] + b',"price":1}', now=NOW)
 
 
 def test_fast_path_takes_the_compact_form_and_only_it() -> None:
