@@ -132,6 +132,9 @@ def _record(value: bytes, key: bytes) -> dict[str, Any] | None:
     return data
 
 
+_DONE, _BLOCKED, _OUT_OF_TIME = object(), object(), object()
+
+
 class _Round:
     __slots__ = (
         "acked",
@@ -221,13 +224,15 @@ class Checkpointer:
                 del engine.evicted[symbol]
             self.rounds[p] = _Round(self.positions[p], pending, tombstones)
 
-    def work(self, until: float) -> None:
+    def work(self, until: float) -> bool:
         """Write pending records until `time.perf_counter()` passes `until`, then produce the
-        manifest of every round whose records are all on the topic."""
+        manifest of every round whose records are all on the topic. True when it stopped for time
+        with records left to write now (rather than waiting for acknowledgements)."""
         for p, rnd in list(self.rounds.items()):
-            if not self._write(p, rnd, until):
-                return
-            if rnd.outstanding or rnd.pending or rnd.tombstones:
+            step = self._write(p, rnd, until)
+            if step is _OUT_OF_TIME:
+                return True
+            if step is _BLOCKED or rnd.outstanding or rnd.pending or rnd.tombstones:
                 continue
             if rnd.failed:
                 self._abandon(p, rnd)
@@ -238,15 +243,17 @@ class Checkpointer:
                 metrics.LAST_CHECKPOINT.labels(str(p)).set(time.time())
             elif not rnd.manifest and self.delivered_upto(p) >= rnd.target:
                 self._produce_manifest(p, rnd)
+        return False
 
-    def _write(self, p: int, rnd: _Round, until: float) -> bool:
-        """Produce the round's records; False when out of time or the producer's queue is full."""
+    def _write(self, p: int, rnd: _Round, until: float) -> object:
+        """Produce the round's records: _DONE, _BLOCKED (alerts in flight, or the producer's queue
+        is full) or _OUT_OF_TIME."""
         produce = self.producer.produce
         topic = self.state_topic
         while rnd.tombstones:
             symbol = rnd.tombstones[-1]
             if not self._produce(symbol_key(self.group, self.trades_topic, p, symbol), None, rnd):
-                return False
+                return _BLOCKED
             rnd.tombstones.pop()
             metrics.CHECKPOINT_RECORDS.labels("tombstone").inc()
         states = self.engine.states
@@ -255,16 +262,16 @@ class Checkpointer:
             # A record at `position` says every trade before it is done, alerts included (a restore
             # skips them). While alerts are in flight, wait: a second at most, then flush.
             if time.monotonic() - rnd.started < 1.0:
-                return False
+                return _BLOCKED
             self.settle()
             if self.delivered_upto(p) < position:
-                return False
+                return _BLOCKED
         written_ms = now_ms()
         n = 0
         while rnd.pending:
             n += 1
             if n % 16 == 0 and time.perf_counter() > until:
-                return False
+                return _OUT_OF_TIME
             symbol = rnd.pending[-1]
             state = states.get(symbol)
             if state is None or state.partition != p:
@@ -294,7 +301,7 @@ class Checkpointer:
                 )
             except BufferError:
                 self.producer.poll(0)
-                return False
+                return _BLOCKED
             except KafkaException as err:
                 metrics.CHECKPOINT_FAILURES.labels("produce").inc()
                 log.warning("checkpoint record for %s not produced: %s", symbol, err)
@@ -307,7 +314,7 @@ class Checkpointer:
             rnd.written.append(symbol)
             self.records += 1
             metrics.CHECKPOINT_RECORDS.labels("symbol").inc()
-        return True
+        return _DONE
 
     def _produce(self, key: bytes, value: bytes | None, rnd: _Round) -> bool:
         try:

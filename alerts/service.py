@@ -173,6 +173,7 @@ class AlertService:
         slice_seconds = opts.checkpoint_slice_seconds
         next_tick = time.monotonic() + opts.checkpoint_seconds
         next_evict = time.monotonic() + opts.evict_every_seconds
+        hurry = False  # checkpoint records left to write right now: do not wait in poll()
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -180,12 +181,14 @@ class AlertService:
                     break
                 # poll() returns on the first message; consume(timeout=0) then takes what is already
                 # fetched. consume() with a timeout would wait for a full batch and add latency.
-                first = consumer.poll(0 if checkpointer.busy else poll_timeout)
+                first = consumer.poll(0 if hurry else (0.005 if checkpointer.busy else poll_timeout))
                 if first is not None:
                     rest = consumer.consume(batch_rest, 0) if batch_rest > 0 else []
                     self._process(first, rest)
-                producer.poll(0)
-                state_producer.poll(0)
+                if len(producer):  # alerts on their way: serve their delivery reports
+                    producer.poll(0)
+                if len(state_producer):
+                    state_producer.poll(0)
                 if self._resend:
                     self._send_again()
                 if now >= next_tick:
@@ -194,8 +197,7 @@ class AlertService:
                         next_evict = now + opts.evict_every_seconds
                         self._evict()
                     self._tick()
-                if checkpointer.busy:
-                    checkpointer.work(time.perf_counter() + slice_seconds)
+                hurry = checkpointer.busy and checkpointer.work(time.perf_counter() + slice_seconds)
         finally:
             self._shutdown(consumer, producer, state_producer)
         return self.stats
@@ -356,8 +358,6 @@ class AlertService:
             if kafka_ts > 0:
                 metrics.LATENCY.observe(max(0, detected - kafka_ts) / 1000.0)
             log.info("alert %s %s %s: %s", alert.alert_id, firing.symbol, firing.rule, firing.message)
-        assert self._producer is not None
-        self._producer.poll(0)
 
     def _send(self, key: bytes, value: bytes, partition: int, offset: int) -> None:
         """Produce one alert; until the broker acknowledges it, the commit stays before its trade."""
