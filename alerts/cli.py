@@ -9,7 +9,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import TypeVar
 
 from prometheus_client import start_http_server
 
@@ -22,6 +24,21 @@ from tickhouse.config import ConfigError, Settings, load_settings
 log = logging.getLogger("tickhouse.alerts")
 
 DEFAULT_METRICS_PORT = 9103
+_N = TypeVar("_N", int, float)
+
+
+def _env(name: str, default: _N, convert: Callable[[str], _N]) -> _N:
+    """A number from the environment (or `default`); ConfigError naming the variable if bad."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = convert(raw)
+    except ValueError:
+        value = None
+    if value is None or value < 0:
+        raise ConfigError(f"{name}={raw!r} is not a number >= 0")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -98,23 +115,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-ahead-seconds",
         type=float,
-        default=float(os.environ.get("ALERTS_MAX_AHEAD_SECONDS", "5")),
+        default=_env("ALERTS_MAX_AHEAD_SECONDS", 5.0, float),
         help="a trade dated further ahead of its Kafka timestamp is left out of the rules "
         "(env ALERTS_MAX_AHEAD_SECONDS, default 5)",
     )
     parser.add_argument(
         "--evict-idle-seconds",
         type=float,
-        default=float(os.environ.get("ALERTS_EVICT_IDLE_SECONDS", str(7 * 86_400))),
+        default=_env("ALERTS_EVICT_IDLE_SECONDS", 7 * 86_400.0, float),
         help="forget a symbol without a trade for this long, in event time (env "
         "ALERTS_EVICT_IDLE_SECONDS, default 7 days)",
     )
     parser.add_argument(
         "--max-symbols",
         type=int,
-        default=int(os.environ.get("ALERTS_MAX_SYMBOLS", "100000")),
+        default=_env("ALERTS_MAX_SYMBOLS", 50_000, int),
         help="keep at most this many symbols, forgetting the least recently traded (env "
-        "ALERTS_MAX_SYMBOLS, default 100000)",
+        "ALERTS_MAX_SYMBOLS, default 50000; ~5-10 KB each)",
     )
     parser.add_argument("--batch-size", type=int, default=1000, help="max messages per consume()")
     return parser
@@ -171,7 +188,12 @@ def _on_signals(stop: threading.Event) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     notify_only = bool(argv) and argv[0] == "notify"
-    args = (_notify_parser() if notify_only else _parser()).parse_args(argv[1:] if notify_only else argv)
+    try:
+        parser = _notify_parser() if notify_only else _parser()
+    except ConfigError as err:
+        print(f"tickhouse alerts: {err}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv[1:] if notify_only else argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

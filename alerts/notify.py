@@ -253,16 +253,25 @@ class NotifyService:
     """Every configured notifier whose secrets are set, each a NotifierConsumer."""
 
     def __init__(self, options: NotifyOptions) -> None:
+        """Builds every sender first: unsafe settings raise NotifierConfigError before any
+        connection is made."""
         self.options = options
-        self._dead_letters = Producer(
-            {"bootstrap.servers": options.bootstrap_servers, "enable.idempotence": True, "acks": "all"}
-        )
+        senders = [(cfg, build_sender(cfg, options.environ)) for cfg in options.notifiers]
         self.consumers: list[NotifierConsumer] = []
-        for cfg in options.notifiers:
-            sender = build_sender(cfg, options.environ)
-            if sender is not None:
-                log.info("notifier %s on (%s), group %s.%s", cfg.name, cfg.type, options.group, cfg.name)
-                self.consumers.append(NotifierConsumer(sender, cfg, options, self._dead_letters))
+        self._dead_letters: Producer | None = None
+        for cfg, sender in senders:
+            if sender is None:
+                continue
+            if self._dead_letters is None:
+                self._dead_letters = Producer(
+                    {
+                        "bootstrap.servers": options.bootstrap_servers,
+                        "enable.idempotence": True,
+                        "acks": "all",
+                    }
+                )
+            log.info("notifier %s on (%s), group %s.%s", cfg.name, cfg.type, options.group, cfg.name)
+            self.consumers.append(NotifierConsumer(sender, cfg, options, self._dead_letters))
 
     def start(self) -> None:
         if not self.consumers:
@@ -279,7 +288,8 @@ class NotifyService:
         for consumer in self.consumers:
             if consumer.thread.is_alive():
                 consumer.thread.join(max(0.0, deadline - time.monotonic()))
-        self._dead_letters.flush(5)
+        if self._dead_letters is not None:
+            self._dead_letters.flush(5)
 
     def failed(self) -> list[str]:
         """Notifiers whose thread died, with the reason."""

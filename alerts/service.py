@@ -80,7 +80,7 @@ class ServiceOptions:
     max_ahead_seconds: float = 5.0
     # memory bounds: symbols idle this long (event time) are forgotten, and at most this many kept
     evict_idle_seconds: float = 7 * 86_400.0
-    max_symbols: int = 100_000
+    max_symbols: int = 50_000
     # checkpoint work between two consumed batches (the rest waits for the next gap)
     checkpoint_slice_seconds: float = 0.001
     evict_every_seconds: float = 30.0
