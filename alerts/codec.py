@@ -13,7 +13,7 @@ import dataclasses
 import types
 import typing
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 TRANSIENT: Mapping[str, bool] = types.MappingProxyType({"checkpoint": False})
@@ -33,21 +33,57 @@ def _state_fields(cls: type) -> tuple[tuple[str, Any], ...]:
     return found
 
 
+_PLAIN = (bool, int, float, str, type(None))
+_DUMPERS: dict[type, tuple[tuple[str, Callable[[Any], Any] | None], ...]] = {}
+
+
+def _is_plain(hint: Any) -> bool:
+    """JSON-able as it is: scalars, optional scalars, tuples of scalars (JSON arrays)."""
+    if hint in _PLAIN:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType, tuple):
+        return all(_is_plain(a) for a in typing.get_args(hint) if a is not Ellipsis)
+    return False
+
+
+def _converter(hint: Any) -> Callable[[Any], Any] | None:
+    """How a field of type `hint` becomes JSON-able; None when it already is. Decided once per
+    class, so dumping a state does no type dispatch per value."""
+    if _is_plain(hint):
+        return None
+    if dataclasses.is_dataclass(hint):
+        return dump
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        convert = _converter(inner)
+        if convert is None:
+            return None
+        return lambda value: None if value is None else convert(value)
+    if origin in (deque, list) and _is_plain(args[0]):
+        return list
+    if origin in (deque, list):
+        item = _converter(args[0])
+        assert item is not None
+        return lambda value: [item(v) for v in value]
+    if origin is dict and _is_plain(args[1]):
+        return dict
+    raise TypeError(f"cannot checkpoint a field of type {hint!r}")
+
+
 def dump(state: Any) -> dict[str, Any]:
     """The checkpointed fields of a state dataclass as JSON-able data."""
-    return {name: _dump_value(getattr(state, name)) for name, _ in _state_fields(type(state))}
-
-
-def _dump_value(value: Any) -> Any:
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dump(value)
-    if isinstance(value, deque | list | tuple):
-        return [_dump_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _dump_value(v) for k, v in value.items()}
-    raise TypeError(f"cannot checkpoint a {type(value).__name__}: {value!r:.60}")
+    cls = type(state)
+    dumpers = _DUMPERS.get(cls)
+    if dumpers is None:
+        dumpers = _DUMPERS[cls] = tuple((name, _converter(hint)) for name, hint in _state_fields(cls))
+    out: dict[str, Any] = {}
+    for name, convert in dumpers:
+        value = getattr(state, name)
+        out[name] = value if convert is None else convert(value)
+    return out
 
 
 def load(state: Any, data: Mapping[str, Any]) -> None:
