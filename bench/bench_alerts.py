@@ -17,10 +17,12 @@ have every rule on but only `suspicious_tick` fires: every --alert-every-th trad
 so alerts come at rate / alert_every per second, plus one `session_high` per symbol at the start.
 
   max rate     steps of --step-seconds at rising rates; a step is sustainable when the producer
-               reached its rate and the consumer stayed less than 0.1 s of trades behind through
-               the second half of the step (lag = produced - evaluated, from its Prometheus
-               counter). Run for the service, for --instances services in one group (one per core
-               or partition is how one host scales out), and for the forwarder.
+               reached its rate and the consumer kept up (lag = produced - evaluated, from its
+               Prometheus counter: at most 0.1 s of trades at the median sample of the step's
+               second half, 0.5 s at its end). A failed step is tried once more per ramp (a
+               shared machine's hiccup or the limit?). Run for the service, for --instances
+               services in one group (one per core or partition is how one host scales out), and
+               for the forwarder.
   catch-up     time to consume --catchup trades already on the topic: throughput with no
                producer competing for the CPU, service vs forwarder
 
@@ -392,7 +394,10 @@ class Bench:
         total, _ = self.produce_at(producer, names["trades"], trades, 1000, 1.0, counter)
         if self.wait_evaluated(ports, total) is None:
             raise RuntimeError(f"the {label} did not consume the warm-up trades")
-        for rate in rates:
+        rates_left = list(rates)
+        retried = False
+        while rates_left:
+            rate = rates_left.pop(0)
             # let the previous step drain so every step starts without lag
             self.wait_evaluated(ports, total, timeout=30)
             since = time.time_ns() // 1_000_000
@@ -422,7 +427,10 @@ class Bench:
             )
             print(f"  {label:<14} {rate:>7,}/s: {fmt(results[-1])}", flush=True)
             if not sustainable(results[-1]):
-                break
+                if retried:
+                    break
+                retried = True  # once per ramp: noise or the limit? the same step again says
+                rates_left.insert(0, rate)
         for proc in self.processes[-len(ports) :]:
             self.stop(proc)
         return results
@@ -463,13 +471,17 @@ class Bench:
 
 
 def sustainable(r: RunResult) -> bool:
-    """The producer kept its rate and the consumers stayed within 0.1 s of trades behind through
-    the second half of the run (lag that grows shows there first)."""
-    second_half = r.lag_samples[len(r.lag_samples) // 2 :] or [r.final_lag or 0]
+    """The producer kept its rate and the consumers kept up: through the second half of the step
+    (lag that grows shows there first) they were at most 0.1 s of trades behind at the median
+    sample, and at most 0.5 s at the end. The median, not the maximum: on a shared machine a
+    consumer descheduled for a moment falls behind and catches up, which is not a rate it cannot
+    sustain."""
+    second_half = sorted(r.lag_samples[len(r.lag_samples) // 2 :] or [r.final_lag or 0])
     return (
         r.achieved_rate >= 0.97 * r.target_rate
         and r.final_lag is not None
-        and max([*second_half, r.final_lag]) <= 0.1 * r.target_rate
+        and second_half[len(second_half) // 2] <= 0.1 * r.target_rate
+        and r.final_lag <= 0.5 * r.target_rate
     )
 
 
