@@ -193,7 +193,8 @@ class AlertService:
                     self._send_again()
                 if now >= next_tick:
                     next_tick = now + opts.checkpoint_seconds
-                    if now >= next_evict:
+                    # idle symbols now and then; beyond --max-symbols (new symbols keep coming) at once
+                    if now >= next_evict or len(self.engine.states) > opts.max_symbols:
                         next_evict = now + opts.evict_every_seconds
                         self._evict()
                     self._tick()

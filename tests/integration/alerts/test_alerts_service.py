@@ -539,3 +539,56 @@ def test_checkpoint_of_a_recreated_topic_is_ignored(bootstrap: str, topics: dict
     finally:
         running.stop()
     assert running.service.stats.replayed_silently == 0
+
+
+def test_symbols_beyond_max_symbols_are_evicted_and_stay_evicted_after_a_restart(
+    bootstrap: str, topics: dict[str, str]
+) -> None:
+    trades = [{"symbol": f"E{i}", "price": 100.0, "volume": 1, "ts": T0 + i * 1000} for i in range(8)]
+    produce_trades(bootstrap, topics["trades"], trades, {t["symbol"]: 0 for t in trades})
+    first = Running(AlertService(options(bootstrap, topics, max_symbols=5, checkpoint_seconds=0.5)))
+    try:
+        wait_for("the trades", lambda: first.service.stats.trades == 8)
+        wait_for(
+            "the eviction", lambda: sorted(first.service.engine.states) == ["E3", "E4", "E5", "E6", "E7"]
+        )
+        wait_for(
+            "the tombstones",
+            lambda: not first.service.engine.evicted and not first.service._checkpointer.busy,
+        )  # type: ignore[union-attr]
+    finally:
+        first.stop()
+    second = Running(AlertService(options(bootstrap, topics, max_symbols=5)))
+    try:
+        wait_for("the restore", lambda: second.service.ready.is_set())
+        assert sorted(second.service.engine.states) == ["E3", "E4", "E5", "E6", "E7"]
+    finally:
+        second.stop()
+
+
+def test_checkpoints_that_cannot_be_written_are_metered_and_the_alerts_go_on(
+    bootstrap: str, topics: dict[str, str]
+) -> None:
+    from alerts import metrics
+
+    # a state topic that refuses every symbol record (each is larger than 300 bytes)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    tiny = NewTopic(topics["state"], 1, 1, config={"cleanup.policy": "compact", "max.message.bytes": "300"})
+    admin.create_topics([tiny])[topics["state"]].result(30)
+    failures = metrics.CHECKPOINT_FAILURES.labels("delivery")
+    before = failures._value.get()
+    running = Running(AlertService(options(bootstrap, topics, checkpoint_seconds=0.3)))
+    try:
+        wait_for("the partitions", lambda: len(running.service.assigned) == 2)
+        first = [{"symbol": "F", "price": 100.0, "volume": 1, "ts": T0 + i} for i in range(6)]
+        produce_trades(bootstrap, topics["trades"], first, {"F": 0})
+        wait_for("failed checkpoint rounds", lambda: failures._value.get() >= before + 2)
+        jump = [{"symbol": "F", "price": 150.0, "volume": 1, "ts": T0 + 10}]
+        produce_trades(bootstrap, topics["trades"], jump, {"F": 0})
+        wait_for(
+            "the alert",
+            lambda: any(a["rule"] == "suspicious_tick" for _, a in read_alerts(bootstrap, topics["alerts"])),
+        )
+        assert running.thread.is_alive()
+    finally:
+        running.stop()
