@@ -11,11 +11,13 @@ A symbol record holds the symbol's state after every trade of its partition befo
 starts at T, the partition's position at that moment, and takes the symbols changed since their last
 record (`Engine.dirty`); it writes them a slice at a time between consumed batches, so a round over
 20,000 symbols never stalls the stream, each with the partition's position at the moment it is
-written (Y >= T). Once every one of them is acknowledged, and every alert of the trades before T is
-on the alerts topic, the manifest says next_offset = T. Every symbol's state as of T is then known:
-a symbol not written in the round has not changed since its record; one written in it is ahead, at
-Y, and a restore skips its trades before Y. A round that loses a record to an error writes no
-manifest; its symbols go into the next round. Failures are metered, never fatal.
+written (Y >= T), and only while no alert of the trades before Y is still unacknowledged (a restore
+skips those trades: their alerts must be on the alerts topic). Once every record is acknowledged,
+and every alert of the trades before T too, the manifest says next_offset = T. Every symbol's
+state as of T is then known: a symbol not written in the round has not changed since its record;
+one written in it is ahead, at Y, and a restore skips its trades before Y. A round that loses a
+record to an error writes no manifest; its symbols go into the next round. Failures are metered,
+never fatal.
 """
 
 from __future__ import annotations

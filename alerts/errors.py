@@ -22,9 +22,5 @@ class NotifierError(AlertsError):
     """One delivery attempt failed; the message never contains the secret URL."""
 
 
-class CheckpointError(AlertsError):
-    """A checkpoint record could not be written or read (metered; the service keeps running)."""
-
-
 class TopicReadError(AlertsError):
     """A topic could not be read to its end (the broker is slow or unreachable)."""
