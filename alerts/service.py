@@ -283,7 +283,7 @@ class AlertService:
                     self.stats.replayed_silently += len(firings)
                     metrics.SUPPRESSED.labels("replayed").inc(len(firings))
                 else:
-                    self._publish(firings, msg, partition, offset, (symbol, price, volume, ts))
+                    self._publish(firings, msg, partition, offset, (symbol, price, volume, ts), started)
         self.stats.trades += count
         metrics.TRADES_EVALUATED.inc(count)
         if bad:
@@ -321,6 +321,7 @@ class AlertService:
         partition: int,
         offset: int,
         trade: tuple[str, float, float, int],
+        received: float,
     ) -> None:
         symbol, price, volume, ts = trade
         topic = self.options.trades_topic
@@ -358,6 +359,7 @@ class AlertService:
             metrics.ALERTS.labels(firing.rule).inc()
             if kafka_ts > 0:
                 metrics.LATENCY.observe(max(0, detected - kafka_ts) / 1000.0)
+            metrics.PROCESSING.observe(time.perf_counter() - received)
             log.info("alert %s %s %s: %s", alert.alert_id, firing.symbol, firing.rule, firing.message)
 
     def _send(self, key: bytes, value: bytes, partition: int, offset: int) -> None:

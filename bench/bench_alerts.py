@@ -103,6 +103,10 @@ class RunResult:
     max_ms: float | None
     final_lag: int | None
     lag_samples: list[int] = field(default_factory=list)
+    # the service's own share (batch out of the consumer -> alert to the producer), from its
+    # histogram: the upper bound of the bucket holding the percentile
+    own_p50_ms: float | None = None
+    own_p99_ms: float | None = None
 
 
 def free_port() -> int:
@@ -254,6 +258,37 @@ class Bench:
             total += int(float(match.group(1)))
         return total
 
+    @staticmethod
+    def own_buckets(ports: list[int]) -> dict[float, float]:
+        """Cumulative bucket counts of tickhouse_alerts_processing_seconds, summed over `ports`."""
+        counts: dict[float, float] = {}
+        for port in ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+            except OSError:
+                return {}
+            pattern = r'^tickhouse_alerts_processing_seconds_bucket\{le="([^"]+)"\} (\S+)$'
+            for le, value in re.findall(pattern, text, re.M):
+                bound = float("inf") if le == "+Inf" else float(le)
+                counts[bound] = counts.get(bound, 0.0) + float(value)
+        return counts
+
+    @staticmethod
+    def own_latency(
+        before: dict[float, float], after: dict[float, float]
+    ) -> tuple[float | None, float | None]:
+        """p50 and p99 (bucket upper bounds, ms) of the alerts between two bucket snapshots."""
+        counts = {bound: n - before.get(bound, 0.0) for bound, n in after.items()}
+        total = counts.get(float("inf"), 0.0)
+        if not total:
+            return None, None
+
+        def at(q: float) -> float:
+            return next(b * 1000 for b in sorted(counts) if counts[b] >= q * total)
+
+        return at(0.5), at(0.99)
+
     def producer(self) -> Producer:
         return Producer(
             {
@@ -356,6 +391,7 @@ class Bench:
         if self.wait_evaluated(ports, warm_sent) is None:
             raise RuntimeError(f"the {kind} did not consume {warm_sent} warm-up trades")
         since = time.time_ns() // 1_000_000
+        warm_buckets = {} if forwarder else self.own_buckets(ports)  # only the timed run counts
         counter[0] = 0
         sampler = LagSampler(self, ports, warm_sent, counter)
         sent, elapsed = self.produce_at(producer, names["trades"], trades, rate, seconds, counter)
@@ -365,6 +401,7 @@ class Bench:
         final = None if done is None else total - done
         self.wait_evaluated(ports, total)
         time.sleep(1)  # the last alerts reach the broker
+        own = (None, None) if forwarder else self.own_latency(warm_buckets, self.own_buckets(ports))
         latencies = self.alert_latencies(names["alerts"], since, forwarder)
         for proc in self.processes[-len(ports) :]:
             self.stop(proc)
@@ -381,6 +418,8 @@ class Bench:
             max_ms=latencies[-1] if latencies else None,
             final_lag=final,
             lag_samples=lags,
+            own_p50_ms=own[0],
+            own_p99_ms=own[1],
         )
 
     def ramp(self, kind: str, rates: list[int], seconds: float, instances: int = 1) -> list[RunResult]:
@@ -499,9 +538,12 @@ def fmt(r: RunResult) -> str:
     lag = "-" if r.final_lag is None else f"{r.final_lag:,}"
     if r.lag_samples:
         lag += f" (max {max(r.lag_samples):,})"
+    own = (
+        "" if r.own_p99_ms is None else f"  own share: p50 <= {r.own_p50_ms:g} ms, p99 <= {r.own_p99_ms:g} ms"
+    )
     return (
         f"achieved {r.achieved_rate:>9,.0f}/s  p50 {ms(r.p50_ms)} ms  p99 {ms(r.p99_ms)} ms  "
-        f"max {ms(r.max_ms)} ms  alerts {r.alerts:,}/{r.expected_alerts:,}  lag at end {lag}"
+        f"max {ms(r.max_ms)} ms  alerts {r.alerts:,}/{r.expected_alerts:,}  lag at end {lag}{own}"
     )
 
 
@@ -532,6 +574,7 @@ def summary(results: dict[str, Any], instances: int) -> list[str]:
             "ms",
             "<= 10 ms",
         ),
+        ("  of it the service's own, p99 <=", latency("alerts", "own_p99_ms"), None, "ms", ""),
         (
             "max sustainable, 1 instance",
             results.get("max_rate_alerts"),
