@@ -9,6 +9,7 @@ import ipaddress
 import socketserver
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ def test_smtp_starttls_verifies_the_server_certificate(
     """SMTP STARTTLS to a server with an untrusted certificate."""
     port, cert, box = smtp
     env = {"SMTP_HOST": "localhost", "SMTP_PORT": str(port), "ALERTS_EMAIL_TO": "ops@example.com"}
-    cfg = NotifierConfig(type="email", name="mail", timeout_seconds=5)
+    cfg = NotifierConfig(type="email", name="mail", timeout_seconds=20)
     scenario.messages = 2
     untrusted = build_sender(cfg, env)
     assert untrusted is not None
@@ -149,6 +150,9 @@ def test_smtp_starttls_verifies_the_server_certificate(
         untrusted.send(ALERT)
     scenario.note(f"untrusted certificate: {err.value}")
     assert box.messages == [], "the alert went to a server whose certificate nobody checked"
+    deadline = time.monotonic() + 5  # the server's thread sees the refused handshake a moment later
+    while box.refused_handshakes == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert box.refused_handshakes == 1 and box.plain_mail_commands == 0
     assert "SMTP_CA_FILE" in str(err.value)
 
