@@ -25,14 +25,13 @@ from typing import Any
 
 import yaml
 
+from alerts.errors import RulesError
 from tickhouse.config import SYMBOL_PATTERN
 from tickhouse.schemas import SEVERITIES
 
+__all__ = ["DEFAULT_RULES_PATH", "NotifierConfig", "RulesConfig", "RulesError", "load_rules", "parse_rules"]
+
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules.yaml"
-
-
-class RulesError(ValueError):
-    """The rules file is unusable; the message names the key and the value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +127,11 @@ DEFAULT_URL_ENV = {"slack": "SLACK_WEBHOOK_URL", "webhook": "ALERTS_WEBHOOK_URL"
 
 @dataclass(frozen=True, slots=True)
 class NotifierConfig:
-    """One notifier; secrets (URLs, SMTP password) are read from the named environment variables."""
+    """One notifier; secrets (URLs, SMTP password) are read from the named environment variables.
+
+    Each notifier reads the alerts topic as its own consumer group; an alert it cannot deliver in
+    `max_attempts` tries (backoff from `backoff_seconds`, doubling up to 60 s) goes to the dead-letter
+    topic."""
 
     type: str
     name: str
@@ -137,12 +140,12 @@ class NotifierConfig:
     timeout_seconds: float = 5.0
     max_attempts: int = 5
     backoff_seconds: float = 0.5
-    queue_size: int = 1000
     smtp_host_env: str = "SMTP_HOST"
     smtp_port_env: str = "SMTP_PORT"
     smtp_user_env: str = "SMTP_USER"
     smtp_password_env: str = "SMTP_PASSWORD"
     smtp_starttls: bool = True
+    smtp_ca_file_env: str = "SMTP_CA_FILE"  # PEM CAs to trust instead of the system's
     email_from_env: str = "ALERTS_EMAIL_FROM"
     email_to_env: str = "ALERTS_EMAIL_TO"
 
@@ -185,7 +188,6 @@ _INT_MIN = {
     "samples": 1,
     "min_samples": 1,
     "max_attempts": 1,
-    "queue_size": 1,
 }
 
 

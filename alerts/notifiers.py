@@ -1,45 +1,41 @@
-"""Notifiers (Slack incoming webhook, generic HTTP webhook, SMTP email), off the hot path.
+"""Notifier senders (Slack incoming webhook, generic HTTP webhook, SMTP email) and their retries.
 
-The consumer only calls `Dispatcher.submit(alert)`, which never blocks: every notifier has its
-own bounded queue and worker thread, so a notifier that hangs or fails delays nobody but itself.
-A full queue drops the alert for that notifier (counted). Sends are retried with exponential
-backoff and jitter. Secrets (webhook URLs, SMTP credentials) come from environment variables and
-are never logged: log lines name the notifier and the variable, not its value.
+Each delivery carries the alert's `alert_id` so that receivers can drop a repeat (delivery is
+at-least-once, see `alerts/notify.py`): webhook and Slack requests have an `Idempotency-Key` header
+(the webhook body is the alert itself), Slack's text ends with the id, an email's Message-ID is
+`<alert_id@tickhouse.alerts>`. Transport is authenticated: Slack webhooks must be https://, a
+generic webhook may be http:// only to this machine (127.0.0.1, ::1, localhost), and SMTP talks
+STARTTLS with a verifying TLS context (the system's CAs, or those of SMTP_CA_FILE). Secrets (webhook
+URLs, SMTP credentials) come from environment variables and are never logged: log lines name the
+notifier and the variable, not its value.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ipaddress
 import json
 import logging
 import os
-import queue
 import random
 import smtplib
+import ssl
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from typing import Protocol
 
-from prometheus_client import Counter
-
+from alerts import metrics
 from alerts.config import DEFAULT_URL_ENV, NotifierConfig
-from tickhouse.schemas import SEVERITIES, Alert, to_json
+from alerts.errors import NotifierConfigError, NotifierError
+from tickhouse.schemas import Alert, to_json
 
 log = logging.getLogger("tickhouse.alerts.notifiers")
 
-NOTIFICATIONS = Counter(
-    "tickhouse_alerts_notifications_total",
-    "Notifier deliveries by outcome (sent, failed after retries, dropped on a full queue)",
-    ["notifier", "outcome"],
-)
-
-
-class NotifierError(RuntimeError):
-    """A send failed; the message never contains the secret URL."""
+__all__ = ["NotifierError", "Sender", "build_sender", "deliver"]
 
 
 class Sender(Protocol):
@@ -48,12 +44,17 @@ class Sender(Protocol):
     def send(self, alert: Alert) -> None: ...
 
 
-def _post_json(url: str, body: bytes, timeout: float, what: str) -> None:
+def _post_json(url: str, body: bytes, timeout: float, what: str, alert_id: str) -> None:
     request = urllib.request.Request(
         url,
         data=body,
         method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "tickhouse-alerts"},
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "tickhouse-alerts",
+            "Idempotency-Key": alert_id,
+            "X-Tickhouse-Alert-Id": alert_id,
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -74,14 +75,14 @@ class WebhookSender:
         self._timeout = timeout
 
     def send(self, alert: Alert) -> None:
-        _post_json(self._url, to_json(alert), self._timeout, self.name)
+        _post_json(self._url, to_json(alert), self._timeout, self.name, alert.alert_id)
 
     def __repr__(self) -> str:  # never show the URL
         return f"WebhookSender({self.name!r})"
 
 
 class SlackSender:
-    """Slack incoming webhook: a `text` message."""
+    """Slack incoming webhook: a `text` message ending with the alert id."""
 
     def __init__(self, name: str, url: str, timeout: float) -> None:
         self.name = name
@@ -95,7 +96,8 @@ class SlackSender:
             "critical": ":rotating_light:",
         }
         text = f"{icon.get(alert.severity, '')} *{alert.rule}* {alert.message} (`{alert.alert_id}`)"
-        _post_json(self._url, json.dumps({"text": text}).encode(), self._timeout, self.name)
+        body = json.dumps({"text": text}).encode()
+        _post_json(self._url, body, self._timeout, self.name, alert.alert_id)
 
     def __repr__(self) -> str:
         return f"SlackSender({self.name!r})"
@@ -111,13 +113,13 @@ class EmailSender:
         password: str,
         sender: str,
         recipients: list[str],
-        starttls: bool,
+        tls: ssl.SSLContext | None,
         timeout: float,
     ) -> None:
         self.name = name
         self._host, self._port, self._user, self._password = host, port, user, password
         self._from, self._to = sender, recipients
-        self._starttls = starttls
+        self._tls = tls  # None: plain SMTP, allowed only to a relay on this machine
         self._timeout = timeout
 
     def send(self, alert: Alert) -> None:
@@ -125,23 +127,72 @@ class EmailSender:
         message["Subject"] = f"[tickhouse {alert.severity}] {alert.rule} {alert.symbol}"
         message["From"] = self._from
         message["To"] = ", ".join(self._to)
+        message["Message-ID"] = f"<{alert.alert_id}@tickhouse.alerts>"
+        message["X-Tickhouse-Alert-Id"] = alert.alert_id
         message.set_content(f"{alert.message}\n\n{json.dumps(alert.to_dict(), indent=2, default=str)}\n")
         try:
             with smtplib.SMTP(self._host, self._port, timeout=self._timeout) as smtp:
-                if self._starttls:
-                    smtp.starttls()
+                if self._tls is not None:
+                    smtp.starttls(context=self._tls)
                 if self._user:
                     smtp.login(self._user, self._password)
                 smtp.send_message(message)
+        except ssl.SSLCertVerificationError as err:
+            raise NotifierError(
+                f"{self.name}: the SMTP server's certificate is not trusted ({err.verify_message}); "
+                "set SMTP_CA_FILE to the CA that signed it"
+            ) from None
         except (smtplib.SMTPException, OSError) as err:
-            raise NotifierError(f"{self.name}: {type(err).__name__}") from None
+            raise NotifierError(f"{self.name}: {type(err).__name__}: {err}") from None
 
     def __repr__(self) -> str:
         return f"EmailSender({self.name!r})"
 
 
+def is_local_host(host: str) -> bool:
+    """This machine: localhost or a loopback address."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(cfg: NotifierConfig, url_env: str, url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if cfg.type == "slack":
+        raise NotifierConfigError(
+            f"notifier {cfg.name}: {url_env} must be an https:// Slack webhook URL "
+            f"(got a {parts.scheme or 'scheme-less'} URL)"
+        )
+    if parts.scheme == "http" and parts.hostname and is_local_host(parts.hostname):
+        return
+    raise NotifierConfigError(
+        f"notifier {cfg.name}: {url_env} must be an https:// URL "
+        "(http:// only to this machine: 127.0.0.1, ::1 or localhost)"
+    )
+
+
+def _tls_context(cfg: NotifierConfig, env: Mapping[str, str]) -> ssl.SSLContext:
+    ca_file = env.get(cfg.smtp_ca_file_env, "")
+    if not ca_file:
+        return ssl.create_default_context()
+    if not os.path.isfile(ca_file):
+        raise NotifierConfigError(f"notifier {cfg.name}: {cfg.smtp_ca_file_env}={ca_file!r} is not a file")
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except ssl.SSLError as err:
+        raise NotifierConfigError(
+            f"notifier {cfg.name}: {cfg.smtp_ca_file_env}={ca_file!r} holds no usable PEM certificate: {err}"
+        ) from None
+
+
 def build_sender(cfg: NotifierConfig, environ: Mapping[str, str] | None = None) -> Sender | None:
-    """The sender for one configured notifier, or None (logged) when its secrets are not set."""
+    """The sender for one configured notifier, or None (logged) when its secrets are not set;
+    NotifierConfigError when its settings are unsafe or unusable."""
     env = os.environ if environ is None else environ
     if cfg.type in ("slack", "webhook"):
         url_env = cfg.url_env or DEFAULT_URL_ENV[cfg.type]
@@ -149,8 +200,7 @@ def build_sender(cfg: NotifierConfig, environ: Mapping[str, str] | None = None) 
         if not url:
             log.info("notifier %s off: %s is not set", cfg.name, url_env)
             return None
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"notifier {cfg.name}: {url_env} must be an http(s) URL")
+        _check_url(cfg, url_env, url)
         cls = SlackSender if cfg.type == "slack" else WebhookSender
         return cls(cfg.name, url, cfg.timeout_seconds)
     host = env.get(cfg.smtp_host_env, "")
@@ -160,7 +210,12 @@ def build_sender(cfg: NotifierConfig, environ: Mapping[str, str] | None = None) 
         return None
     port_raw = env.get(cfg.smtp_port_env, "587")
     if not port_raw.isdigit():
-        raise ValueError(f"notifier {cfg.name}: {cfg.smtp_port_env}={port_raw!r} is not a port")
+        raise NotifierConfigError(f"notifier {cfg.name}: {cfg.smtp_port_env}={port_raw!r} is not a port")
+    if not cfg.smtp_starttls and not is_local_host(host):
+        raise NotifierConfigError(
+            f"notifier {cfg.name}: smtp_starttls is off, which sends alerts and the SMTP password in "
+            f"clear text; that is allowed only to a relay on this machine, not {cfg.smtp_host_env}={host!r}"
+        )
     return EmailSender(
         cfg.name,
         host,
@@ -169,111 +224,41 @@ def build_sender(cfg: NotifierConfig, environ: Mapping[str, str] | None = None) 
         env.get(cfg.smtp_password_env, ""),
         env.get(cfg.email_from_env, "") or "tickhouse-alerts@localhost",
         recipients,
-        cfg.smtp_starttls,
+        _tls_context(cfg, env) if cfg.smtp_starttls else None,
         cfg.timeout_seconds,
     )
 
 
-_STOP = object()
-
-
-class NotifierWorker:
-    """One sender, its bounded queue and its thread."""
-
-    def __init__(
-        self,
-        sender: Sender,
-        cfg: NotifierConfig,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.sender = sender
-        self.cfg = cfg
-        self.min_rank = SEVERITIES.index(cfg.min_severity)
-        self.queue: queue.Queue[object] = queue.Queue(maxsize=cfg.queue_size)
-        self.sent = 0
-        self.failed = 0
-        self.dropped = 0
-        self._sleep = sleep
-        self._stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"notifier-{cfg.name}", daemon=True)
-
-    def submit(self, alert: Alert) -> None:
-        if SEVERITIES.index(alert.severity) < self.min_rank:
-            return
+def deliver(
+    sender: Sender,
+    alert: Alert,
+    cfg: NotifierConfig,
+    sleep: Callable[[float], object] = time.sleep,
+    stopping: threading.Event | None = None,
+) -> tuple[bool, int, str]:
+    """Send with up to `max_attempts` tries, exponential backoff and jitter between them; returns
+    (delivered, attempts, last error). Gives up early when `stopping` is set."""
+    delay = cfg.backoff_seconds
+    error = ""
+    for attempt in range(1, cfg.max_attempts + 1):
         try:
-            self.queue.put_nowait(alert)
-        except queue.Full:
-            self.dropped += 1
-            NOTIFICATIONS.labels(self.cfg.name, "dropped").inc()
-
-    def _run(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is _STOP:
-                return
-            assert isinstance(item, Alert)
-            self._deliver(item)
-
-    def _deliver(self, alert: Alert) -> None:
-        delay = self.cfg.backoff_seconds
-        for attempt in range(1, self.cfg.max_attempts + 1):
-            try:
-                self.sender.send(alert)
-            except Exception as err:
-                # the error text names the notifier and the failure, never the URL
-                log.warning(
-                    "notifier %s: attempt %d/%d for alert %s failed: %s",
-                    self.cfg.name,
-                    attempt,
-                    self.cfg.max_attempts,
-                    alert.alert_id,
-                    err if isinstance(err, NotifierError) else type(err).__name__,
-                )
-                if attempt == self.cfg.max_attempts or self._stopping.is_set():
-                    break
-                self._sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 60.0)
-            else:
-                self.sent += 1
-                NOTIFICATIONS.labels(self.cfg.name, "sent").inc()
-                return
-        self.failed += 1
-        NOTIFICATIONS.labels(self.cfg.name, "failed").inc()
-
-
-class Dispatcher:
-    """Fans alerts out to every notifier without ever blocking the caller."""
-
-    def __init__(self, workers: list[NotifierWorker]) -> None:
-        self.workers = workers
-
-    @classmethod
-    def from_config(
-        cls, configs: tuple[NotifierConfig, ...], environ: Mapping[str, str] | None = None
-    ) -> Dispatcher:
-        workers = []
-        for cfg in configs:
-            sender = build_sender(cfg, environ)
-            if sender is not None:
-                log.info("notifier %s on (%s)", cfg.name, cfg.type)
-                workers.append(NotifierWorker(sender, cfg))
-        return cls(workers)
-
-    def start(self) -> None:
-        for worker in self.workers:
-            worker.thread.start()
-
-    def submit(self, alert: Alert) -> None:
-        for worker in self.workers:
-            worker.submit(alert)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Let the workers finish what is queued, up to `timeout` seconds in all."""
-        deadline = time.monotonic() + timeout
-        for worker in self.workers:
-            worker._stopping.set()
-            with contextlib.suppress(queue.Full):
-                worker.queue.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
-        for worker in self.workers:
-            if worker.thread.is_alive():
-                worker.thread.join(max(0.0, deadline - time.monotonic()))
+            sender.send(alert)
+        except Exception as err:
+            # the error text names the notifier and the failure, never the URL
+            error = str(err) if isinstance(err, NotifierError) else type(err).__name__
+            metrics.NOTIFY_ATTEMPT_FAILURES.labels(cfg.name).inc()
+            log.warning(
+                "notifier %s: attempt %d/%d for alert %s failed: %s",
+                cfg.name,
+                attempt,
+                cfg.max_attempts,
+                alert.alert_id,
+                error,
+            )
+            if attempt == cfg.max_attempts or (stopping is not None and stopping.is_set()):
+                return False, attempt, error
+            sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 60.0)
+        else:
+            return True, attempt, ""
+    return False, cfg.max_attempts, error

@@ -43,11 +43,14 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import zoneinfo
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from alerts import codec
+from alerts.codec import TRANSIENT
 from alerts.config import (
     PriceMoveConfig,
     RsiConfig,
@@ -60,6 +63,8 @@ from alerts.config import (
 )
 
 REL_TOL = 1e-9
+_bisect_left = bisect.bisect_left
+_insort = bisect.insort
 MINUTE_MS = 60_000
 RULE_NAMES = (
     "price_move_up",
@@ -76,6 +81,11 @@ RULE_NAMES = (
 
 def at_or_above(value: float, threshold: float) -> bool:
     return value >= threshold - abs(threshold) * REL_TOL
+
+
+def _at_least(threshold: float) -> float:
+    """`at_or_above(value, threshold)` is `value >= _at_least(threshold)`, precomputed."""
+    return threshold - abs(threshold) * REL_TOL
 
 
 def at_or_below(value: float, threshold: float) -> bool:
@@ -101,45 +111,54 @@ class Firing:
 # --- price move -------------------------------------------------------------------------------
 
 
+@dataclass(slots=True, eq=False)
 class PriceMove:
     """Window min/max with monotonic deques: O(1) amortized per trade."""
 
-    __slots__ = ("cfg", "maxq", "minq", "window_ms")
+    cfg: PriceMoveConfig = field(metadata=TRANSIENT)
+    window_ms: int = field(init=False, metadata=TRANSIENT)
+    pct_at_least: float = field(init=False, metadata=TRANSIENT)  # at_or_above(x, pct) == x >= this
+    minq: deque[tuple[int, float]] = field(init=False, default_factory=deque)  # increasing prices
+    maxq: deque[tuple[int, float]] = field(init=False, default_factory=deque)  # decreasing prices
 
-    def __init__(self, cfg: PriceMoveConfig) -> None:
-        self.cfg = cfg
-        self.window_ms = round(cfg.window_seconds * 1000)
-        self.minq: deque[tuple[int, float]] = deque()  # increasing prices
-        self.maxq: deque[tuple[int, float]] = deque()  # decreasing prices
+    def __post_init__(self) -> None:
+        self.window_ms = round(self.cfg.window_seconds * 1000)
+        self.pct_at_least = _at_least(self.cfg.pct)
 
     def update(self, symbol: str, ts: int, price: float) -> list[Firing] | None:
-        start = ts - self.window_ms
         minq, maxq = self.minq, self.maxq
-        while minq and minq[0][0] < start:
-            minq.popleft()
-        while maxq and maxq[0][0] < start:
-            maxq.popleft()
         out: list[Firing] | None = None
         if minq:
-            pct = self.cfg.pct
-            low_ts, low = minq[0]
-            up = (price - low) / low * 100.0
-            if at_or_above(up, pct):
-                out = [self._firing(symbol, "up", price, low, low_ts, up)]
-            high_ts, high = maxq[0]
-            down = (high - price) / high * 100.0
-            if at_or_above(down, pct):
-                firing = self._firing(symbol, "down", price, high, high_ts, down)
-                if out is None:
-                    out = [firing]
-                else:
-                    out.append(firing)
-        while minq and minq[-1][1] >= price:
-            minq.pop()
-        minq.append((ts, price))
-        while maxq and maxq[-1][1] <= price:
-            maxq.pop()
-        maxq.append((ts, price))
+            start = ts - self.window_ms
+            # the newest entry is in both queues: they run empty together
+            while minq[0][0] < start:
+                minq.popleft()
+                if not minq:
+                    maxq.clear()
+                    break
+            else:
+                while maxq[0][0] < start:
+                    maxq.popleft()
+                at_least = self.pct_at_least
+                low_ts, low = minq[0]
+                up = (price - low) / low * 100.0
+                if up >= at_least:
+                    out = [self._firing(symbol, "up", price, low, low_ts, up)]
+                high_ts, high = maxq[0]
+                down = (high - price) / high * 100.0
+                if down >= at_least:
+                    firing = self._firing(symbol, "down", price, high, high_ts, down)
+                    if out is None:
+                        out = [firing]
+                    else:
+                        out.append(firing)
+                while minq and minq[-1][1] >= price:
+                    minq.pop()
+                while maxq and maxq[-1][1] <= price:
+                    maxq.pop()
+        entry = (ts, price)
+        minq.append(entry)
+        maxq.append(entry)
         return out
 
     def _firing(
@@ -163,28 +182,22 @@ class PriceMove:
             },
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"minq": [list(x) for x in self.minq], "maxq": [list(x) for x in self.maxq]}
-
-    def load(self, data: dict[str, Any]) -> None:
-        self.minq = deque((int(t), float(p)) for t, p in data["minq"])
-        self.maxq = deque((int(t), float(p)) for t, p in data["maxq"])
-
 
 # --- volume spike -----------------------------------------------------------------------------
 
 
+@dataclass(slots=True, eq=False)
 class VolumeSpike:
-    __slots__ = ("avg", "cfg", "fired", "first_minute", "history", "minute", "volume")
+    cfg: VolumeSpikeConfig = field(metadata=TRANSIENT)
+    first_minute: int = -1
+    minute: int = -1
+    volume: float = 0.0
+    avg: float = -1.0  # mean of the trailing complete minutes; < 0 while history is too short
+    fired: bool = False
+    history: deque[tuple[int, float]] = field(init=False, default_factory=deque)
 
-    def __init__(self, cfg: VolumeSpikeConfig) -> None:
-        self.cfg = cfg
-        self.first_minute = -1
-        self.minute = -1
-        self.volume = 0.0
-        self.avg = -1.0  # mean of the trailing complete minutes; < 0 while history is too short
-        self.fired = False
-        self.history: deque[tuple[int, float]] = deque(maxlen=cfg.minutes)
+    def __post_init__(self) -> None:
+        self.history = deque(maxlen=self.cfg.minutes)
 
     def update(self, symbol: str, ts: int, volume: float) -> Firing | None:
         minute = ts // MINUTE_MS
@@ -232,28 +245,11 @@ class VolumeSpike:
                 total += vol
         self.avg = total / m
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "first_minute": self.first_minute,
-            "minute": self.minute,
-            "volume": self.volume,
-            "avg": self.avg,
-            "fired": self.fired,
-            "history": [list(x) for x in self.history],
-        }
-
-    def load(self, data: dict[str, Any]) -> None:
-        self.first_minute = int(data["first_minute"])
-        self.minute = int(data["minute"])
-        self.volume = float(data["volume"])
-        self.avg = float(data["avg"])
-        self.fired = bool(data["fired"])
-        self.history = deque(((int(m), float(v)) for m, v in data["history"]), maxlen=self.cfg.minutes)
-
 
 # --- RSI --------------------------------------------------------------------------------------
 
 
+@dataclass(slots=True, eq=False)
 class WilderRsi:
     """TA-Lib's RSI, one close at a time: seeded with the simple mean of the first `period`
     gains and losses, then Wilder-smoothed, so the values equal `talib.RSI(closes, period)` bit
@@ -262,16 +258,16 @@ class WilderRsi:
     reciprocal math), the final `gain / (gain + loss)` is a true division. None until
     `period + 1` closes were seen."""
 
-    __slots__ = ("avg_gain", "avg_loss", "count", "inverse", "period", "prev_close", "value")
+    period: int = field(metadata=TRANSIENT)
+    inverse: float = field(init=False, metadata=TRANSIENT)
+    count: int = 0  # closes seen
+    prev_close: float = 0.0
+    avg_gain: float = 0.0  # running sums during the seed, averages afterwards
+    avg_loss: float = 0.0
+    value: float | None = None
 
-    def __init__(self, period: int) -> None:
-        self.period = period
-        self.inverse = 1.0 / period
-        self.count = 0  # closes seen
-        self.prev_close = 0.0
-        self.avg_gain = 0.0  # running sums during the seed, averages afterwards
-        self.avg_loss = 0.0
-        self.value: float | None = None
+    def __post_init__(self) -> None:
+        self.inverse = 1.0 / self.period
 
     def add(self, close: float) -> float | None:
         count = self.count
@@ -305,32 +301,17 @@ class WilderRsi:
         self.value = 100.0 * (self.avg_gain / total) if not -1e-8 < total < 1e-8 else 0.0
         return self.value
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "prev_close": self.prev_close,
-            "avg_gain": self.avg_gain,
-            "avg_loss": self.avg_loss,
-            "value": self.value,
-        }
 
-    def load(self, data: dict[str, Any]) -> None:
-        self.count = int(data["count"])
-        self.prev_close = float(data["prev_close"])
-        self.avg_gain = float(data["avg_gain"])
-        self.avg_loss = float(data["avg_loss"])
-        self.value = None if data["value"] is None else float(data["value"])
-
-
+@dataclass(slots=True, eq=False)
 class RsiCross:
-    __slots__ = ("cfg", "close", "close_ts", "minute", "rsi")
+    cfg: RsiConfig = field(metadata=TRANSIENT)
+    rsi: WilderRsi = field(init=False)
+    minute: int = -1
+    close: float = 0.0
+    close_ts: int = -1  # event time of the trade that set `close`
 
-    def __init__(self, cfg: RsiConfig) -> None:
-        self.cfg = cfg
-        self.rsi = WilderRsi(cfg.period)
-        self.minute = -1
-        self.close = 0.0
-        self.close_ts = -1  # event time of the trade that set `close`
+    def __post_init__(self) -> None:
+        self.rsi = WilderRsi(self.cfg.period)
 
     def update(self, symbol: str, clock: int, price: float, ts: int) -> Firing | None:
         """`clock` places the trade in a minute; the close is the price of the minute's trade with
@@ -371,35 +352,22 @@ class RsiCross:
             },
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "minute": self.minute,
-            "close": self.close,
-            "close_ts": self.close_ts,
-            "rsi": self.rsi.to_dict(),
-        }
-
-    def load(self, data: dict[str, Any]) -> None:
-        self.minute = int(data["minute"])
-        self.close = float(data["close"])
-        self.close_ts = int(data.get("close_ts", -1))
-        self.rsi.load(data["rsi"])
-
 
 # --- session extremes -------------------------------------------------------------------------
 
 
+@dataclass(slots=True, eq=False)
 class SessionExtremes:
-    __slots__ = ("cfg", "count", "end_ms", "high", "low", "start_ms", "tz")
+    cfg: SessionExtremesConfig = field(metadata=TRANSIENT)
+    tz: zoneinfo.ZoneInfo = field(init=False, metadata=TRANSIENT)
+    start_ms: int = 0
+    end_ms: int = 0  # [start_ms, end_ms) is the current session; empty until the first trade
+    count: int = 0
+    high: float = 0.0
+    low: float = 0.0
 
-    def __init__(self, cfg: SessionExtremesConfig) -> None:
-        self.cfg = cfg
-        self.tz = zoneinfo.ZoneInfo(cfg.timezone)
-        self.start_ms = 0
-        self.end_ms = 0  # [start_ms, end_ms) is the current session; empty until the first trade
-        self.count = 0
-        self.high = 0.0
-        self.low = 0.0
+    def __post_init__(self) -> None:
+        self.tz = zoneinfo.ZoneInfo(self.cfg.timezone)
 
     def _new_session(self, ts: int) -> None:
         local = dt.datetime.fromtimestamp(ts / 1000, self.tz)
@@ -444,33 +412,19 @@ class SessionExtremes:
             },
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start_ms": self.start_ms,
-            "end_ms": self.end_ms,
-            "count": self.count,
-            "high": self.high,
-            "low": self.low,
-        }
-
-    def load(self, data: dict[str, Any]) -> None:
-        self.start_ms = int(data["start_ms"])
-        self.end_ms = int(data["end_ms"])
-        self.count = int(data["count"])
-        self.high = float(data["high"])
-        self.low = float(data["low"])
-
 
 # --- suspicious tick --------------------------------------------------------------------------
 
 
+@dataclass(slots=True, eq=False)
 class SuspiciousTick:
-    __slots__ = ("cfg", "ordered", "recent")
+    cfg: SuspiciousTickConfig = field(metadata=TRANSIENT)
+    band_at_least: float = field(init=False, metadata=TRANSIENT)
+    recent: deque[float] = field(init=False, default_factory=deque)
+    ordered: list[float] = field(init=False, default_factory=list, metadata=TRANSIENT)  # = sorted(recent)
 
-    def __init__(self, cfg: SuspiciousTickConfig) -> None:
-        self.cfg = cfg
-        self.recent: deque[float] = deque()
-        self.ordered: list[float] = []
+    def __post_init__(self) -> None:
+        self.band_at_least = _at_least(self.cfg.band_pct)
 
     def median(self) -> float:
         ordered = self.ordered
@@ -481,10 +435,13 @@ class SuspiciousTick:
     def update(self, symbol: str, ts: int, price: float) -> Firing | None:
         out: Firing | None = None
         cfg = self.cfg
-        if len(self.recent) >= cfg.min_samples:
-            median = self.median()
+        recent, ordered = self.recent, self.ordered
+        n = len(recent)
+        if n >= cfg.min_samples:
+            mid = n // 2
+            median = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
             deviation = abs(price - median) / median * 100.0
-            if at_or_above(deviation, cfg.band_pct):
+            if deviation >= self.band_at_least:
                 out = Firing(
                     symbol,
                     "suspicious_tick",
@@ -499,70 +456,74 @@ class SuspiciousTick:
                         "samples": len(self.recent),
                     },
                 )
-        recent, ordered = self.recent, self.ordered
-        if len(recent) >= cfg.samples:
-            old = recent.popleft()
-            del ordered[bisect.bisect_left(ordered, old)]
         recent.append(price)
-        bisect.insort(ordered, price)
+        if n >= cfg.samples:
+            old = recent.popleft()
+            if old != price:  # a repeated price leaves the sorted window as it is
+                del ordered[_bisect_left(ordered, old)]
+                _insort(ordered, price)
+        else:
+            _insort(ordered, price)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"recent": list(self.recent)}
-
-    def load(self, data: dict[str, Any]) -> None:
-        prices = [float(p) for p in data["recent"]][-self.cfg.samples :]
-        self.recent = deque(prices)
-        self.ordered = sorted(prices)
+    def _after_load(self) -> None:
+        while len(self.recent) > self.cfg.samples:  # the rules file may have fewer samples now
+            self.recent.popleft()
+        self.ordered = sorted(self.recent)
 
 
 # --- per symbol and engine --------------------------------------------------------------------
 
 
+@functools.cache
+def _cooldowns_ms(rules: SymbolRules) -> dict[str, int]:
+    """Cooldown per rule name in ms; one shared dict per distinct rule configuration."""
+    seconds = {
+        "price_move_up": rules.price_move.cooldown_seconds,
+        "price_move_down": rules.price_move.cooldown_seconds,
+        "volume_spike": rules.volume_spike.cooldown_seconds,
+        "rsi_overbought": rules.rsi.cooldown_seconds,
+        "rsi_oversold": rules.rsi.cooldown_seconds,
+        "session_high": rules.session_extremes.cooldown_seconds,
+        "session_low": rules.session_extremes.cooldown_seconds,
+        "stale_feed": rules.stale_feed.cooldown_seconds,
+        "suspicious_tick": rules.suspicious_tick.cooldown_seconds,
+    }
+    return {k: round(v * 1000) for k, v in seconds.items()}
+
+
+@dataclass(slots=True, eq=False)
 class SymbolState:
     """Everything the rules remember about one symbol."""
 
-    __slots__ = (
-        "clock",
-        "cooldown_ms",
-        "cooldowns",
-        "partition",
-        "price_move",
-        "rsi",
-        "rules",
-        "session",
-        "stale",
-        "stale_ms",
-        "suspicious",
-        "symbol",
-        "volume",
-    )
+    symbol: str = field(metadata=TRANSIENT)
+    rules: SymbolRules = field(metadata=TRANSIENT)
+    clock: int = -1  # newest event time seen
+    partition: int = -1  # the trades partition the symbol was last seen on
+    stale: bool = False  # a stale_feed alert is latched until the next trade
+    cooldowns: dict[str, int] = field(default_factory=dict)  # rule -> event time of the last alert
+    price_move: PriceMove | None = field(init=False, default=None)
+    volume: VolumeSpike | None = field(init=False, default=None)
+    rsi: RsiCross | None = field(init=False, default=None)
+    session: SessionExtremes | None = field(init=False, default=None)
+    suspicious: SuspiciousTick | None = field(init=False, default=None)
+    stale_ms: int = field(init=False, default=-1, metadata=TRANSIENT)
+    cooldown_ms: dict[str, int] = field(init=False, default_factory=dict, metadata=TRANSIENT)
 
-    def __init__(self, symbol: str, rules: SymbolRules) -> None:
-        self.symbol = symbol
-        self.rules = rules
-        self.clock = -1  # newest event time seen
-        self.partition = -1  # the trades partition the symbol was last seen on
-        self.stale = False  # a stale_feed alert is latched until the next trade
-        self.cooldowns: dict[str, int] = {}  # rule -> event time of the last alert
-        self.price_move = PriceMove(rules.price_move) if rules.price_move.enabled else None
-        self.volume = VolumeSpike(rules.volume_spike) if rules.volume_spike.enabled else None
-        self.rsi = RsiCross(rules.rsi) if rules.rsi.enabled else None
-        self.session = SessionExtremes(rules.session_extremes) if rules.session_extremes.enabled else None
-        self.suspicious = SuspiciousTick(rules.suspicious_tick) if rules.suspicious_tick.enabled else None
+    def __post_init__(self) -> None:
+        rules = self.rules
+        if rules.price_move.enabled:
+            self.price_move = PriceMove(rules.price_move)
+        if rules.volume_spike.enabled:
+            self.volume = VolumeSpike(rules.volume_spike)
+        if rules.rsi.enabled:
+            self.rsi = RsiCross(rules.rsi)
+        if rules.session_extremes.enabled:
+            self.session = SessionExtremes(rules.session_extremes)
+        if rules.suspicious_tick.enabled:
+            self.suspicious = SuspiciousTick(rules.suspicious_tick)
         self.stale_ms = round(rules.stale_feed.seconds * 1000) if rules.stale_feed.enabled else -1
-        self.cooldown_ms = {
-            "price_move_up": rules.price_move.cooldown_seconds,
-            "price_move_down": rules.price_move.cooldown_seconds,
-            "volume_spike": rules.volume_spike.cooldown_seconds,
-            "rsi_overbought": rules.rsi.cooldown_seconds,
-            "rsi_oversold": rules.rsi.cooldown_seconds,
-            "session_high": rules.session_extremes.cooldown_seconds,
-            "session_low": rules.session_extremes.cooldown_seconds,
-            "stale_feed": rules.stale_feed.cooldown_seconds,
-            "suspicious_tick": rules.suspicious_tick.cooldown_seconds,
-        }
-        self.cooldown_ms = {k: round(v * 1000) for k, v in self.cooldown_ms.items()}
+        self.cooldown_ms = _cooldowns_ms(rules)
 
     def allow(self, rule: str, ts: int) -> bool:
         """Apply the (symbol, rule) cooldown; records the alert when allowed."""
@@ -573,38 +534,28 @@ class SymbolState:
         return True
 
     def to_dict(self) -> dict[str, Any]:
-        parts: dict[str, Any] = {
-            "clock": self.clock,
-            "partition": self.partition,
-            "stale": self.stale,
-            "cooldowns": dict(self.cooldowns),
-        }
-        for name in ("price_move", "volume", "rsi", "session", "suspicious"):
-            part = getattr(self, name)
-            if part is not None:
-                parts[name] = part.to_dict()
-        return parts
+        """The checkpointed state as JSON-able data."""
+        return codec.dump(self)
 
     def load(self, data: dict[str, Any]) -> None:
-        self.clock = int(data["clock"])
-        self.partition = int(data["partition"])
-        self.stale = bool(data["stale"])
-        self.cooldowns = {str(k): int(v) for k, v in data["cooldowns"].items()}
-        for name in ("price_move", "volume", "rsi", "session", "suspicious"):
-            part = getattr(self, name)
-            if part is not None and name in data:
-                part.load(data[name])
+        codec.load(self, data)
 
 
 _NONE: tuple[Firing, ...] = ()
 
 
 class Engine:
-    """All symbols' state; `evaluate` is the hot path."""
+    """All symbols' state; `evaluate` is the hot path.
+
+    The engine also keeps what a checkpointer needs: `dirty`, the symbols whose state changed since
+    they were last written (a trade of theirs, or a stale_feed latch another symbol's trade set), and
+    `evicted`, the symbols it forgot (idle or over `max_symbols`) with their last partition."""
 
     def __init__(self, rules: RulesConfig) -> None:
         self.rules = rules
         self.states: dict[str, SymbolState] = {}
+        self.dirty: set[str] = set()
+        self.evicted: dict[str, int] = {}  # symbol -> partition it was last seen on
         self._next_stale_check = -1  # no symbol can be stale before this event time
         self._stale_config: dict[str, StaleFeedConfig] = {}
 
@@ -621,9 +572,13 @@ class Engine:
         state = self.states.get(symbol)
         if state is None:
             state = self.state(symbol)
+        self.dirty.add(symbol)
         clock = ts if ts > state.clock else state.clock
         state.clock = clock
-        state.partition = partition
+        if state.partition != partition:
+            if state.partition >= 0:
+                self.evicted[symbol] = state.partition  # its record under the old partition goes
+            state.partition = partition
         out: list[Firing] | None = None
         candidates: list[Firing] | None = None
 
@@ -682,6 +637,7 @@ class Engine:
             due = state.clock + state.stale_ms
             if other != symbol and ts >= due:
                 state.stale = True
+                self.dirty.add(other)
                 if state.allow("stale_feed", ts):
                     cfg = state.rules.stale_feed
                     silent = (ts - state.clock) / 1000.0
@@ -704,6 +660,25 @@ class Engine:
         self._next_stale_check = next_due
         return fired
 
+    # --- memory bounds ---------------------------------------------------------------------
+
+    def evict(self, idle_before: int, max_symbols: int) -> int:
+        """Forget the symbols whose newest trade is older than `idle_before` (event time), then the
+        least recently traded ones beyond `max_symbols`; returns how many were forgotten. A
+        forgotten symbol that trades again starts with fresh state."""
+        states = self.states
+        gone = [s for s, st in states.items() if st.clock < idle_before]
+        over = len(states) - len(gone) - max_symbols
+        if over > 0:
+            keep = sorted((st.clock, s) for s, st in states.items() if st.clock >= idle_before)
+            gone += [s for _, s in keep[:over]]
+        for symbol in gone:
+            state = states.pop(symbol)
+            self.dirty.discard(symbol)
+            if state.partition >= 0:
+                self.evicted[symbol] = state.partition
+        return len(gone)
+
     # --- state hand-over -------------------------------------------------------------------
 
     def snapshot(self, partitions: set[int] | None = None) -> dict[str, Any]:
@@ -715,12 +690,18 @@ class Engine:
         }
 
     def restore(self, data: dict[str, Any]) -> None:
+        """Take over the symbols of a snapshot (as `snapshot` or a checkpoint record wrote them)."""
         for symbol, part in data.items():
             state = SymbolState(symbol, self.rules.for_symbol(symbol))
             state.load(part)
             self.states[symbol] = state
+            self.evicted.pop(symbol, None)
         self._next_stale_check = 0  # recompute on the next trade
 
     def drop(self, partitions: set[int]) -> None:
+        """Forget the symbols of partitions this instance no longer owns (nothing to checkpoint)."""
         for symbol in [s for s, st in self.states.items() if st.partition in partitions]:
             del self.states[symbol]
+            self.dirty.discard(symbol)
+        for symbol in [s for s, p in self.evicted.items() if p in partitions]:
+            del self.evicted[symbol]

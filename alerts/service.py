@@ -3,34 +3,36 @@ trade and publishes CONTRACT §3 alerts (key = symbol) to the alerts topic.
 
 State and restarts
 ------------------
-Rule state is kept per trades partition (the symbols seen on it). Every `checkpoint_seconds`, on
-rebalance and at shutdown the service flushes its producer (so every alert so far is on the
-alerts topic), commits the consumed offsets and writes one checkpoint per partition (the state
-of its symbols and the next offset) to a compacted Kafka topic (default `<alerts topic>.state`,
-key `<group>|<trades topic>|<partition>`). Whichever instance is assigned the partition next:
+Rule state is kept per symbol and checkpointed to a compacted Kafka topic (default
+`<alerts topic>.state`, see `alerts/checkpoints.py`): one record per symbol, a manifest per trades
+partition. Consumed offsets are committed up to the first trade whose alert is not yet acknowledged
+by the broker. Whichever instance is assigned a partition next:
 
-1. restores the newest checkpoint and consumes from its offset; without a checkpoint it re-reads
-   the last `replay_seconds` of the partition to rebuild state;
+1. restores the newest checkpoint and consumes from its manifest's offset (skipping, per symbol, the
+   trades its record already covers); without a checkpoint it re-reads the last `replay_seconds` of
+   the partition to rebuild state;
 2. replays trades before the committed offset silently (their alerts were published already);
 3. publishes alerts from the committed offset on, except those whose `alert_id` is already on
    the alerts topic (published after the last commit, before a crash). The id is a hash of
    (symbol, rule, trades topic, partition, offset), so a replay produces the same ids.
 
-Rules run in event time, so the restored cooldowns hold across restarts.
+Rules run in event time, so the restored cooldowns hold across restarts. Event time is bounded: a
+trade dated more than `max_ahead_seconds` after its Kafka timestamp (which CONTRACT §3 allows, up to
+a day) is left out of the rules — counted in `tickhouse_alerts_future_trades_total` and logged — so
+it cannot move their clock into the future; the drain still loads it.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -42,43 +44,14 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from prometheus_client import Counter, Histogram
 
+from alerts import checkpoints, clients, metrics
 from alerts.config import RulesConfig
-from alerts.notifiers import Dispatcher
+from alerts.errors import AlertsError
 from alerts.rules import Engine, Firing
-from tickhouse.schemas import Alert, InvalidMessage, Trade, now_ms, parse_trade, to_json
+from tickhouse.schemas import Alert, InvalidMessage, now_ms, parse_trade_values, to_json
 
 log = logging.getLogger("tickhouse.alerts")
-
-TRADES_EVALUATED = Counter(
-    "tickhouse_alerts_trades_evaluated_total", "Trades evaluated by the rules (replays included)"
-)
-ALERTS = Counter("tickhouse_alerts_alerts_total", "Alerts published, by rule", ["rule"])
-BAD_MESSAGES = Counter(
-    "tickhouse_alerts_bad_messages_total", "Messages on the trades topic that are not valid trades"
-)
-SUPPRESSED = Counter(
-    "tickhouse_alerts_suppressed_total",
-    "Alerts not published after a restart: replayed before the committed offset, or already on the topic",
-    ["reason"],
-)
-DELIVERY_ERRORS = Counter(
-    "tickhouse_alerts_delivery_errors_total", "Alerts or checkpoints the producer failed to deliver"
-)
-LATENCY = Histogram(
-    "tickhouse_alerts_latency_seconds",
-    "From the trade's Kafka timestamp to the alert handed to the producer",
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0),
-)
-BATCH_SECONDS = Histogram(
-    "tickhouse_alerts_batch_seconds",
-    "Processing time of one consumed batch",
-    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
-)
-
-CHECKPOINT_VERSION = 1
 
 
 def alert_id(symbol: str, rule: str, topic: str, partition: int, offset: int) -> str:
@@ -103,7 +76,14 @@ class ServiceOptions:
     batch_size: int = 1000
     topic_partitions: int = 3  # for the alerts topic, when the service has to create it
     poll_timeout: float = 0.1
-    environ: Mapping[str, str] | None = None
+    # event time may run at most this far ahead of the trade's Kafka timestamp (clock skew)
+    max_ahead_seconds: float = 5.0
+    # memory bounds: symbols idle this long (event time) are forgotten, and at most this many kept
+    evict_idle_seconds: float = 7 * 86_400.0
+    max_symbols: int = 50_000
+    # checkpoint work between two consumed batches (the rest waits for the next gap)
+    checkpoint_slice_seconds: float = 0.001
+    evict_every_seconds: float = 30.0
     consumer_config: dict[str, Any] = field(default_factory=dict)
     producer_config: dict[str, Any] = field(default_factory=dict)
 
@@ -115,33 +95,32 @@ class Stats:
     alerts: int = 0
     replayed_silently: int = 0
     duplicates_suppressed: int = 0
-    checkpoints: int = 0
+    future_trades: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
 
 
 class AlertService:
-    def __init__(self, options: ServiceOptions, dispatcher: Dispatcher | None = None) -> None:
+    def __init__(self, options: ServiceOptions) -> None:
         self.options = options
         self.engine = Engine(options.rules)
-        self.dispatcher = (
-            dispatcher
-            if dispatcher is not None
-            else Dispatcher.from_config(options.rules.notifiers, options.environ)
-        )
         self.stats = Stats()
         self._stop = threading.Event()
-        self._checkpoint_requested = threading.Event()
         self._abandon = False  # tests: leave like a crash, without commit or checkpoint
         self._positions: dict[int, int] = {}  # partition -> next offset to consume
-        self._checkpointed: dict[int, int] = {}  # partition -> offset of its last checkpoint
+        self._committed: dict[int, int] = {}  # partition -> offset last committed
         self._live_from: dict[int, int] = {}  # partition -> first offset whose alerts are published
+        self._skip: dict[int, dict[str, int]] = {}  # partition -> symbol -> offset its state covers
+        self._inflight: dict[int, dict[int, int]] = {}  # partition -> trade offset -> alerts in flight
+        self._resend: list[tuple[bytes, bytes, int, int]] = []  # alerts to produce again
         self._published: set[str] = set()  # ids already on the alerts topic past the commit
-        self._last_checkpoint = time.monotonic()
         self._error_logged: dict[int, float] = {}
+        self._future_logged = 0.0
         self.assigned: set[int] = set()
         self.ready = threading.Event()  # set once partitions are assigned and restored
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._checkpointer: checkpoints.Checkpointer | None = None
+        self._gc_timer = metrics.GcTimer()
 
     # --- public control ----------------------------------------------------------------------
 
@@ -153,142 +132,122 @@ class AlertService:
         self._abandon = True
         self._stop.set()
 
-    def request_checkpoint(self) -> None:
-        self._checkpoint_requested.set()
-
-    # --- setup -------------------------------------------------------------------------------
-
-    def _kafka_common(self) -> dict[str, Any]:
-        return {"bootstrap.servers": self.options.bootstrap_servers}
-
-    def ensure_topics(self) -> None:
-        """Create the compacted state topic (and the alerts topic) if missing."""
-        admin = AdminClient(self._kafka_common())
-        existing = admin.list_topics(timeout=10).topics
-        wanted = []
-        if self.options.state_topic not in existing:
-            wanted.append(
-                NewTopic(
-                    self.options.state_topic,
-                    num_partitions=1,
-                    replication_factor=1,
-                    config={
-                        "cleanup.policy": "compact",
-                        "segment.ms": "60000",
-                        "min.cleanable.dirty.ratio": "0.1",
-                    },
-                )
-            )
-        if self.options.alerts_topic not in existing:
-            wanted.append(
-                NewTopic(
-                    self.options.alerts_topic,
-                    num_partitions=self.options.topic_partitions,
-                    replication_factor=1,
-                )
-            )
-        for topic, future in admin.create_topics(wanted).items() if wanted else []:
-            try:
-                future.result()
-            except KafkaException as err:
-                if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
-            log.info("created topic %s", topic)
-
-    def _make_clients(self) -> tuple[Consumer, Producer]:
-        consumer = Consumer(
-            {
-                **self._kafka_common(),
-                "group.id": self.options.group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest" if self.options.from_beginning else "latest",
-                "fetch.wait.max.ms": 10,
-                "fetch.min.bytes": 1,
-                "client.id": f"tickhouse-alerts-{uuid.uuid4().hex[:8]}",
-                # A killed instance keeps its partitions until its session expires: the default
-                # 45 s would silence alerts that long. 10 s (heartbeats every 2 s) is the trade-off
-                # between a quick hand-over and false expiry on a busy 2-core machine.
-                "session.timeout.ms": 10_000,
-                "heartbeat.interval.ms": 2_000,
-                **self.options.consumer_config,
-            }
-        )
-        producer = Producer(
-            {
-                **self._kafka_common(),
-                "linger.ms": 0,  # alerts are few; send each at once
-                "enable.idempotence": True,
-                "acks": "all",
-                "compression.type": "none",
-                **self.options.producer_config,
-            }
-        )
-        return consumer, producer
-
     # --- main loop -----------------------------------------------------------------------------
 
     def run(self) -> Stats:
         """Consume until `stop()` (or `max_seconds`); returns the counters."""
-        self.ensure_topics()
-        consumer, producer = self._make_clients()
-        gc.freeze()  # keep the start-up objects out of the collector's scans on the hot path
+        opts = self.options
+        clients.ensure_topics(
+            opts.bootstrap_servers, [opts.state_topic], {opts.alerts_topic: opts.topic_partitions}
+        )
+        consumer = clients.trades_consumer(
+            opts.bootstrap_servers, opts.group, opts.from_beginning, opts.consumer_config
+        )
+        producer = clients.alerts_producer(opts.bootstrap_servers, opts.producer_config)
+        state_producer = clients.state_producer(opts.bootstrap_servers, opts.producer_config)
         self._consumer, self._producer = consumer, producer
-        self.dispatcher.start()
+        self._checkpointer = checkpoints.Checkpointer(
+            state_producer,
+            opts.state_topic,
+            opts.group,
+            opts.trades_topic,
+            self.engine,
+            self._positions,
+            self._delivered_upto,
+            lambda: producer.flush(1.0),
+        )
+        # start-up objects (modules, the rules) are never garbage: keep them out of every scan
+        gc.collect()
+        gc.freeze()
+        self._gc_timer.install()
         consumer.subscribe(
-            [self.options.trades_topic],
+            [opts.trades_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        deadline = time.monotonic() + self.options.max_seconds if self.options.max_seconds else None
-        batch_rest = self.options.batch_size - 1
-        poll_timeout = self.options.poll_timeout
+        deadline = time.monotonic() + opts.max_seconds if opts.max_seconds else None
+        batch_rest = opts.batch_size - 1
+        poll_timeout = opts.poll_timeout
+        checkpointer = self._checkpointer
+        slice_seconds = opts.checkpoint_slice_seconds
+        next_tick = time.monotonic() + opts.checkpoint_seconds
+        next_evict = time.monotonic() + opts.evict_every_seconds
+        hurry = False  # checkpoint records left to write right now: do not wait in poll()
         try:
             while not self._stop.is_set():
-                if deadline is not None and time.monotonic() >= deadline:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
                     break
                 # poll() returns on the first message; consume(timeout=0) then takes what is already
                 # fetched. consume() with a timeout would wait for a full batch and add latency.
-                first = consumer.poll(poll_timeout)
+                first = consumer.poll(0 if hurry else (0.005 if checkpointer.busy else poll_timeout))
                 if first is not None:
                     rest = consumer.consume(batch_rest, 0) if batch_rest > 0 else []
                     self._process(first, rest)
-                producer.poll(0)
-                self._maybe_checkpoint(producer)
+                if len(producer):  # alerts on their way: serve their delivery reports
+                    producer.poll(0)
+                if len(state_producer):
+                    state_producer.poll(0)
+                if self._resend:
+                    self._send_again()
+                if now >= next_tick:
+                    next_tick = now + opts.checkpoint_seconds
+                    # idle symbols now and then; beyond --max-symbols (new symbols keep coming) at once
+                    if now >= next_evict or len(self.engine.states) > opts.max_symbols:
+                        next_evict = now + opts.evict_every_seconds
+                        self._evict()
+                    self._tick()
+                hurry = checkpointer.busy and checkpointer.work(time.perf_counter() + slice_seconds)
         finally:
-            self._shutdown(consumer, producer)
+            self._shutdown(consumer, producer, state_producer)
         return self.stats
 
-    def _maybe_checkpoint(self, producer: Producer) -> None:
-        """Checkpoint when due, but without blocking the hot path on in-flight alerts: while the
-        producer still has messages out, try again on the next loop (for at most a second)."""
-        now = time.monotonic()
-        overdue = now - self._last_checkpoint - self.options.checkpoint_seconds
-        if overdue < 0 and not self._checkpoint_requested.is_set():
-            return
-        if len(producer) and overdue < 1.0:
-            return
-        self._checkpoint_requested.clear()
-        self._commit_and_checkpoint(set(self.assigned), synchronous=False)
+    def _tick(self) -> None:
+        """Every `checkpoint_seconds`: commit what is published, start a checkpoint round."""
+        assert self._checkpointer is not None
+        self._commit(synchronous=False)
+        metrics.SYMBOLS.set(len(self.engine.states))
+        self._checkpointer.begin(self.assigned)
+        for p in [p for p, skip in self._skip.items() if self._positions.get(p, -1) > max(skip.values())]:
+            del self._skip[p]
 
-    def _shutdown(self, consumer: Consumer, producer: Producer) -> None:
+    def _evict(self) -> None:
+        engine = self.engine
+        if engine.states:
+            newest = max(state.clock for state in engine.states.values())
+            gone = engine.evict(
+                newest - int(self.options.evict_idle_seconds * 1000), self.options.max_symbols
+            )
+            if gone:
+                metrics.EVICTED.inc(gone)
+                log.info("forgot %d idle symbols (%d kept)", gone, len(engine.states))
+        metrics.SYMBOLS.set(len(engine.states))
+
+    def _shutdown(self, consumer: Consumer, producer: Producer, state_producer: Producer) -> None:
         try:
             if not self._abandon:
-                self._commit_and_checkpoint(set(self.assigned), synchronous=True)
+                self._finish(set(self.assigned))
             self.assigned.clear()  # the revoke callback during close() has nothing left to do
             consumer.close()
         finally:
             if not self._abandon:
                 producer.flush(10)
-            self.dispatcher.stop()
+                state_producer.flush(10)
+            self._gc_timer.remove()
+            gc.unfreeze()
             self.ready.clear()
 
     def _process(self, first: Message, rest: list[Message]) -> None:
         started = time.perf_counter()
         now = now_ms()
+        ahead = int(self.options.max_ahead_seconds * 1000)
         engine = self.engine
+        evaluate = engine.evaluate
         positions = self._positions
         live_from = self._live_from
+        skips = self._skip
+        parse_values = parse_trade_values
         bad = 0
         count = 0
         for msg in (first, *rest) if rest else (first,):
@@ -299,31 +258,53 @@ class AlertService:
                 if err.code() != KafkaError._PARTITION_EOF:
                     self._log_consumer_error(err)
                 continue
-            partition = cast(int, msg.partition())
-            offset = cast(int, msg.offset())
+            partition: int = msg.partition()  # type: ignore[assignment]
+            offset: int = msg.offset()  # type: ignore[assignment]
             positions[partition] = offset + 1
             try:
-                trade = parse_trade(msg.value(), now)
+                symbol, price, volume, ts = parse_values(msg.value(), now)
             except InvalidMessage as reason:
                 bad += 1
                 log.debug("skipping bad message %s/%d@%d: %s", msg.topic(), partition, offset, reason)
                 continue
+            # Event time is bounded by the message's own Kafka timestamp (the wall clock if that is
+            # later), so a replay decides the same way. A trade past the bound cannot be placed on
+            # the rules' clock (it would move it, up to a day ahead): it is left out of them.
+            kafka_ts = msg.timestamp()[1]
+            if ts > (kafka_ts if 0 < kafka_ts < now else now) + ahead:
+                self._from_the_future(symbol, ts, kafka_ts if 0 < kafka_ts < now else now)
+                continue
+            if skips and symbol in skips.get(partition, ()) and offset < skips[partition][symbol]:
+                continue  # restored: this symbol's state covers the trade already
             count += 1
-            firings = engine.evaluate(
-                trade.symbol, float(trade.price), float(trade.volume), trade.ts, partition
-            )
+            firings = evaluate(symbol, price, volume, ts, partition)
             if firings:
                 if offset < live_from.get(partition, 0):
                     self.stats.replayed_silently += len(firings)
-                    SUPPRESSED.labels("replayed").inc(len(firings))
+                    metrics.SUPPRESSED.labels("replayed").inc(len(firings))
                 else:
-                    self._publish(firings, msg, partition, offset, trade)
+                    self._publish(firings, msg, partition, offset, (symbol, price, volume, ts), started)
         self.stats.trades += count
-        TRADES_EVALUATED.inc(count)
+        metrics.TRADES_EVALUATED.inc(count)
         if bad:
             self.stats.bad_messages += bad
-            BAD_MESSAGES.inc(bad)
-        BATCH_SECONDS.observe(time.perf_counter() - started)
+            metrics.BAD_MESSAGES.inc(bad)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _from_the_future(self, symbol: str, ts: int, reference: int) -> None:
+        """Count (and now and then log) a trade dated past its Kafka timestamp + max_ahead."""
+        self.stats.future_trades += 1
+        metrics.FUTURE_TRADES.inc()
+        now = time.monotonic()
+        if now - self._future_logged >= 60:
+            self._future_logged = now
+            log.warning(
+                "%s: trade dated %.1f s after its Kafka timestamp, more than --max-ahead-seconds %g: "
+                "not evaluated by the rules (a producer clock running ahead?; logged once a minute)",
+                symbol,
+                (ts - reference) / 1000,
+                self.options.max_ahead_seconds,
+            )
 
     def _log_consumer_error(self, err: KafkaError) -> None:
         """Transient consumer errors (e.g. the topic does not exist yet), once a minute each."""
@@ -339,22 +320,23 @@ class AlertService:
         msg: Message,
         partition: int,
         offset: int,
-        trade: Trade,
+        trade: tuple[str, float, float, int],
+        received: float,
     ) -> None:
-        assert self._producer is not None
+        symbol, price, volume, ts = trade
         topic = self.options.trades_topic
         kafka_ts = msg.timestamp()[1]
         for firing in firings:
             ident = alert_id(firing.symbol, firing.rule, topic, partition, offset)
             if ident in self._published:
                 self.stats.duplicates_suppressed += 1
-                SUPPRESSED.labels("already_published").inc()
+                metrics.SUPPRESSED.labels("already_published").inc()
                 continue
             details = dict(firing.details)
             details["trade"] = {
-                "symbol": trade.symbol,
-                "price": trade.price,
-                "volume": trade.volume,
+                "symbol": symbol,
+                "price": price,
+                "volume": volume,
                 "topic": topic,
                 "partition": partition,
                 "offset": offset,
@@ -367,54 +349,89 @@ class AlertService:
                 rule=firing.rule,
                 severity=firing.severity,
                 message=firing.message,
-                trade_ts=trade.ts,
+                trade_ts=ts,
                 detected_ts=detected,
                 details=details,
             )
-            self._producer.produce(
-                self.options.alerts_topic,
-                key=firing.symbol.encode(),
-                value=to_json(alert),
-                on_delivery=self._on_delivery,
-            )
+            self._send(firing.symbol.encode(), to_json(alert), partition, offset)
             self.stats.alerts += 1
             self.stats.by_rule[firing.rule] = self.stats.by_rule.get(firing.rule, 0) + 1
-            ALERTS.labels(firing.rule).inc()
+            metrics.ALERTS.labels(firing.rule).inc()
             if kafka_ts > 0:
-                LATENCY.observe(max(0, detected - kafka_ts) / 1000.0)
+                metrics.LATENCY.observe(max(0, detected - kafka_ts) / 1000.0)
+            metrics.PROCESSING.observe(time.perf_counter() - received)
             log.info("alert %s %s %s: %s", alert.alert_id, firing.symbol, firing.rule, firing.message)
-            self.dispatcher.submit(alert)
-        self._producer.poll(0)
 
-    @staticmethod
-    def _on_delivery(err: KafkaError | None, msg: Message) -> None:
+    def _send(self, key: bytes, value: bytes, partition: int, offset: int) -> None:
+        """Produce one alert; until the broker acknowledges it, the commit stays before its trade."""
+        assert self._producer is not None
+        inflight = self._inflight.setdefault(partition, {})
+        inflight[offset] = inflight.get(offset, 0) + 1
+        on_delivery = functools.partial(self._alert_delivered, key, value, partition, offset)
+        while True:
+            try:
+                self._producer.produce(
+                    self.options.alerts_topic, key=key, value=value, on_delivery=on_delivery
+                )
+                return
+            except BufferError:  # the queue is full: let it drain
+                self._producer.poll(0.05)
+
+    def _alert_delivered(
+        self, key: bytes, value: bytes, partition: int, offset: int, err: KafkaError | None, msg: Message
+    ) -> None:
         if err is not None:
-            DELIVERY_ERRORS.inc()
-            log.error("could not deliver to %s: %s", msg.topic(), err)
-
-    # --- checkpoints -------------------------------------------------------------------------
-
-    def _checkpoint_key(self, partition: int) -> str:
-        return f"{self.options.group}|{self.options.trades_topic}|{partition}"
-
-    def _commit_and_checkpoint(self, partitions: set[int], synchronous: bool) -> None:
-        """Flush alerts, commit offsets, write checkpoints — in that order, so a checkpoint's
-        offset never runs ahead of the alerts on the topic."""
-        self._last_checkpoint = time.monotonic()
-        if self._abandon or not partitions:
+            metrics.DELIVERY_ERRORS.inc()
+            if err.fatal():
+                raise KafkaException(err)
+            log.error("could not deliver an alert to %s (sending it again): %s", msg.topic(), err)
+            self._resend.append((key, value, partition, offset))
             return
-        consumer, producer = self._consumer, self._producer
-        assert consumer is not None and producer is not None
-        changed = sorted(
-            p for p in partitions if p in self._positions and self._positions[p] != self._checkpointed.get(p)
-        )
-        if not changed:
-            return  # nothing consumed since the last checkpoint: it still holds
-        remaining = producer.flush(10)
-        if remaining:
-            log.warning("%d alerts not yet delivered; not committing this round", remaining)
+        inflight = self._inflight.get(partition)
+        if inflight is None:
             return
-        offsets = [TopicPartition(self.options.trades_topic, p, self._positions[p]) for p in changed]
+        left = inflight.get(offset, 0) - 1
+        if left > 0:
+            inflight[offset] = left
+        else:
+            inflight.pop(offset, None)
+
+    def _send_again(self) -> None:
+        """Produce the alerts whose delivery failed (still in flight: the commit waits for them)."""
+        assert self._producer is not None
+        resend, self._resend = self._resend, []
+        for key, value, partition, offset in resend:
+            on_delivery = functools.partial(self._alert_delivered, key, value, partition, offset)
+            try:
+                self._producer.produce(
+                    self.options.alerts_topic, key=key, value=value, on_delivery=on_delivery
+                )
+            except BufferError:
+                self._resend.append((key, value, partition, offset))
+
+    def _delivered_upto(self, partition: int) -> int:
+        """Every alert of the partition's trades before this offset is on the alerts topic."""
+        position = self._positions.get(partition, 0)
+        inflight = self._inflight.get(partition)
+        return min(min(inflight), position) if inflight else position
+
+    # --- commits and checkpoints ---------------------------------------------------------------
+
+    def _commit(self, synchronous: bool, partitions: set[int] | None = None) -> None:
+        """Commit, per partition, up to the first trade whose alert is not yet acknowledged."""
+        if self._abandon:
+            return
+        consumer = self._consumer
+        assert consumer is not None
+        offsets = []
+        for p in self.assigned if partitions is None else partitions:
+            if p not in self._positions:
+                continue
+            upto = self._delivered_upto(p)
+            if upto != self._committed.get(p):
+                offsets.append(TopicPartition(self.options.trades_topic, p, upto))
+        if not offsets:
+            return
         try:
             if synchronous:
                 consumer.commit(offsets=offsets, asynchronous=False)
@@ -422,112 +439,20 @@ class AlertService:
                 consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as err:
             log.warning("offset commit failed: %s", err)
-        written = now_ms()
-        for p in changed:
-            payload = {
-                "version": CHECKPOINT_VERSION,
-                "group": self.options.group,
-                "topic": self.options.trades_topic,
-                "partition": p,
-                "next_offset": self._positions[p],
-                "written_ms": written,
-                "symbols": self.engine.snapshot({p}),
-            }
-            producer.produce(
-                self.options.state_topic,
-                key=self._checkpoint_key(p).encode(),
-                value=json.dumps(payload, separators=(",", ":")).encode(),
-                on_delivery=self._on_delivery,
-            )
-            self._checkpointed[p] = self._positions[p]
-            self.stats.checkpoints += 1
-        if synchronous:
-            producer.flush(10)
-        else:
-            producer.poll(0)
+            return
+        for tp in offsets:
+            self._committed[tp.partition] = tp.offset
 
-    def _read_checkpoints(self, partitions: set[int]) -> dict[int, dict[str, Any]]:
-        wanted = {self._checkpoint_key(p).encode(): p for p in partitions}
-        found: dict[int, dict[str, Any]] = {}
-        for key, value in self._read_topic(self.options.state_topic, None):
-            partition = wanted.get(key or b"")
-            if partition is None:
-                continue
-            if value is None:
-                found.pop(partition, None)
-                continue
-            try:
-                data = json.loads(value)
-            except ValueError:
-                log.warning("ignoring unreadable checkpoint for partition %d", partition)
-                continue
-            if data.get("version") == CHECKPOINT_VERSION:
-                found[partition] = data
-        return found
-
-    def _read_topic(self, topic: str, since_ms: int | None) -> list[tuple[bytes | None, bytes | None]]:
-        """(key, value) of every message of `topic` (from `since_ms`, by timestamp) up to its
-        current end."""
-        reader = Consumer(
-            {
-                **self._kafka_common(),
-                "group.id": f"tickhouse-alerts-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-            }
-        )
-        try:
-            meta = reader.list_topics(topic, timeout=10).topics.get(topic)
-            if meta is None or meta.error is not None:
-                return []
-            start: list[TopicPartition] = []
-            ends: dict[int, int] = {}
-            for p in meta.partitions:
-                low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                if high <= low:
-                    continue
-                ends[p] = high
-                start.append(TopicPartition(topic, p, since_ms if since_ms is not None else low))
-            if not start:
-                return []
-            if since_ms is not None:
-                start = reader.offsets_for_times(start, timeout=10)
-                start = [tp for tp in start if tp.offset >= 0]  # -1: nothing that recent
-                if not start:
-                    return []
-            reader.assign(start)
-            done = {tp.partition for tp in start if tp.offset >= ends[tp.partition]}
-            out: list[tuple[bytes | None, bytes | None]] = []
-            deadline = time.monotonic() + 30
-            while len(done) < len(start) and time.monotonic() < deadline:
-                for msg in reader.consume(500, 0.2):
-                    if msg.error() is not None:
-                        continue
-                    out.append((msg.key(), msg.value()))
-                    partition = cast(int, msg.partition())
-                    if cast(int, msg.offset()) + 1 >= ends[partition]:
-                        done.add(partition)
-            return out
-        finally:
-            reader.close()
-
-    def _collect_published(self, live_from: dict[int, int], since_ms: int) -> set[str]:
-        """Ids of alerts already on the alerts topic that fired at or after `live_from`."""
-        ids: set[str] = set()
-        for _key, value in self._read_topic(self.options.alerts_topic, since_ms):
-            if value is None:
-                continue
-            try:
-                data = json.loads(value)
-                trade = data["details"]["trade"]
-            except (ValueError, KeyError, TypeError):
-                continue
-            if trade.get("topic") != self.options.trades_topic:
-                continue
-            partition = trade.get("partition")
-            if partition in live_from and trade.get("offset", -1) >= live_from[partition]:
-                ids.add(str(data.get("alert_id")))
-        return ids
+    def _finish(self, partitions: set[int]) -> None:
+        """Everything of `partitions` durable: alerts, offsets, a checkpoint (revoke, shutdown)."""
+        if self._abandon or not partitions:
+            return
+        assert self._producer is not None and self._checkpointer is not None
+        remaining = self._producer.flush(10)
+        if remaining:
+            log.warning("%d alerts not yet delivered; committing only what is", remaining)
+        self._commit(synchronous=True, partitions=partitions)
+        self._checkpointer.complete(partitions)
 
     # --- rebalance -----------------------------------------------------------------------------
 
@@ -540,25 +465,32 @@ class AlertService:
         self.ready.set()
 
     def _restore(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        opts = self.options
         numbers = {tp.partition for tp in partitions}
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
-        checkpoints = self._read_checkpoints(numbers)
+        try:
+            found = checkpoints.read(
+                opts.bootstrap_servers, opts.state_topic, opts.group, opts.trades_topic, numbers
+            )
+        except AlertsError as err:
+            log.warning("could not read the checkpoints (%s); rebuilding state from the topic", err)
+            found = {}
         now = now_ms()
         assign: list[TopicPartition] = []
         oldest_checkpoint = now
         for tp in partitions:
             p = tp.partition
             done = committed.get(p, -1)
-            checkpoint = checkpoints.get(p)
+            checkpoint = found.get(p)
             _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, p), timeout=10)
             # a checkpoint or commit beyond the end of the log belongs to an older incarnation of
             # the topic (deleted and re-created): following it would silence every alert
-            if checkpoint is not None and int(checkpoint["next_offset"]) > high:
+            if checkpoint is not None and checkpoint.next_offset > high:
                 log.warning(
-                    "partition %d: ignoring checkpoint at offset %s beyond the log end %d "
+                    "partition %d: ignoring checkpoint at offset %d beyond the log end %d "
                     "(was the topic re-created?)",
                     p,
-                    checkpoint["next_offset"],
+                    checkpoint.next_offset,
                     high,
                 )
                 checkpoint = None
@@ -566,31 +498,34 @@ class AlertService:
                 log.warning("partition %d: ignoring committed offset %d beyond the log end", p, done)
                 done = -1
             if checkpoint is not None:
-                self.engine.restore(checkpoint["symbols"])
-                start = int(checkpoint["next_offset"])
+                self.engine.restore(checkpoint.states)
+                start = checkpoint.next_offset
+                ahead = {s: y for s, y in checkpoint.covers.items() if y > start}
+                if ahead:
+                    self._skip[p] = ahead
+                assert self._checkpointer is not None
+                self._checkpointer.restored(p, start)
                 live = max(done, start)
-                oldest_checkpoint = min(oldest_checkpoint, int(checkpoint["written_ms"]))
-                how = f"checkpoint at offset {start}"
+                oldest_checkpoint = min(oldest_checkpoint, checkpoint.written_ms)
+                how = f"checkpoint at offset {start} ({len(checkpoint.states)} symbols)"
             elif done >= 0:
-                since = TopicPartition(tp.topic, p, now - int(self.options.replay_seconds * 1000))
-                found = consumer.offsets_for_times([since], timeout=10)[0].offset
-                start = done if found < 0 else min(found, done)
+                since = TopicPartition(tp.topic, p, now - int(opts.replay_seconds * 1000))
+                found_offset = consumer.offsets_for_times([since], timeout=10)[0].offset
+                start = done if found_offset < 0 else min(found_offset, done)
                 live = done
-                oldest_checkpoint = min(
-                    oldest_checkpoint, now - int(self.options.dedupe_lookback_seconds * 1000)
-                )
+                oldest_checkpoint = min(oldest_checkpoint, now - int(opts.dedupe_lookback_seconds * 1000))
                 how = f"no checkpoint; re-reading from offset {start}"
             else:
-                start = OFFSET_BEGINNING if self.options.from_beginning else OFFSET_END
+                start = OFFSET_BEGINNING if opts.from_beginning else OFFSET_END
                 live = 0
                 how = "no checkpoint, no committed offset; " + (
-                    "from the beginning" if self.options.from_beginning else "from the end"
+                    "from the beginning" if opts.from_beginning else "from the end"
                 )
-                if self.options.from_beginning:
-                    oldest_checkpoint = min(
-                        oldest_checkpoint, now - int(self.options.dedupe_lookback_seconds * 1000)
-                    )
+                if opts.from_beginning:
+                    oldest_checkpoint = min(oldest_checkpoint, now - int(opts.dedupe_lookback_seconds * 1000))
             self._live_from[p] = live
+            if done >= 0:
+                self._committed[p] = done
             self.assigned.add(p)
             assign.append(TopicPartition(tp.topic, p, start))
             log.info(
@@ -606,17 +541,33 @@ class AlertService:
         )
         self._published |= published
         if published:
-            log.info(
-                "%d alerts already on %s will not be re-sent",
-                len(published),
-                self.options.alerts_topic,
-            )
+            log.info("%d alerts already on %s will not be re-sent", len(published), opts.alerts_topic)
+        metrics.SYMBOLS.set(len(self.engine.states))
         consumer.assign(assign)
+
+    def _collect_published(self, live_from: dict[int, int], since_ms: int) -> set[str]:
+        """Ids of alerts already on the alerts topic that fired at or after `live_from`."""
+        ids: set[str] = set()
+        opts = self.options
+        for _key, value in clients.read_topic(opts.bootstrap_servers, opts.alerts_topic, since_ms):
+            if value is None:
+                continue
+            try:
+                data = json.loads(value)
+                trade = data["details"]["trade"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if trade.get("topic") != opts.trades_topic:
+                continue
+            partition = trade.get("partition")
+            if partition in live_from and trade.get("offset", -1) >= live_from[partition]:
+                ids.add(str(data.get("alert_id")))
+        return ids
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions} & self.assigned
         if numbers and not self._abandon:
-            self._commit_and_checkpoint(numbers, synchronous=True)
+            self._finish(numbers)
         self._forget(numbers)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -624,8 +575,12 @@ class AlertService:
 
     def _forget(self, numbers: set[int]) -> None:
         self.engine.drop(numbers)
+        if self._checkpointer is not None:
+            self._checkpointer.forget(numbers)
         for p in numbers:
             self._positions.pop(p, None)
-            self._checkpointed.pop(p, None)
+            self._committed.pop(p, None)
             self._live_from.pop(p, None)
+            self._skip.pop(p, None)
+            self._inflight.pop(p, None)
         self.assigned -= numbers

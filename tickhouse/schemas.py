@@ -4,6 +4,13 @@ The producer builds records and serializes them with `to_json`; the drain and th
 raw message bytes with `parse_trade` / `parse_quote` / `parse_alert`, which raise `InvalidMessage`
 with a reason that names the problem and the offending value. Numbers are parsed as `Decimal` so that
 the warehouse stores exactly the digits that were published.
+
+`parse_trade` has a fast path (msgspec) for the common case, a trade exactly as a compact JSON encoder
+writes it: the payload is decoded and re-encoded, and only when the two are byte for byte the same
+(so it has no duplicated key, no whitespace, no escape that could hide one, no number written in a
+second spelling) and the cheap field checks pass is the trade accepted there. Everything else, every
+rejection included, goes through the full checks, which decide and word the error: the fast path
+accepts nothing the full checks reject (tests/unit/test_schemas.py proves it with hypothesis).
 """
 
 from __future__ import annotations
@@ -11,9 +18,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from tickhouse.config import SYMBOL_PATTERN
 
@@ -304,6 +314,23 @@ def _conditions(obj: dict[str, Any]) -> tuple[str, ...] | None:
 
 
 _SYMBOL_FULLMATCH = SYMBOL_PATTERN.fullmatch
+# symbols that passed SYMBOL_PATTERN: a dict lookup instead of a regex per trade. Bounded: a producer
+# that invents symbols only makes the cache start over.
+_VALID_SYMBOLS: dict[str, None] = {}
+_VALID_SYMBOLS_MAX = 65_536
+# ints the fast path takes: far inside a double's range, so `_number`'s range check cannot fail
+_FAST_INT_LIMIT = 1 << 63
+
+
+def _valid_symbol(symbol: str) -> bool:
+    if symbol in _VALID_SYMBOLS:
+        return True
+    if _SYMBOL_FULLMATCH(symbol) is None:
+        return False
+    if len(_VALID_SYMBOLS) >= _VALID_SYMBOLS_MAX:
+        _VALID_SYMBOLS.clear()
+    _VALID_SYMBOLS[symbol] = None
+    return True
 
 
 def _plain_number(value: object, positive: bool) -> bool:
@@ -311,18 +338,49 @@ def _plain_number(value: object, positive: bool) -> bool:
 
     Decimal zeros are left to `_number`, which folds -0 and 0E-10 into one zero."""
     if type(value) is int:
-        return value > 0 if positive else value >= 0
+        return (value > 0 if positive else value >= 0) and value < _FAST_INT_LIMIT
     if type(value) is Decimal:
         # adjusted() is the decimal exponent: |value| < 1e307 fits a double comfortably
         return value.is_finite() and value > 0 and value.adjusted() < 307
     return False
 
 
-def validate_trade(obj: dict[str, Any], now: int | None = None) -> Trade:
-    """A decoded JSON object -> Trade, or InvalidMessage naming the first problem."""
-    current = now_ms() if now is None else now
-    # Hot path for well-formed trades; anything unusual takes the full checks below, which
-    # decide and word the error.
+_TradeMaker = Callable[[str, Number, Number, int, "tuple[str, ...] | None", "str | None"], "Trade"]
+
+
+def _trade_maker() -> _TradeMaker:
+    """A constructor of Trade that sets its slots directly: a frozen dataclass's generated
+    `__init__` goes through `object.__setattr__` per field, which doubles the cost of the hot path."""
+    new = object.__new__
+    setters = [getattr(Trade, f.name).__set__ for f in fields(Trade)]
+    assert len(setters) == 6
+    s_symbol, s_price, s_volume, s_ts, s_conditions, s_source = setters
+
+    def make(
+        symbol: str,
+        price: Number,
+        volume: Number,
+        ts: int,
+        conditions: tuple[str, ...] | None,
+        source: str | None,
+    ) -> Trade:
+        trade = new(Trade)
+        s_symbol(trade, symbol)
+        s_price(trade, price)
+        s_volume(trade, volume)
+        s_ts(trade, ts)
+        s_conditions(trade, conditions)
+        s_source(trade, source)
+        return trade
+
+    return make
+
+
+_new_trade = _trade_maker()
+
+
+def _fast_trade(obj: dict[str, Any], current: int) -> Trade | None:
+    """The Trade when every field is plainly valid, else None (the full checks decide)."""
     symbol: Any = obj.get("symbol")
     price: Any = obj.get("price")
     volume: Any = obj.get("volume")
@@ -331,7 +389,7 @@ def validate_trade(obj: dict[str, Any], now: int | None = None) -> Trade:
     source: Any = obj.get("source")
     if (
         type(symbol) is str
-        and _SYMBOL_FULLMATCH(symbol) is not None
+        and _valid_symbol(symbol)
         and _plain_number(price, positive=True)
         and _plain_number(volume, positive=False)
         and type(ts) is int
@@ -339,7 +397,24 @@ def validate_trade(obj: dict[str, Any], now: int | None = None) -> Trade:
         and (source is None or type(source) is str)
         and (conditions is None or (type(conditions) is list and all(type(c) is str for c in conditions)))
     ):
-        return Trade(symbol, price, volume, ts, tuple(conditions) if conditions is not None else None, source)
+        return _new_trade(
+            symbol, price, volume, ts, tuple(conditions) if conditions is not None else None, source
+        )
+    return None
+
+
+def validate_trade(obj: dict[str, Any], now: int | None = None) -> Trade:
+    """A decoded JSON object -> Trade, or InvalidMessage naming the first problem."""
+    current = now_ms() if now is None else now
+    # Hot path for well-formed trades; anything unusual takes the full checks below, which
+    # decide and word the error.
+    trade = _fast_trade(obj, current)
+    if trade is not None:
+        return trade
+    return _validate_trade_full(obj, current)
+
+
+def _validate_trade_full(obj: dict[str, Any], current: int) -> Trade:
     return Trade(
         symbol=_symbol(obj),
         price=_number(obj, "price", minimum="positive"),
@@ -350,9 +425,88 @@ def validate_trade(obj: dict[str, Any], now: int | None = None) -> Trade:
     )
 
 
+# The fast decoder: JSON numbers with a fraction or exponent become Decimal from their literal text,
+# as the full decoder's parse_float does; the encoder writes them back as that text.
+_FAST_DECODE = msgspec.json.Decoder(float_hook=Decimal).decode
+_CANONICAL_ENCODE = msgspec.json.Encoder(decimal_format="number").encode
+
+
+def _canonical_object(payload: object) -> dict[str, Any] | None:
+    """The JSON object of `payload` when the payload is exactly its canonical compact encoding
+    (which rules out duplicated keys, at any depth: re-encoding a dict writes each key once);
+    None when it is anything else, valid or not."""
+    if type(payload) is not bytes or len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        obj = _FAST_DECODE(payload)
+    except (ValueError, RecursionError):  # msgspec.DecodeError, UnicodeDecodeError
+        return None
+    if type(obj) is not dict or _CANONICAL_ENCODE(obj) != payload:
+        return None
+    return obj
+
+
+# The same for code that computes with doubles (the alert rules): JSON numbers with a fraction or
+# exponent become floats, and the canonical check compares with their shortest repr.
+_FLOAT_DECODE = msgspec.json.Decoder().decode
+_FLOAT_ENCODE = msgspec.json.Encoder().encode
+_NUMBER_TYPES = (int, float)
+
+
+def parse_trade_values(payload: bytes | None, now: int | None = None) -> tuple[str, float, float, int]:
+    """(symbol, price, volume, ts) of a trades message, price and volume as doubles: what
+    `parse_trade` accepts, with the same errors, without building Decimals and a Trade.
+
+    The fast path takes a payload only when it is exactly the compact encoding of what it decodes
+    to, so each number is the shortest text of its double: finite, in range, and positive exactly
+    when `parse_trade`'s Decimal is. Everything else goes through `parse_trade`."""
+    current = now_ms() if now is None else now
+    if type(payload) is bytes and len(payload) <= MAX_PAYLOAD_BYTES:
+        try:
+            obj = _FLOAT_DECODE(payload)
+        except (ValueError, RecursionError):
+            obj = None
+        if type(obj) is dict and _FLOAT_ENCODE(obj) == payload:
+            symbol: Any = obj.get("symbol")
+            price: Any = obj.get("price")
+            volume: Any = obj.get("volume")
+            ts: Any = obj.get("ts")
+            conditions: Any = obj.get("conditions")
+            source: Any = obj.get("source")
+            if (
+                type(symbol) is str
+                and _valid_symbol(symbol)
+                and type(price) in _NUMBER_TYPES
+                and 0 < price < _FAST_INT_LIMIT
+                and type(volume) in _NUMBER_TYPES
+                and 0 <= volume < _FAST_INT_LIMIT
+                and type(ts) is int
+                and 0 <= ts <= current + MAX_FUTURE_MS
+                and (source is None or type(source) is str)
+                and (
+                    conditions is None
+                    or (type(conditions) is list and all(type(c) is str for c in conditions))
+                )
+            ):
+                return symbol, float(price), float(volume), ts
+    trade = parse_trade(payload, current)
+    return trade.symbol, float(trade.price), float(trade.volume), trade.ts
+
+
+def _parse_trade_full(payload: bytes | None, now: int | None = None) -> Trade:
+    """`parse_trade` without any fast path: the reference the fast paths are tested against."""
+    return _validate_trade_full(decode_object(payload), now_ms() if now is None else now)
+
+
 def parse_trade(payload: bytes | None, now: int | None = None) -> Trade:
     """Message bytes from `market.trades` -> Trade (raises InvalidMessage)."""
-    return validate_trade(decode_object(payload), now)
+    current = now_ms() if now is None else now
+    obj = _canonical_object(payload)
+    if obj is not None:
+        trade = _fast_trade(obj, current)
+        if trade is not None:
+            return trade
+    return validate_trade(decode_object(payload), current)
 
 
 def validate_quote(obj: dict[str, Any], now: int | None = None) -> Quote:

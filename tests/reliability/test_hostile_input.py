@@ -364,7 +364,7 @@ def test_hostile_input_through_drain_alerts_and_finnhub_parser(
         bootstrap_servers=settings.kafka_bootstrap_servers, trades_topic=rel_topics.trades,
         alerts_topic=f"{rel_topics.alerts}.out", state_topic=f"{rel_topics.alerts}.state",
         rules=load_rules(), group=f"rel-hostile-{rel_topics.suffix}", from_beginning=True,
-        max_seconds=120, environ={},
+        max_seconds=120,
     )
     rel_topics.extra += [options.alerts_topic, options.state_topic]
     service = AlertService(options)

@@ -7,15 +7,21 @@ import json
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from tickhouse.schemas import (
     Alert,
     InvalidMessage,
     Quote,
     Trade,
+    _canonical_object,
+    _parse_trade_full,
     parse_alert,
     parse_quote,
     parse_trade,
+    parse_trade_values,
     to_json,
 )
 
@@ -168,3 +174,158 @@ def test_validate_trade_hot_path_normalizes_decimal_zero_volume() -> None:
 
     trade = validate_trade({"symbol": "AAPL", "price": 1, "volume": Decimal("-0E-5"), "ts": NOW}, now=NOW)
     assert trade.volume == 0 and str(trade.volume) == "0"
+
+
+# --- the fast path (msgspec) against the full checks ---------------------------------------------
+
+
+def _outcome(parse: object, payload: bytes | None) -> tuple[str, object]:
+    """What a parser makes of `payload`: the trade with every field's type, or the error text."""
+    try:
+        trade = parse(payload, now=NOW)  # type: ignore[operator]
+    except InvalidMessage as err:
+        return ("rejected", str(err))
+    fields = (trade.symbol, trade.price, trade.volume, trade.ts, trade.conditions, trade.source)
+    return ("accepted", tuple((type(v).__name__, repr(v)) for v in fields))
+
+
+def _values(payload: bytes | None) -> tuple[str, object]:
+    """What `parse_trade_values` makes of `payload`, and what it must make of it: the full checks'
+    trade with price and volume as doubles, or their error text."""
+    try:
+        got: tuple[str, object] = ("accepted", parse_trade_values(payload, now=NOW))
+    except InvalidMessage as err:
+        got = ("rejected", str(err))
+    return got
+
+
+def _full_values(payload: bytes | None) -> tuple[str, object]:
+    try:
+        t = _parse_trade_full(payload, now=NOW)
+    except InvalidMessage as err:
+        return ("rejected", str(err))
+    return ("accepted", (t.symbol, float(t.price), float(t.volume), t.ts))
+
+
+def _same_as_full(payload: bytes | None) -> None:
+    assert _outcome(parse_trade, payload) == _outcome(_parse_trade_full, payload), payload
+    got, want = _values(payload), _full_values(payload)
+    assert got == want, payload
+    if got[0] == "accepted":
+        assert [type(v) for v in got[1]] == [str, float, float, int]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("payload", "reason"), BAD_TRADES)
+def test_fast_path_gives_the_full_checks_verdict_on_every_bad_trade(
+    payload: bytes | None, reason: str
+) -> None:
+    _same_as_full(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"symbol":"AAPL","price":100.01,"volume":100,"ts":1763649000123}',
+        b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123,"conditions":["1","12"],"source":"finnhub"}',
+        b'{"symbol":"AAPL","price":1E+5,"volume":0,"ts":0}',
+        b'{"symbol":"AAPL","price":1e308,"volume":99999999999999999999999,"ts":1}',
+        b'{"symbol":"AAPL","price":1E-401,"volume":0.0,"ts":1,"x":{"a":[1,{"b":null}]}}',
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"x":{"a":1,"a":2}}',  # nested duplicate
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"symbol":"AAPL"}',  # same value twice
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"s\\u0079mbol":"X"}',  # escaped duplicate
+        b'{"symbol":"AAPL","price":1,"volume":-0,"ts":1}',
+        b'{"symbol":"AAPL","price":' + b"9" * 309 + b',"volume":1,"ts":1}',
+        b'{"symbol":"AAPL","price":1,"volume":' + b"9" * 400 + b',"ts":1}',
+        b'{"symbol":"AAPL","price":1,"volume":-0.0,"ts":1}',
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"source":"\xc3\xa9\\u0000"}',
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"source":"a\\ud800"}',
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":' + str(NOW + 86_400_000).encode() + b"}",
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":' + str(NOW + 86_400_001).encode() + b"}",
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1}\n',
+        b' {"symbol":"AAPL","price":1,"volume":1,"ts":1}',
+    ],
+)
+def test_fast_path_agrees_with_the_full_checks_on_edge_cases(payload: bytes) -> None:
+    _same_as_full(payload)
+
+
+def test_trade_values_are_doubles_of_the_published_digits() -> None:
+    payload = b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123,"conditions":["1","12"]}'
+    assert parse_trade_values(payload, now=NOW) == ("AAPL", 178.45, 100.0, 1763649000123)
+    assert parse_trade_values(payload.replace(b"178.45", b"1.7845e2"), now=NOW)[1] == 178.45  # full path
+    with pytest.raises(InvalidMessage, match="duplicated key 'price'"):
+        parse_trade_values(payload[:-1] + b',"price":1}', now=NOW)
+
+
+def test_fast_path_takes_the_compact_form_and_only_it() -> None:
+    compact = b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123}'
+    assert _canonical_object(compact) is not None
+    for other in (
+        compact.replace(b",", b", "),  # whitespace: the full checks decide
+        compact[:-1] + b',"price":1}',  # duplicated key
+        compact.replace(b'"AAPL"', b'"\\u0041APL"'),  # an escape that could hide a duplicate
+        compact.replace(b"178.45", b"1.7845e2"),  # a second spelling of the number
+        b'{"a":{"b":1,"b":2}}',
+    ):
+        assert _canonical_object(other) is None, other
+
+
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.sampled_from([2**63, 10**308, 10**309, 10**400]),  # ints past a double's range
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.decimals(allow_nan=False, allow_infinity=False, places=None).map(lambda d: d.normalize()),
+    st.text(max_size=8),
+)
+_trade_values = {
+    "symbol": st.one_of(
+        st.sampled_from(["AAPL", "BRK.B", "BINANCE:BTCUSDT", "A" * 32, "A" * 33, ""]), st.text(max_size=6)
+    ),
+    "price": st.one_of(_json_scalars, st.sampled_from([1e308, 1e-320, 0.0, -0.0, 178.45])),
+    "volume": st.one_of(_json_scalars, st.sampled_from([0, -0.0, 2**63, 2**63 - 1, 10**400])),
+    "ts": st.one_of(st.integers(min_value=-5, max_value=NOW + 2 * 86_400_000), _json_scalars),
+    "conditions": st.one_of(
+        st.none(), st.lists(st.one_of(st.text(max_size=3), st.integers()), max_size=3), _json_scalars
+    ),
+    "source": st.one_of(st.none(), _json_scalars),
+}
+
+
+@st.composite
+def _trade_payloads(draw: st.DrawFn) -> bytes:
+    """Trade-like JSON objects written the way producers write them (compact or not, escaped or
+    not), with dropped, extra and duplicated keys and numbers in other spellings."""
+    obj = {k: draw(v) for k, v in _trade_values.items() if draw(st.integers(0, 9)) > 0}
+    pairs = list(obj.items())
+    if draw(st.booleans()):
+        pairs.append((draw(st.text(max_size=4)), draw(_json_scalars)))
+    if pairs and draw(st.integers(0, 3)) == 0:
+        key, _ = draw(st.sampled_from(pairs))
+        pairs.insert(draw(st.integers(0, len(pairs))), (key, draw(_trade_values.get(key, _json_scalars))))
+    compact = draw(st.booleans())
+    parts = []
+    for key, value in pairs:
+        if isinstance(value, Decimal):
+            text = str(value)  # e.g. 1E+5, 0.00001, 1.50
+        elif isinstance(value, float) and draw(st.booleans()):
+            text = str(Decimal(repr(value)))  # the same number in a second spelling
+        else:
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=draw(st.booleans()))
+        parts.append(json.dumps(key, ensure_ascii=draw(st.booleans())) + (":" if compact else ": ") + text)
+    return ("{" + ("," if compact else ", ").join(parts) + "}").encode("utf-8", "surrogatepass")
+
+
+@hsettings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(_trade_payloads())
+def test_fast_path_accepts_nothing_the_full_checks_reject(payload: bytes) -> None:
+    _same_as_full(payload)
+
+
+@hsettings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(st.binary(max_size=120), st.integers(0, 200), st.binary(max_size=4))
+def test_fast_path_on_mutated_and_random_bytes(noise: bytes, at: int, insert: bytes) -> None:
+    good = b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123,"conditions":["1"]}'
+    _same_as_full(noise)
+    _same_as_full(good[:at] + insert + good[at + len(insert) // 2 :])

@@ -37,6 +37,7 @@ from alerts.config import (
     SymbolRules,
     VolumeSpikeConfig,
 )
+from alerts.notify import NotifyOptions, NotifyService
 from alerts.rules import Engine
 from alerts.service import AlertService, ServiceOptions, alert_id
 from tickhouse.config import load_settings
@@ -97,7 +98,7 @@ def options(bootstrap: str, topics: dict[str, str], rules: SymbolRules = RULES, 
         trades_topic=topics["trades"],
         alerts_topic=topics["alerts"],
         state_topic=topics["state"],
-        rules=RulesConfig(defaults=rules, overrides={}, notifiers=kw.pop("notifiers", ())),
+        rules=RulesConfig(defaults=rules, overrides={}),
         group=topics["group"],
         from_beginning=True,
         poll_timeout=0.05,
@@ -193,7 +194,7 @@ def oracle(rules: SymbolRules, topic: str, sent: list[Sent]) -> list[tuple[str, 
     return out
 
 
-def read_alerts(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
+def read_alerts(bootstrap: str, topic: str, check: bool = True) -> list[tuple[bytes | None, dict[str, Any]]]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}"})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -204,7 +205,8 @@ def read_alerts(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict[str
         while remaining:
             for msg in consumer.consume(1000, 1.0):
                 assert msg.error() is None
-                parse_alert(msg.value())  # CONTRACT §3 shape
+                if check:
+                    parse_alert(msg.value())  # CONTRACT §3 shape
                 out.append((msg.key(), json.loads(msg.value())))
                 if msg.offset() + 1 >= ends[msg.partition()]:
                     remaining.discard(msg.partition())
@@ -383,9 +385,11 @@ def hooks() -> Iterator[str]:
     server.server_close()
 
 
-def test_hanging_and_failing_notifiers_do_not_stall_the_stream(
+def test_hanging_and_failing_notifiers_delay_only_themselves(
     bootstrap: str, topics: dict[str, str], hooks: str
 ) -> None:
+    """Each notifier is its own consumer of the alerts topic: one that hangs or fails delays
+    neither the alerts nor the other notifiers; an undeliverable alert goes to the dead letters."""
     # every 10th trade is a bad print: 20 suspicious_tick alerts, nothing else
     rules = SymbolRules(
         price_move=PriceMoveConfig(enabled=False),
@@ -399,16 +403,29 @@ def test_hanging_and_failing_notifiers_do_not_stall_the_stream(
     notifiers = (
         NotifierConfig(type="webhook", name="hang", url_env="HOOK_HANG", **retry),  # type: ignore[arg-type]
         NotifierConfig(type="webhook", name="fail", url_env="HOOK_FAIL", **retry),  # type: ignore[arg-type]
-        NotifierConfig(type="slack", name="ok", url_env="HOOK_OK", **retry),  # type: ignore[arg-type]
+        NotifierConfig(type="webhook", name="ok", url_env="HOOK_OK", **retry),  # type: ignore[arg-type]
     )
     environ = {
         "HOOK_HANG": f"{hooks}/hang",
         "HOOK_FAIL": f"{hooks}/fail",
         "HOOK_OK": f"{hooks}/ok",
     }
-    running = Running(AlertService(options(bootstrap, topics, rules, notifiers=notifiers, environ=environ)))
+    notify = NotifyService(
+        NotifyOptions(
+            bootstrap_servers=bootstrap,
+            alerts_topic=topics["alerts"],
+            notifiers=notifiers,
+            group=f"{topics['group']}-notify",
+            environ=environ,
+            consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+        )
+    )
+    dead_letters = notify.options.dead_letters
+    running = Running(AlertService(options(bootstrap, topics, rules)))
+    notify.start()
     try:
         wait_for("the partitions", lambda: len(running.service.assigned) == 2)
+        wait_for("the notifiers", lambda: all(c.ready.is_set() for c in notify.consumers))
         trades = [
             {"symbol": "A", "price": 150.0 if i % 10 == 9 else 100.0, "volume": 1, "ts": T0 + i}
             for i in range(200)
@@ -420,13 +437,26 @@ def test_hanging_and_failing_notifiers_do_not_stall_the_stream(
         # the hanging notifier alone would need 20 x 3 attempts x 1 s timeout = 60 s
         assert elapsed < 10, f"the stream took {elapsed:.1f}s: notifiers are on the hot path"
         wait_for("the webhook receiver", lambda: len(Hooks.received) == 20, timeout=20)
-        wait_for("the failing hook's retries", lambda: Hooks.failures >= 3, timeout=20)
+
+        def dead(notifier: str) -> list[dict[str, Any]]:
+            found = [d for _, d in read_alerts(bootstrap, dead_letters, check=False)]
+            return [d for d in found if d["notifier"] == notifier]
+
+        wait_for("the failing hook's dead letters", lambda: len(dead("fail")) == 20, timeout=30)
+        failed = dead("fail")
     finally:
+        notify.stop()
         running.stop()
-    texts = [json.loads(body)["text"] for body in Hooks.received]
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.delete_topics([dead_letters])
+        admin.delete_consumer_groups([c.group for c in notify.consumers])
+    assert not notify.failed()
     ids = {a["alert_id"] for _, a in read_alerts(bootstrap, topics["alerts"])}
-    assert all("suspicious_tick" in t for t in texts)
-    assert {t.rsplit("`", 2)[1] for t in texts} == ids
+    assert {json.loads(body)["alert_id"] for body in Hooks.received} == ids
+    assert Hooks.failures == 20 * 3
+    assert {d["alert"]["alert_id"] for d in failed} == ids
+    assert {d["attempts"] for d in failed} == {3}
+    assert all("HTTP 500" in d["error"] for d in failed)
 
 
 def test_cli_serves_metrics_and_stops_after_max_seconds(
@@ -509,3 +539,56 @@ def test_checkpoint_of_a_recreated_topic_is_ignored(bootstrap: str, topics: dict
     finally:
         running.stop()
     assert running.service.stats.replayed_silently == 0
+
+
+def test_symbols_beyond_max_symbols_are_evicted_and_stay_evicted_after_a_restart(
+    bootstrap: str, topics: dict[str, str]
+) -> None:
+    trades = [{"symbol": f"E{i}", "price": 100.0, "volume": 1, "ts": T0 + i * 1000} for i in range(8)]
+    produce_trades(bootstrap, topics["trades"], trades, {t["symbol"]: 0 for t in trades})
+    first = Running(AlertService(options(bootstrap, topics, max_symbols=5, checkpoint_seconds=0.5)))
+    try:
+        wait_for("the trades", lambda: first.service.stats.trades == 8)
+        wait_for(
+            "the eviction", lambda: sorted(first.service.engine.states) == ["E3", "E4", "E5", "E6", "E7"]
+        )
+        wait_for(
+            "the tombstones",
+            lambda: not first.service.engine.evicted and not first.service._checkpointer.busy,
+        )  # type: ignore[union-attr]
+    finally:
+        first.stop()
+    second = Running(AlertService(options(bootstrap, topics, max_symbols=5)))
+    try:
+        wait_for("the restore", lambda: second.service.ready.is_set())
+        assert sorted(second.service.engine.states) == ["E3", "E4", "E5", "E6", "E7"]
+    finally:
+        second.stop()
+
+
+def test_checkpoints_that_cannot_be_written_are_metered_and_the_alerts_go_on(
+    bootstrap: str, topics: dict[str, str]
+) -> None:
+    from alerts import metrics
+
+    # a state topic that refuses every symbol record (each is larger than 300 bytes)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    tiny = NewTopic(topics["state"], 1, 1, config={"cleanup.policy": "compact", "max.message.bytes": "300"})
+    admin.create_topics([tiny])[topics["state"]].result(30)
+    failures = metrics.CHECKPOINT_FAILURES.labels("delivery")
+    before = failures._value.get()
+    running = Running(AlertService(options(bootstrap, topics, checkpoint_seconds=0.3)))
+    try:
+        wait_for("the partitions", lambda: len(running.service.assigned) == 2)
+        first = [{"symbol": "F", "price": 100.0, "volume": 1, "ts": T0 + i} for i in range(6)]
+        produce_trades(bootstrap, topics["trades"], first, {"F": 0})
+        wait_for("failed checkpoint rounds", lambda: failures._value.get() >= before + 2)
+        jump = [{"symbol": "F", "price": 150.0, "volume": 1, "ts": T0 + 10}]
+        produce_trades(bootstrap, topics["trades"], jump, {"F": 0})
+        wait_for(
+            "the alert",
+            lambda: any(a["rule"] == "suspicious_tick" for _, a in read_alerts(bootstrap, topics["alerts"])),
+        )
+        assert running.thread.is_alive()
+    finally:
+        running.stop()

@@ -87,3 +87,37 @@ def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--rules", str(bad), "--check"]) == 2
     err = capsys.readouterr().err
     assert "defaults.price_move.window_seconds" in err and "'soon'" in err
+
+
+@pytest.mark.parametrize(
+    "variable", ["ALERTS_MAX_SYMBOLS", "ALERTS_MAX_AHEAD_SECONDS", "ALERTS_EVICT_IDLE_SECONDS"]
+)
+def test_cli_names_a_bad_variable(
+    variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(variable, "-3")
+    assert main(["--check"]) == 2
+    assert f"{variable}='-3'" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_insecure_notifier_before_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("notifiers:\n  - {type: slack}\n")
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "http://hooks.slack.com/services/T/B/SECRET")
+    monkeypatch.setenv("ALERTS_METRICS_PORT", "0")
+    for argv in (["--rules", str(rules)], ["notify", "--rules", str(rules)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "SLACK_WEBHOOK_URL must be an https://" in err and "SECRET" not in err
+
+
+def test_cli_notify_without_any_notifier_secret_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("SLACK_WEBHOOK_URL", "ALERTS_WEBHOOK_URL", "SMTP_HOST", "ALERTS_EMAIL_TO"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALERTS_METRICS_PORT", "0")
+    assert main(["notify", "--rules", str(DEFAULT_RULES_PATH)]) == 2
+    assert "no notifier has its secrets set" in capsys.readouterr().err
