@@ -101,10 +101,21 @@ def apply_migrations(settings: Settings, sql_dir: Path = SQL_DIR) -> list[str]:
     return applied
 
 
+def load_reference_data(settings: Settings) -> bool:
+    """raw.trading_sessions from the calendar file, when it changed; returns whether it loaded."""
+    from tickhouse.calendars import load_sessions
+
+    with connect(settings, "loader") as conn:
+        return load_sessions(conn)
+
+
 def setup_warehouse(settings: Settings) -> list[str]:
-    """Roles, databases and migrations: everything the warehouse needs, idempotently."""
+    """Roles, databases, migrations and reference data: everything the warehouse needs,
+    idempotently."""
     ensure_roles_and_databases(settings)
-    return apply_migrations(settings)
+    applied = apply_migrations(settings)
+    load_reference_data(settings)
+    return applied
 
 
 if __name__ == "__main__":  # `python -m tickhouse.warehouse`: set up roles, databases, migrations

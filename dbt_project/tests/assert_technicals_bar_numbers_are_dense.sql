@@ -4,8 +4,8 @@
 
 with new_technicals as (
 
-    select * from {{ ref('fct_technicals') }}
-    where {{ tickhouse.written_by_last_run(ref('fct_technicals')) }}
+    select * from {{ ref('int_technicals') }}
+    where {{ tickhouse.written_by_last_run(ref('int_technicals')) }}
 
 ),
 

@@ -1,18 +1,18 @@
 -- Every bar has its indicator row, with the same close, and every indicator row its bar:
--- checked for the rows the last runs of fct_bars and fct_technicals wrote (all rows after a
+-- checked for the rows the last runs of int_bars and int_technicals wrote (all rows after a
 -- full refresh, or with --vars '{test_all_rows: true}').
 
 with new_bars as (
 
-    select * from {{ ref('fct_bars') }}
-    where {{ tickhouse.written_by_last_run(ref('fct_bars')) }}
+    select * from {{ ref('int_bars') }}
+    where {{ tickhouse.written_by_last_run(ref('int_bars')) }}
 
 ),
 
 new_technicals as (
 
-    select * from {{ ref('fct_technicals') }}
-    where {{ tickhouse.written_by_last_run(ref('fct_technicals')) }}
+    select * from {{ ref('int_technicals') }}
+    where {{ tickhouse.written_by_last_run(ref('int_technicals')) }}
 
 ),
 
@@ -20,13 +20,13 @@ new_technicals as (
 -- indexes instead of being scanned whole
 technicals as (
 
-    select * from {{ ref('fct_technicals') }}
+    select * from {{ ref('int_technicals') }}
 
 ),
 
 bars as (
 
-    select * from {{ ref('fct_bars') }}
+    select * from {{ ref('int_bars') }}
 
 ),
 
@@ -36,7 +36,7 @@ bars_without_technicals as (
         new_bars.symbol,
         new_bars.bar_interval,
         new_bars.bar_start,
-        'bar without a matching fct_technicals row' as problem
+        'bar without a matching int_technicals row' as problem
     from new_bars
     left join technicals
         on technicals.symbol = new_bars.symbol
@@ -53,7 +53,7 @@ technicals_without_bars as (
         new_technicals.symbol,
         new_technicals.bar_interval,
         new_technicals.bar_start,
-        'fct_technicals row without its bar' as problem
+        'int_technicals row without its bar' as problem
     from new_technicals
     left join bars
         on bars.symbol = new_technicals.symbol

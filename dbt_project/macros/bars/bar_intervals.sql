@@ -1,9 +1,9 @@
 {#
-    The bar intervals of fct_bars: the one list every model and test takes them from.
-    Intraday buckets are aligned to the hour in UTC; `1d` is the calendar day in
-    `var('trading_timezone')` (America/New_York), so a trading day's pre-market, regular and
-    after-hours trades share one daily bar. `resolution` is the Finnhub candle resolution that
-    makes bars of the interval where no trade does (int_candles_deduplicated_to_bars).
+    The bar intervals of fct_bars: the one list every model takes them from. Intraday buckets
+    (`minutes`) are aligned to the hour in UTC; `1d` is one regular session of the symbol's
+    trading calendar (macros/calendars), its bar_start 00:00 of the trading date in the
+    calendar's time zone. `resolution` is the Finnhub candle resolution that makes bars of the
+    interval where no trade does (int_candles_deduplicated_to_bars).
 #}
 {% macro bar_intervals() %}
     {{ return([

@@ -4,7 +4,7 @@
     step function folded over the bars of a series, in bar order, in double precision and
     in the same order of operations as TA-Lib, so that the results equal talib's.
 
-    State layout (1-based array, what fct_technicals.ta_state stores):
+    State layout (1-based array, what int_technicals.ta_state stores):
       1 bars_seen        number of bars folded so far (= 0-based index of the next bar)
       2 sum_20           TA-Lib's running SMA(20) total, after dropping the trailing bar
       3 sum_50           same for SMA(50)

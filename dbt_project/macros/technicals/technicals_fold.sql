@@ -1,5 +1,5 @@
 {#
-    The per-series pieces of fct_technicals that differ by warehouse.
+    The per-series pieces of int_technicals that differ by warehouse.
 
     technicals_rows_to_recompute(changed_series): for each series (symbol, bar_interval) in
     `changed_series` (with its `recompute_from`), the bars from recompute_from on
@@ -34,7 +34,7 @@
     from {{ changed_series }}
     cross join lateral (
         select bars.*
-        from {{ ref('fct_bars') }} as bars
+        from {{ ref('int_bars') }} as bars
         where bars.symbol = {{ changed_series }}.symbol
           and bars.bar_interval = {{ changed_series }}.bar_interval
           and bars.bar_start < {{ changed_series }}.recompute_from
@@ -53,7 +53,7 @@
         true as is_recomputed,
         prior.ta_state as seed_state
     from {{ changed_series }}
-    inner join {{ ref('fct_bars') }} as bars
+    inner join {{ ref('int_bars') }} as bars
         on bars.symbol = {{ changed_series }}.symbol
         and bars.bar_interval = {{ changed_series }}.bar_interval
         and bars.bar_start >= {{ changed_series }}.recompute_from
@@ -111,7 +111,7 @@
             cast(bars.close as double) as close,
             bars.updated_at as bars_updated_at
         from {{ changed_series }}
-        inner join {{ ref('fct_bars') }} as bars
+        inner join {{ ref('int_bars') }} as bars
             on bars.symbol = {{ changed_series }}.symbol
             and bars.bar_interval = {{ changed_series }}.bar_interval
             and bars.bar_start < {{ changed_series }}.recompute_from
@@ -156,7 +156,7 @@
         true as is_recomputed,
         prior_state.ta_state as seed_state
     from {{ changed_series }}
-    inner join {{ ref('fct_bars') }} as bars
+    inner join {{ ref('int_bars') }} as bars
         on bars.symbol = {{ changed_series }}.symbol
         and bars.bar_interval = {{ changed_series }}.bar_interval
         and bars.bar_start >= {{ changed_series }}.recompute_from
@@ -220,7 +220,7 @@
 
 {#
     For each series (symbol, bar_interval) in `series_cte`: the bar_number of the last
-    fct_technicals row before its `before_column`, 0 if none (used by a data test).
+    int_technicals row before its `before_column`, 0 if none (used by a data test).
 #}
 {% macro last_bar_number_before(series_cte, before_column) %}
     {{ return(adapter.dispatch('last_bar_number_before')(series_cte, before_column)) }}
@@ -233,7 +233,7 @@
         {{ series_cte }}.bar_interval,
         coalesce((
             select technicals.bar_number
-            from {{ ref('fct_technicals') }} as technicals
+            from {{ ref('int_technicals') }} as technicals
             where technicals.symbol = {{ series_cte }}.symbol
               and technicals.bar_interval = {{ series_cte }}.bar_interval
               and technicals.bar_start < {{ series_cte }}.{{ before_column }}
@@ -249,7 +249,7 @@
         {{ series_cte }}.bar_interval,
         coalesce(max(technicals.bar_number), 0) as last_bar_number
     from {{ series_cte }}
-    left join {{ ref('fct_technicals') }} as technicals
+    left join {{ ref('int_technicals') }} as technicals
         on technicals.symbol = {{ series_cte }}.symbol
         and technicals.bar_interval = {{ series_cte }}.bar_interval
         and technicals.bar_start < {{ series_cte }}.{{ before_column }}

@@ -10,9 +10,9 @@
     )
 }}
 
--- One row per bar series (symbol, bar_interval) of fct_bars: its first and last bar, for the
+-- One row per bar series (symbol, bar_interval) of int_bars: its first and last bar, for the
 -- pipeline views (what each symbol covers). Incremental: the series with a changed bar are
--- looked up again, each with two probes of fct_bars' (symbol, bar_interval, bar_start) index.
+-- looked up again, each with two probes of int_bars' (symbol, bar_interval, bar_start) index.
 
 with
 
@@ -24,7 +24,7 @@ changed_series as (
         symbol,
         bar_interval,
         max(updated_at) as bars_updated_at
-    from {{ ref('fct_bars') }}
+    from {{ ref('int_bars') }}
     where updated_at > {{ tickhouse.watermark('bars_updated_at') }}
     group by 1, 2
 
@@ -38,14 +38,14 @@ changed_series as (
         symbol,
         bar_interval,
         max(updated_at) as bars_updated_at
-    from {{ ref('fct_bars') }}
+    from {{ ref('int_bars') }}
     group by 1, 2
 
 ),
 
 {% endif %}
 
--- fct_bars is named in each probe itself (not through a CTE, which PostgreSQL would
+-- int_bars is named in each probe itself (not through a CTE, which PostgreSQL would
 -- materialize once and scan whole for every series)
 series as (
 
@@ -53,11 +53,11 @@ series as (
         changed_series.symbol,
         changed_series.bar_interval,
         (
-            select min(bars.bar_start) from {{ ref('fct_bars') }} as bars
+            select min(bars.bar_start) from {{ ref('int_bars') }} as bars
             where bars.symbol = changed_series.symbol and bars.bar_interval = changed_series.bar_interval
         ) as first_bar_start,
         (
-            select max(bars.bar_start) from {{ ref('fct_bars') }} as bars
+            select max(bars.bar_start) from {{ ref('int_bars') }} as bars
             where bars.symbol = changed_series.symbol and bars.bar_interval = changed_series.bar_interval
         ) as last_bar_start,
         changed_series.bars_updated_at

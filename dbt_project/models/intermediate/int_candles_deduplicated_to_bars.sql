@@ -17,7 +17,8 @@
 -- resolution only (1 -> 1m, 5 -> 5m, 15 -> 15m, 60 -> 1h, D -> 1d; 30, W and M stay in raw):
 -- an intraday candle when it starts on that interval's bucket boundary (UTC-aligned), a daily
 -- candle the 1d bar of its UTC date (Finnhub stamps daily candles 00:00 UTC of the trading
--- date). When several candles make the same bar (a backfill run twice, or corrected data),
+-- date) when that date is a session of the symbol's calendar. When several candles make the
+-- same bar (a backfill run twice, or corrected data),
 -- the latest load wins, and within one load the last message (highest Kafka offset).
 -- Incremental runs rebuild the (symbol, resolution, UTC day)s that a pending load touched.
 
@@ -70,6 +71,35 @@ candles_in_scope as (
 
 {% endif %}
 
+with_calendar as (
+
+    select
+        candles_in_scope.*,
+        {{ tickhouse.symbol_calendar('reference.calendar', 'candles_in_scope.symbol') }} as calendar,
+        {{ tickhouse.utc_date('candles_in_scope.candle_start') }} as candle_date
+    from candles_in_scope
+    left join {{ ref('symbol_reference') }} as reference
+        on reference.symbol = candles_in_scope.symbol
+
+),
+
+-- a daily candle's date must be a session of the symbol's calendar (every day is, on 24/7)
+daily_candles as (
+
+    select
+        with_calendar.*,
+        {{ tickhouse.day_start('with_calendar.candle_date', tickhouse.calendar_timezone('calendars.timezone')) }} as day_start
+    from with_calendar
+    left join {{ ref('int_trading_calendars') }} as calendars
+        on calendars.calendar = with_calendar.calendar
+    left join {{ ref('int_trading_sessions') }} as sessions
+        on sessions.calendar = with_calendar.calendar
+        and sessions.trading_date = with_calendar.candle_date
+    where with_calendar.resolution = 'D'
+      and (with_calendar.calendar = '24/7' or sessions.calendar is not null)
+
+),
+
 as_bars as (
 
     {% for interval in intervals %}
@@ -77,10 +107,12 @@ as_bars as (
         symbol,
         '{{ interval.name }}' as bar_interval,
         {% if interval.minutes is none -%}
-        {{ tickhouse.daily_candle_bar_start('candle_start') }}
+        day_start as bar_start,
+        candle_date as trading_date,
         {%- else -%}
-        candle_start
-        {%- endif %} as bar_start,
+        candle_start as bar_start,
+        cast(null as date) as trading_date,
+        {%- endif %}
         open,
         high,
         low,
@@ -89,9 +121,11 @@ as_bars as (
         loaded_at as candle_loaded_at,
         kafka_partition,
         kafka_offset
-    from candles_in_scope
+    {% if interval.minutes is none -%}
+    from daily_candles
+    {%- else -%}
+    from with_calendar
     where resolution = '{{ interval.resolution }}'
-    {% if interval.minutes is not none -%}
       and candle_start = {{ tickhouse.bar_bucket_start(interval, 'candle_start') }}
     {%- endif %}
     {% if not loop.last %}union all{% endif %}
@@ -129,6 +163,7 @@ final as (
         symbol,
         bar_interval,
         bar_start,
+        trading_date,
         open,
         high,
         low,

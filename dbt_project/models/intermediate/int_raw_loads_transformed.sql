@@ -16,7 +16,7 @@
 -- of their tests, failed, and the loads stay pending).
 -- depends_on: {{ ref('int_trades_aggregated_to_minute_bars') }}
 -- depends_on: {{ ref('int_candles_deduplicated_to_bars') }}
--- depends_on: {{ ref('fct_alerts') }}
+-- depends_on: {{ ref('int_alerts') }}
 
 with
 

@@ -6,6 +6,7 @@
         on_schema_change='fail',
         indexes=[
             {'columns': ['symbol', 'bar_start'], 'unique': True},
+            {'columns': ['symbol', 'trading_date']},
             {'columns': ['updated_at']},
         ],
     )
@@ -16,6 +17,8 @@
 -- Incremental runs rebuild exactly the minutes that received a trade in a pending drain load
 -- (int_trades_minutes_to_rebuild), from all of that minute's trades, whatever their event
 -- time; a minute is written only when its values changed, so `updated_at` marks real changes.
+-- Each minute carries the trading calendar of its symbol, and the trading date and session
+-- (pre, regular, post, closed) it falls in: daily bars are made of regular-session minutes.
 
 {%- set order_columns = ['event_ts_ms', 'kafka_partition', 'kafka_offset'] %}
 {%- set one_minute = {'minutes': 1} %}
@@ -80,11 +83,28 @@ aggregated as (
 
 ),
 
-{% set value_columns = ['open', 'high', 'low', 'close', 'volume', 'price_volume', 'trade_count', 'last_loaded_at'] %}
+with_calendar as (
+
+    select
+        aggregated.*,
+        {{ tickhouse.symbol_calendar('reference.calendar', 'aggregated.symbol') }} as calendar
+    from aggregated
+    left join {{ ref('symbol_reference') }} as reference
+        on reference.symbol = aggregated.symbol
+
+),
+
+with_session as (
+
+    {{ tickhouse.with_trading_session('with_calendar', 'bar_start', ref('int_trading_calendars'), ref('int_trading_sessions')) }}
+
+),
+
+{% set value_columns = ['open', 'high', 'low', 'close', 'volume', 'price_volume', 'trade_count', 'last_loaded_at', 'calendar', 'trading_date', 'session'] %}
 
 changed as (
 
-    {{ tickhouse.rows_changed_since_last_run('aggregated', ['symbol', 'bar_start'], value_columns) }}
+    {{ tickhouse.rows_changed_since_last_run('with_session', ['symbol', 'bar_start'], value_columns) }}
 
 ),
 
@@ -100,6 +120,9 @@ final as (
         volume,
         price_volume,
         trade_count,
+        calendar,
+        trading_date,
+        session,
         last_loaded_at,
         {{ tickhouse.run_started_at_literal() }} as updated_at
 

@@ -1,76 +1,10 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='alert_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        indexes=[
-            {'columns': ['alert_id'], 'unique': True},
-            {'columns': ['symbol', 'trade_time']},
-        ],
-    )
-}}
+-- The alerts of the fast-path alert service, one row each, for BI tools (CONTRACT §4;
+-- enforced contract in _marts__models.yml): deduplicated incrementally in
+-- intermediate.int_alerts. `details` is the JSON text of the rule's numbers.
 
--- depends_on: {{ ref('int_raw_loads_pending') }}
--- The alerts of the fast-path alert service, one row per alert_id (the first delivery
--- wins when the service published an alert twice). Incremental by drain load: every alert of
--- a pending load is added, however old the trade that fired it.
+with alerts as (
 
-with
-
-{% if is_incremental() %}
-
-pending_loads as (
-
-    select * from {{ ref('int_raw_loads_pending') }}
-    where target_table = 'raw.alerts'
-
-),
-
-alerts as (
-
-    select stg_alerts.*
-    from pending_loads
-    inner join {{ ref('stg_tickhouse__alerts') }} as stg_alerts
-        on {{ tickhouse.loaded_by('stg_alerts', 'pending_loads', 'trade_time') }}
-
-),
-
-{% else %}
-
-alerts as (
-
-    select * from {{ ref('stg_tickhouse__alerts') }}
-
-),
-
-{% endif %}
-
-first_deliveries as (
-
-    select
-        *,
-        row_number() over (
-            partition by alert_id
-            order by loaded_at, kafka_topic, kafka_partition, kafka_offset
-        ) as delivery_number
-
-    from alerts
-
-),
-
-new_alerts as (
-
-    select first_deliveries.*
-    from first_deliveries
-    {% if is_incremental() %}
-    left join {{ this }} as existing
-        on existing.alert_id = first_deliveries.alert_id
-    where existing.alert_id is null
-      and first_deliveries.delivery_number = 1
-    {% else %}
-    where first_deliveries.delivery_number = 1
-    {% endif %}
+    select * from {{ ref('int_alerts') }}
 
 ),
 
@@ -79,22 +13,15 @@ final as (
     select
         alert_id,
         symbol,
-        rule_name,
-        rule_name as rule,
+        rule,
         severity,
         message,
-        trade_time,
-        detected_at,
-        trade_ts_ms as trade_ts,
-        detected_ts_ms as detected_ts,
+        trade_time as trade_ts,
+        detected_at as detected_ts,
         detection_latency_ms,
-        details,
-        kafka_topic,
-        kafka_partition,
-        kafka_offset,
-        loaded_at
+        cast(details as {{ dbt.type_string() }}) as details
 
-    from new_alerts
+    from alerts
 
 )
 

@@ -1,132 +1,45 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key=['symbol', 'bar_interval', 'bar_start'],
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        indexes=[
-            {'columns': ['symbol', 'bar_interval', 'bar_start'], 'unique': True},
-            {'columns': ['bars_updated_at']},
-            {'columns': ['updated_at']},
-        ],
-    )
-}}
+-- Technical indicators per bar, for BI tools (CONTRACT §4; enforced contract in
+-- _marts__models.yml): computed incrementally in intermediate.int_technicals (which keeps the
+-- indicator state), shown here with the bar's exact close and trading date.
 
--- TA-Lib's SMA(20/50/200), EMA(12/26), MACD(12, 26, 9), RSI(14) and BBANDS(20, 2, 2) over
--- the close of fct_bars, per symbol and interval in bar order, NULL where TA-Lib has no
--- value yet. The recursions are folded in double precision with TA-Lib's order of
--- operations (macros/technicals/create_technicals_functions.sql).
--- Incremental runs start every changed series at its earliest changed bar, from the state
--- stored on the bar before it (ta_state), so they give the numbers a full refresh gives.
+with technicals as (
 
-with
-
-{% if is_incremental() %}
-
-changed_series as (
-
-    select
-        symbol,
-        bar_interval,
-        min(bar_start) as recompute_from
-    from {{ ref('fct_bars') }}
-    where updated_at > {{ tickhouse.watermark('bars_updated_at') }}
-    group by 1, 2
+    select * from {{ ref('int_technicals') }}
 
 ),
-
-series_rows as (
-
-    {{ tickhouse.technicals_rows_to_recompute('changed_series') }}
-
-),
-
-{% else %}
 
 bars as (
 
-    select * from {{ ref('fct_bars') }}
-
-),
-
-series_rows as (
-
-    select
-        symbol,
-        bar_interval,
-        bar_start,
-        cast(close as {{ dbt.type_float() }}) as close,
-        updated_at as bars_updated_at,
-        true as is_recomputed,
-        {{ tickhouse.empty_technicals_state() }} as seed_state
-    from bars
-
-),
-
-{% endif %}
-
-windowed as (
-
-    select
-        symbol,
-        bar_interval,
-        bar_start,
-        close,
-        bars_updated_at,
-        is_recomputed,
-        seed_state,
-        lag(close, 19) over (partition by symbol, bar_interval order by bar_start) as close_lag_19,
-        lag(close, 49) over (partition by symbol, bar_interval order by bar_start) as close_lag_49,
-        lag(close, 199) over (partition by symbol, bar_interval order by bar_start) as close_lag_199,
-        -- population standard deviation, as TA-Lib's BBANDS uses
-        stddev_pop(close) over (
-            partition by symbol, bar_interval
-            order by bar_start
-            rows between 19 preceding and current row
-        ) as stddev_20
-
-    from series_rows
-
-),
-
-recomputed as (
-
-    select * from windowed
-    where is_recomputed
-
-),
-
-folded as (
-
-    {{ tickhouse.fold_technicals('recomputed') }}
+    select * from {{ ref('int_bars') }}
 
 ),
 
 final as (
 
     select
-        symbol,
-        bar_interval,
-        bar_start,
-        close,
-        sma_20,
-        sma_50,
-        sma_200,
-        ema_12,
-        ema_26,
-        macd,
-        macd_signal,
-        macd_hist,
-        rsi_14,
-        case when bar_number >= 20 then sma_20 + (stddev_20 * 2.0) end as bb_upper,
-        case when bar_number >= 20 then sma_20 end as bb_middle,
-        case when bar_number >= 20 then sma_20 - (stddev_20 * 2.0) end as bb_lower,
-        bar_number,
-        ta_state,
-        bars_updated_at,
-        {{ tickhouse.run_started_at_literal() }} as updated_at
+        technicals.symbol,
+        technicals.bar_interval,
+        technicals.bar_start,
+        bars.trading_date,
+        bars.close,
+        technicals.sma_20,
+        technicals.sma_50,
+        technicals.sma_200,
+        technicals.ema_12,
+        technicals.ema_26,
+        technicals.macd,
+        technicals.macd_signal,
+        technicals.macd_hist,
+        technicals.rsi_14,
+        technicals.bb_upper,
+        technicals.bb_middle,
+        technicals.bb_lower
 
-    from folded
+    from technicals
+    inner join bars
+        on bars.symbol = technicals.symbol
+        and bars.bar_interval = technicals.bar_interval
+        and bars.bar_start = technicals.bar_start
 
 )
 

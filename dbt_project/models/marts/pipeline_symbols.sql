@@ -100,7 +100,7 @@ final as (
         coverage.first_bar_start,
         coverage.last_bar_start,
         coverage.last_daily_bar_start,
-        coverage.bars_updated_at,
+        coverage.bars_updated_at as last_transformed_at,
         coalesce(pending_per_symbol.rows_pending, 0) as rows_pending,
         pending_per_symbol.oldest_pending_event_time,
         pending_per_symbol.symbol is not null as is_behind_raw

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,22 @@ from tickhouse.config import Settings
 
 pytestmark = pytest.mark.integration
 
-BASE = datetime(2025, 3, 10, 2, 0, tzinfo=UTC)  # spans New York midnight (04:00 UTC, EDT)
+# Monday 9 March 2025, 09:30 New York (EDT): five hours of the regular session; the hour buckets
+# (aligned to UTC hours) start in the pre-market
+BASE = datetime(2025, 3, 10, 13, 30, tzinfo=UTC)
 STOCKS_CSV = Path(str(__import__("bokeh_sampledata").__file__)).parent / "_data" / "stocks.csv.gz"
-BAR_COLUMNS = ["open", "high", "low", "close", "volume", "vwap", "trade_count", "bar_source"]
+BAR_COLUMNS = [
+    "trading_date",
+    "session",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "trade_count",
+    "bar_source",
+]
 Trade = tuple[str, Decimal, Decimal, int]
 
 
@@ -63,12 +76,15 @@ class Scenario:
     after_implausible_print: Snapshot | None = None
     history: list[Snapshot] = field(default_factory=list)
     history_full_refresh: Snapshot | None = None
+    gap_days: list[date] = field(default_factory=list)
+    after_gap: Snapshot | None = None
 
 
 def _snapshot(settings: Settings) -> Snapshot:
-    bars = fetch(settings, "select * from marts.fct_bars order by symbol, bar_interval, bar_start")
+    """The bars and indicators, with the state the incremental runs keep (intermediate tables)."""
+    bars = fetch(settings, "select * from intermediate.int_bars order by symbol, bar_interval, bar_start")
     technicals = fetch(
-        settings, "select * from marts.fct_technicals order by symbol, bar_interval, bar_start"
+        settings, "select * from intermediate.int_technicals order by symbol, bar_interval, bar_start"
     )
     return Snapshot(raw_trades(settings), bars, technicals)
 
@@ -167,6 +183,11 @@ def _run_scenario(settings: Settings, feed: Feed, transform: Transformer) -> Sce
         run, feed, [("MSFT", Decimal("1e308"), Decimal("1e308"), newest + 1_000)]
     )
 
+    # A symbol that skips a session: its change across the gap must stay NULL.
+    run.gap_days = [datetime.fromtimestamp(aapl[4 * n][3] / 1000, tz=UTC).date() for n in range(200, 210)]
+    gappy = [row for n, row in enumerate(aapl[800:840]) if n // 4 != 5]
+    run.after_gap = _load_and_transform(run, feed, [("GAPY", p, v, ts) for _, p, v, ts in gappy])
+
     # A new symbol with two years of daily history, arriving in four parts out of order.
     ibm = daily_trades(STOCKS_CSV, "IBM", 504, "NVDA")
     parts = [ibm[i * 504 : (i + 1) * 504] for i in range(4)]
@@ -198,7 +219,7 @@ def _assert_bars_match_pandas(snapshot: Snapshot) -> None:
     for key, row in got.items():
         ref = want[key]
         assert row["bar_source"] == "trades", key
-        for column in ("open", "high", "low", "close", "volume", "trade_count"):
+        for column in ("trading_date", "session", "open", "high", "low", "close", "volume", "trade_count"):
             assert row[column] == getattr(ref, column), (key, column, row[column], getattr(ref, column))
         if ref.vwap is None:
             assert row["vwap"] is None, key
@@ -327,7 +348,9 @@ def test_unknown_symbols_flow_through_and_alerts_are_one_row_each(scenario: Scen
     assert {r["symbol"] for r in scenario.incremental[-1].bars} == {"AAPL", "MSFT", "ZZT.X"}
     analytics = fetch(settings, "select * from marts.stock_analytics where symbol = 'ZZT.X'")
     assert analytics
-    alerts = fetch(settings, "select alert_id, severity, kafka_offset from marts.fct_alerts order by 1")
+    alerts = fetch(
+        settings, "select alert_id, severity, kafka_offset from intermediate.int_alerts order by 1"
+    )
     assert [(a["alert_id"], a["severity"]) for a in alerts] == [
         ("a-1", "warning"),
         ("a-2", "critical"),
@@ -351,16 +374,17 @@ def test_stock_analytics_formulas(scenario: Scenario) -> None:
     assert len(rows) == len(daily) == 260
     closes = [r["close"] for r in daily]
     last = rows[-1]
+    # every day of AAPL's series is a session after the one before it
+    assert all(r["sessions_since_previous"] == 1 for r in rows[1:])
     assert last["daily_close"] == closes[-1]
-    assert last["ma_7_day"] == pytest.approx(sum(closes[-7:]) / 7, rel=Decimal("1e-15"))
-    assert last["ma_30_day"] == pytest.approx(sum(closes[-30:]) / 30, rel=Decimal("1e-15"))
+    # rounded to 4 decimals (prices in dollars, percentages in percent)
+    assert last["ma_7_day"] == round(sum(closes[-7:]) / 7, 4)
+    assert last["ma_30_day"] == round(sum(closes[-30:]) / 30, 4)
     changes = [100 * (b - a) / a for a, b in zip(closes[-31:-1], closes[-30:], strict=True)]
     mean = sum(changes) / 30
     variance = sum((c - mean) ** 2 for c in changes) / 29
-    assert float(last["volatility_30_day"]) == pytest.approx(float(variance) ** 0.5, rel=1e-12)
-    assert last["daily_change_pct"] == pytest.approx(
-        100 * (closes[-1] - closes[-2]) / closes[-2], rel=Decimal("1e-15")
-    )
+    assert float(last["volatility_30_day"]) == pytest.approx(float(variance) ** 0.5, abs=5e-5)
+    assert last["daily_change_pct"] == round(100 * (closes[-1] - closes[-2]) / closes[-2], 4)
     cutoff = last["trading_date"] - timedelta(days=363)
     year = [r for r in daily if r["bar_start"].astimezone(UTC).date() >= cutoff]
     assert last["high_52_week"] == max(r["high"] for r in year)
@@ -369,11 +393,29 @@ def test_stock_analytics_formulas(scenario: Scenario) -> None:
     assert rows[0]["daily_change_pct"] is None
 
 
+def test_changes_compare_with_the_previous_session_and_stay_null_across_a_gap(scenario: Scenario) -> None:
+    rows = fetch(
+        scenario.settings,
+        "select * from marts.stock_analytics where symbol = 'GAPY' order by trading_date",
+    )
+    traded = [d for n, d in enumerate(scenario.gap_days) if n != 5]
+    assert [r["trading_date"] for r in rows] == traded
+    after_gap = rows[5]  # the session after the one GAPY skipped
+    assert after_gap["previous_trading_date"] == scenario.gap_days[4]
+    assert after_gap["sessions_since_previous"] == 2
+    assert after_gap["previous_close"] is None and after_gap["daily_change_pct"] is None
+    assert rows[6]["sessions_since_previous"] == 1 and rows[6]["daily_change_pct"] is not None
+    # a 7-session average needs a bar on all seven sessions: none spans the gap
+    assert all(r["ma_7_day"] is None for r in rows)
+
+
 def test_bi_reader_reads_marts_and_nothing_else(scenario: Scenario) -> None:
     settings = scenario.settings
     with psycopg.connect(settings.conninfo("bi_reader"), autocommit=True) as conn:
         for table in (
             "marts.fct_bars",
+            "marts.fct_bars_1m",
+            "marts.fct_bars_1d",
             "marts.fct_technicals",
             "marts.stock_analytics",
             "marts.fct_alerts",
@@ -383,6 +425,8 @@ def test_bi_reader_reads_marts_and_nothing_else(scenario: Scenario) -> None:
         for table in (
             "staging.stg_tickhouse__trades",
             "intermediate.int_trades_aggregated_to_minute_bars",
+            "intermediate.int_bars",
+            "intermediate.symbol_reference",
             "raw.trades",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -412,3 +456,49 @@ def test_implausible_prints_stay_out_of_the_bars_and_do_not_break_the_build(scen
     assert values(after) == values(before)
     _assert_indicators_match_talib(after)
     assert max(r["high"] for r in after.bars) < 1_000_000_000
+
+
+def test_marts_are_views_whose_contracts_and_descriptions_reach_the_database(scenario: Scenario) -> None:
+    """What a BI tool sees: fixed column names and types, and every column described (persist_docs)."""
+    settings = scenario.settings
+    columns = fetch(
+        settings,
+        "select c.table_name, c.column_name, c.data_type,"
+        " col_description(format('marts.%I', c.table_name)::regclass, c.ordinal_position) as description"
+        " from information_schema.columns c where c.table_schema = 'marts' order by 1, c.ordinal_position",
+    )
+    by_table: dict[str, dict[str, dict[str, Any]]] = {}
+    for column in columns:
+        by_table.setdefault(column["table_name"], {})[column["column_name"]] = column
+    assert list(by_table["fct_alerts"]) == [
+        "alert_id",
+        "symbol",
+        "rule",
+        "severity",
+        "message",
+        "trade_ts",
+        "detected_ts",
+        "detection_latency_ms",
+        "details",
+    ]
+    assert by_table["fct_alerts"]["trade_ts"]["data_type"] == "timestamp with time zone"
+    assert by_table["fct_alerts"]["details"]["data_type"] == "text"
+    assert (
+        by_table["fct_technicals"]["close"]["data_type"]
+        == by_table["fct_bars"]["close"]["data_type"]
+        == "numeric"
+    )
+    assert by_table["fct_bars"]["trade_count"]["data_type"] == "bigint"
+    assert {"trading_date", "session", "bar_source"} <= set(by_table["fct_bars"])
+    assert "bar_interval" not in by_table["fct_bars_1d"]
+    internal = {"updated_at", "source_updated_at", "ta_state", "bar_number", "bars_updated_at", "loaded_at"}
+    for table, table_columns in by_table.items():
+        assert not internal & set(table_columns), (table, internal & set(table_columns))
+        undocumented = [name for name, column in table_columns.items() if not column["description"]]
+        assert not undocumented, (table, undocumented)
+    kinds = fetch(
+        settings, "select table_name, table_type from information_schema.tables where table_schema = 'marts'"
+    )
+    assert {k["table_type"] for k in kinds} == {"VIEW"}
+    comment = fetch(settings, "select obj_description('marts.fct_bars'::regclass, 'pg_class') as text")
+    assert comment[0]["text"] and "OHLCV" in comment[0]["text"]

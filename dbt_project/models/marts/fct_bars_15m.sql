@@ -1,0 +1,2 @@
+-- The 15m bars of fct_bars alone (macros/marts/bars_of_interval.sql).
+{{ tickhouse.bars_of_interval('15m') }}

@@ -1,0 +1,2 @@
+-- The 1h bars of fct_bars alone (macros/marts/bars_of_interval.sql).
+{{ tickhouse.bars_of_interval('1h') }}
