@@ -210,8 +210,8 @@ def main() -> int:
             conn.execute("vacuum (analyze) raw.trades")
             for table in (
                 "intermediate.int_trades_aggregated_to_minute_bars",
-                "marts.fct_bars",
-                "marts.fct_technicals",
+                "intermediate.int_bars",
+                "intermediate.int_technicals",
             ):
                 conn.execute(f"vacuum (analyze) {table}")
         timed_build(settings)  # settle: the first incremental run after a refresh

@@ -1,14 +1,14 @@
 """What the dashboard reads from the warehouse: only `marts`, only as `bi_reader`, always parametrized.
 
 Every function takes an open connection, so the queries are testable against a real database
-without the web app. The marts are dbt's: we read the contract columns (CONTRACT §4) and ignore
-any others, and a mart that does not exist yet is reported, not an error.
+without the web app. The marts are dbt's views with enforced contracts (CONTRACT §4,
+dbt_project/models/marts/_marts__models.yml): the queries are fixed SQL against those columns. A
+mart that does not exist yet (before the first transform) is reported, not an error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -54,12 +54,6 @@ PIPELINE_COLUMNS: tuple[str, ...] = (
     "freshness_seconds",
 )
 
-# fct_alerts carries the alert message fields of CONTRACT §3; the models may name the rule
-# column `rule` or `rule_name`, and the time as a timestamp or as epoch milliseconds.
-_RULE_CANDIDATES = ("rule", "rule_name")
-_TIME_CANDIDATES = ("detected_at", "trade_time", "event_time", "detected_ts", "trade_ts", "loaded_at")
-_EPOCH_TYPES = {"bigint", "integer", "numeric", "double precision"}
-
 PIPELINE_UNAVAILABLE = "pipeline status unavailable"
 
 
@@ -95,16 +89,6 @@ def relation_exists(conn: psycopg.Connection[Any], name: str) -> bool:
     """Whether a schema-qualified table or view (e.g. `marts.fct_bars`) exists."""
     row = conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()
     return bool(row and row[0])
-
-
-def column_types(conn: psycopg.Connection[Any], schema: str, table: str) -> dict[str, str]:
-    """Column name -> data type of a relation, for the columns this role may see."""
-    rows = conn.execute(
-        "select column_name, data_type from information_schema.columns "
-        "where table_schema = %s and table_name = %s order by ordinal_position",
-        (schema, table),
-    ).fetchall()
-    return {str(name): str(kind) for name, kind in rows}
 
 
 def _require(conn: psycopg.Connection[Any], name: str) -> None:
@@ -146,32 +130,22 @@ def bar_counts(conn: psycopg.Connection[Any], symbol: str) -> dict[str, int]:
 def load_bars(conn: psycopg.Connection[Any], symbol: str, interval: str, limit: int) -> pd.DataFrame:
     """The newest `limit` bars of one symbol and interval, oldest first, with their technicals.
 
-    Columns: BAR_COLUMNS + TECHNICAL_COLUMNS (technicals are NaN when fct_technicals is missing or
-    has no row for a bar). `bar_start` is a tz-aware UTC timestamp; prices are floats.
+    Columns: BAR_COLUMNS + TECHNICAL_COLUMNS (technicals are NaN where TA-Lib has no value yet).
+    `bar_start` is a tz-aware UTC timestamp; prices are floats.
     """
     validate_symbol(symbol)
     validate_interval(interval)
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     _require(conn, "marts.fct_bars")
+    _require(conn, "marts.fct_technicals")
     bar_select = sql.SQL(", ").join(
         [sql.SQL("b.bar_start")]
         + [sql.SQL("b.{}::float8").format(sql.Identifier(c)) for c in BAR_COLUMNS[1:]]
     )
-    if relation_exists(conn, "marts.fct_technicals"):
-        tech_select = sql.SQL(", ").join(
-            sql.SQL("t.{}::float8 as {}").format(sql.Identifier(c), sql.Identifier(c))
-            for c in TECHNICAL_COLUMNS
-        )
-        join = sql.SQL(
-            "left join marts.fct_technicals as t "
-            "on t.symbol = b.symbol and t.bar_interval = b.bar_interval and t.bar_start = b.bar_start"
-        )
-    else:
-        tech_select = sql.SQL(", ").join(
-            sql.SQL("null::float8 as {}").format(sql.Identifier(c)) for c in TECHNICAL_COLUMNS
-        )
-        join = sql.SQL("")
+    tech_select = sql.SQL(", ").join(
+        sql.SQL("t.{}").format(sql.Identifier(c)) for c in TECHNICAL_COLUMNS
+    )
     query = sql.SQL(
         """
         select {bar_select}, {tech_select}
@@ -182,10 +156,11 @@ def load_bars(conn: psycopg.Connection[Any], symbol: str, interval: str, limit: 
             order by bar_start desc
             limit %s
         ) as b
-        {join}
+        left join marts.fct_technicals as t
+            on t.symbol = b.symbol and t.bar_interval = b.bar_interval and t.bar_start = b.bar_start
         order by b.bar_start
         """
-    ).format(bar_select=bar_select, tech_select=tech_select, join=join)
+    ).format(bar_select=bar_select, tech_select=tech_select)
     rows = conn.execute(query, (symbol, interval, limit)).fetchall()
     frame = pd.DataFrame(rows, columns=[*BAR_COLUMNS, *TECHNICAL_COLUMNS])
     frame["bar_start"] = pd.to_datetime(frame["bar_start"], utc=True)
@@ -194,41 +169,15 @@ def load_bars(conn: psycopg.Connection[Any], symbol: str, interval: str, limit: 
     return frame
 
 
-@dataclass(frozen=True, slots=True)
-class AlertColumns:
-    """How this warehouse's fct_alerts names the rule and time columns."""
-
-    rule: str
-    time: str
-    time_is_epoch_ms: bool
-
-
-def alert_columns(conn: psycopg.Connection[Any]) -> AlertColumns:
-    """Find the rule and time columns of marts.fct_alerts, or raise MartUnavailable."""
-    _require(conn, "marts.fct_alerts")
-    types = column_types(conn, "marts", "fct_alerts")
-    missing = [c for c in ("alert_id", "symbol", "severity", "message") if c not in types]
-    rule = next((c for c in _RULE_CANDIDATES if c in types), None)
-    time = next((c for c in _TIME_CANDIDATES if c in types), None)
-    if missing or rule is None or time is None:
-        wanted = [*missing, *(["rule"] if rule is None else []), *(["a time column"] if time is None else [])]
-        raise MartUnavailable(f"marts.fct_alerts lacks {', '.join(wanted)} (has {', '.join(types)})")
-    return AlertColumns(rule=rule, time=time, time_is_epoch_ms=types[time] in _EPOCH_TYPES)
-
-
 ALERT_FRAME_COLUMNS: tuple[str, ...] = ("time", "symbol", "rule", "severity", "message", "alert_id")
 
 
 def latest_alerts(
     conn: psycopg.Connection[Any], limit: int = 20, symbols: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """The newest alerts (all symbols, or only `symbols`), newest first; `time` is tz-aware UTC."""
-    columns = alert_columns(conn)
-    time_expr = (
-        sql.SQL("to_timestamp({}::float8 / 1000.0)").format(sql.Identifier(columns.time))
-        if columns.time_is_epoch_ms
-        else sql.SQL("{}::timestamptz").format(sql.Identifier(columns.time))
-    )
+    """The newest alerts (all symbols, or only `symbols`), newest first by when they were raised;
+    `time` is tz-aware UTC."""
+    _require(conn, "marts.fct_alerts")
     where = sql.SQL("")
     params: list[Any] = []
     if symbols is not None:
@@ -236,16 +185,13 @@ def latest_alerts(
         params.append([validate_symbol(s) for s in symbols])
     query = sql.SQL(
         """
-        select {time_expr} as alert_time, symbol, {rule}::text, severity::text, message::text,
-               alert_id::text
+        select detected_ts, symbol, rule, severity, message, alert_id
         from marts.fct_alerts
         {where}
-        order by {time} desc nulls last, alert_id
+        order by detected_ts desc, alert_id
         limit %s
         """
-    ).format(
-        time_expr=time_expr, rule=sql.Identifier(columns.rule), where=where, time=sql.Identifier(columns.time)
-    )
+    ).format(where=where)
     params.append(limit)
     rows = conn.execute(query, params).fetchall()
     frame = pd.DataFrame(rows, columns=list(ALERT_FRAME_COLUMNS))

@@ -1,9 +1,9 @@
 """The dashboard as a person sees it: served by `python -m dashboard`, read in headless Chromium.
 
-Fixture rows for two test-only symbols go into the marts of the warehouse that `load_settings()`
-names (into dbt's tables when they exist, else into minimal stand-ins that are dropped again).
-The chart must draw exactly the bars of the database for the selected symbol and interval, follow
-the symbol and interval selectors, and pick up a new bar by auto-refresh alone.
+Trades of two test-only symbols go through Kafka, the drain and dbt into a warehouse of the
+test's own (tests/e2e/dashboard_data.py), which the dashboard reads. The chart must draw exactly
+the bars of the database for the selected symbol and interval, follow the symbol and interval
+selectors, and pick up a new bar by auto-refresh alone.
 A screenshot is kept in test-artifacts/dashboard.png.
 """
 
@@ -29,9 +29,9 @@ import pytest
 
 from dashboard.queries import PIPELINE_UNAVAILABLE
 from tests.e2e.browser import CHROMIUM, INSTALL_HINT, Browser
-from tests.e2e.dashboard_data import MartFixture, Series, synthetic_series
+from tests.e2e.dashboard_data import DashboardWarehouse, alert, dashboard_warehouse, minute_trades
 from tickhouse.config import Settings
-from tickhouse.warehouse import connect, setup_warehouse
+from tickhouse.warehouse import connect
 
 pytestmark = pytest.mark.e2e
 
@@ -58,29 +58,26 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def marts(settings: Settings) -> Iterator[MartFixture]:
-    setup_warehouse(settings)
-    fixture = MartFixture(settings, [SYMBOL_A, SYMBOL_B])
-    fixture.cleanup()  # rows a crashed earlier run may have left
-    fixture.ensure_tables()
-    try:
-        end = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-        fixture.insert_series(
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardWarehouse]:
+    end = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    with dashboard_warehouse("dashboard_e2e", tmp_path_factory.mktemp("dbt-target")) as house:
+        house.load(
             [
-                synthetic_series(SYMBOL_A, "1m", 260, end, seed=11, price=120.0),
-                synthetic_series(SYMBOL_A, "5m", 60, end, seed=12, price=120.0),
-                synthetic_series(SYMBOL_B, "1m", 170, end, seed=21, price=35.0),
-                synthetic_series(SYMBOL_B, "5m", 40, end, seed=22, price=35.0),
-            ]
+                *minute_trades(SYMBOL_A, 260, end, 120.0, seed=11),
+                *minute_trades(SYMBOL_B, 170, end, 35.0, seed=21),
+            ],
+            [alert(SYMBOL_A, "price_move", "warning", ALERT_MESSAGE, dt.datetime.now(dt.UTC))],
         )
-        fixture.insert_alert(SYMBOL_A, "price_spike", "warning", ALERT_MESSAGE, dt.datetime.now(dt.UTC))
-        yield fixture
-    finally:
-        fixture.cleanup()
+        yield house
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(settings: Settings, marts: MartFixture, browser: Browser) -> Iterator[str]:
+def settings(warehouse: DashboardWarehouse) -> Settings:
+    return warehouse.settings
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(settings: Settings, browser: Browser) -> Iterator[str]:
     port = _free_port()
     env = {
         **os.environ,
@@ -209,7 +206,7 @@ def _body_text(browser: Browser) -> str:
 
 
 def test_dashboard_draws_the_bars_in_the_database(
-    browser: Browser, settings: Settings, marts: MartFixture, dashboard_url: str
+    browser: Browser, settings: Settings, warehouse: DashboardWarehouse, dashboard_url: str
 ) -> None:
     browser.navigate(f"{dashboard_url}/?symbol={SYMBOL_A}&interval=1m")
 
@@ -243,11 +240,10 @@ def test_dashboard_draws_the_bars_in_the_database(
 
     # a bar that lands in the warehouse shows up by auto-refresh, with no interaction
     last = stored_b5[-1][0].replace(tzinfo=dt.UTC)
-    grown = synthetic_series(
-        SYMBOL_B, "5m", len(stored_b5) + 1, last + dt.timedelta(minutes=5), seed=22, price=35.0
-    )
-    marts.insert_series([Series(SYMBOL_B, "5m", grown.rows[-1:])])
-    stored_b5 = _db_bars(settings, SYMBOL_B, "5m")
+    warehouse.load(minute_trades(SYMBOL_B, 1, last + dt.timedelta(minutes=5), 36.0, seed=22))
+    grown = _db_bars(settings, SYMBOL_B, "5m")
+    assert len(grown) == len(stored_b5) + 1
+    stored_b5 = grown
     _assert_same_bars(_drawn_bars(browser, SYMBOL_B, "5m", count=len(stored_b5)), stored_b5)
 
     browser.screenshot(ARTIFACTS / "dashboard-after-switch.png")

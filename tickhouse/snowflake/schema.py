@@ -16,9 +16,36 @@ def ddl_statements(text: str | None = None) -> list[str]:
 
 
 def setup_raw(conn: Any) -> int:
-    """Create RAW and its tables in the connection's database if missing; returns statements run."""
+    """Create RAW and its tables in the connection's database if missing, and load the trading
+    sessions when the calendar file changed; returns the DDL statements run."""
     statements = ddl_statements()
     with conn.cursor() as cur:
         for statement in statements:
             cur.execute(statement)
+    load_sessions(conn)
     return len(statements)
+
+
+def load_sessions(conn: Any) -> bool:
+    """RAW.TRADING_SESSIONS from tickhouse/reference/trading_sessions.csv, when that file changed
+    (its sha256 is kept as the table's comment); returns whether it loaded."""
+    import csv
+
+    from tickhouse.calendars import COLUMNS, SESSIONS_CSV, file_digest
+
+    digest = f"sha256:{file_digest(SESSIONS_CSV)}"
+    with conn.cursor() as cur:
+        cur.execute("select comment from information_schema.tables where table_schema = 'RAW'"
+                    " and table_name = 'TRADING_SESSIONS'")
+        row = cur.fetchone()
+        if row is not None and row[0] == digest:
+            return False
+        with SESSIONS_CSV.open(newline="") as handle:
+            rows = [tuple(r[c] for c in COLUMNS) for r in csv.DictReader(handle)]
+        cur.execute("delete from raw.trading_sessions")
+        placeholders = ", ".join(["%s"] * len(COLUMNS))
+        cur.executemany(
+            f"insert into raw.trading_sessions ({', '.join(COLUMNS)}) values ({placeholders})", rows
+        )
+        cur.execute(f"comment on table raw.trading_sessions is '{digest}'")
+    return True

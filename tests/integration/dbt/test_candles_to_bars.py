@@ -126,7 +126,7 @@ def test_indicators_over_candle_bars_equal_talib(loaded: tuple[Settings, Feed, T
     for symbol in ("AAPL", "FB"):
         rows = _technicals(settings, symbol, "1d")
         closes = [float(bar["close"]) for bar in _bars(settings, symbol, "1d")]
-        assert [r["close"] for r in rows] == closes
+        assert [float(r["close"]) for r in rows] == closes
         problems = indicator_mismatches({name: [r[name] for r in rows] for name in INDICATORS}, closes)
         assert not problems, problems[:5]
     assert _technicals(settings, "AAPL", "1d")[-1]["sma_200"] is not None
@@ -208,11 +208,11 @@ def test_full_refresh_gives_the_numbers_of_the_incremental_runs(
 ) -> None:
     settings, _, transform = loaded
     query = (
-        "select symbol, bar_interval, bar_start, open, high, low, close, volume, vwap, trade_count,"
-        " bar_source from marts.fct_bars order by 1, 2, 3"
+        "select symbol, bar_interval, bar_start, trading_date, session, open, high, low, close, volume,"
+        " vwap, trade_count, bar_source from marts.fct_bars order by 1, 2, 3"
     )
     technicals = (
-        "select symbol, bar_interval, bar_start, ta_state, rsi_14, macd from marts.fct_technicals"
+        "select symbol, bar_interval, bar_start, ta_state, rsi_14, macd from intermediate.int_technicals"
         " order by 1, 2, 3"
     )
     before = (fetch(settings, query), fetch(settings, technicals))

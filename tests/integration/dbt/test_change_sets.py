@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -40,6 +40,15 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settin
         yield settings, feed, Transformer(settings, tmp_path_factory.mktemp("dbt-target"))
 
 
+def _xnys_sessions_before(day: date, count: int) -> list[datetime]:
+    """15:00 UTC of the last `count` XNYS sessions before `day` (exchange_calendars)."""
+    import exchange_calendars
+
+    calendar = exchange_calendars.get_calendar("XNYS", start="2005-01-01", end="2035-12-31")
+    labels = [label.date() for label in calendar.sessions if label.date() < day][-count:]
+    return [datetime.combine(label, time(15), tzinfo=UTC) for label in labels]
+
+
 def _count(settings: Settings, query: str) -> int:
     return int(fetch(settings, query)[0]["n"])
 
@@ -48,7 +57,9 @@ def test_a_run_touching_100000_minute_ranges_builds_exactly_their_bars(
     warehouse: tuple[Settings, Feed, Transformer],
 ) -> None:
     settings, feed, transform = warehouse
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    # the 401 most recent XNYS sessions before today, at 15:00 UTC (10:00 or 11:00 in New York)
+    sessions = _xnys_sessions_before(datetime.now(UTC).date(), 401)
+    start = sessions[-1]
     # an existing history, so that the big run is an incremental one
     feed.publish_trades(
         ("SEED", Decimal("10.00") + minute, Decimal(5), ms(start + timedelta(minutes=minute)))
@@ -60,8 +71,8 @@ def test_a_run_touching_100000_minute_ranges_builds_exactly_their_bars(
     trades = []
     for number in range(SYMBOLS):
         symbol = f"N{number:05d}"
-        # two minutes per symbol, days apart: 100,000 separate ranges to rebuild
-        trades.append((symbol, Decimal("20.50"), Decimal(100), ms(start - timedelta(days=1 + number % 400))))
+        # two minutes per symbol, in two sessions: 100,000 separate ranges to rebuild
+        trades.append((symbol, Decimal("20.50"), Decimal(100), ms(sessions[number % 400])))
         trades.append(
             (symbol, Decimal("21.25"), Decimal(300), ms(start + timedelta(minutes=40, seconds=number % 60)))
         )
@@ -106,7 +117,7 @@ def test_a_run_touching_100000_minute_ranges_builds_exactly_their_bars(
     assert (
         _count(
             settings,
-            "select count(distinct updated_at) as n from marts.fct_bars where symbol = 'SEED'",
+            "select count(distinct updated_at) as n from intermediate.int_bars where symbol = 'SEED'",
         )
         == 1
     )
@@ -142,7 +153,7 @@ def test_a_failed_run_leaves_its_loads_pending_for_the_next_run(
 ) -> None:
     settings, feed, transform = warehouse
     transform()  # the marts exist and are up to date
-    moment = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    moment = _xnys_sessions_before(datetime.now(UTC).date(), 1)[0] + timedelta(minutes=5)
     feed.publish_trades([("PEND", Decimal("7.77"), Decimal(1), ms(moment))])
     feed.drain()
     # dbt cannot read raw.trades for one run: the first model that reads it fails
@@ -165,11 +176,13 @@ def test_a_failed_run_leaves_its_loads_pending_for_the_next_run(
     caught_up = _coverage_as_users_see_it(settings)
     assert caught_up.symbols_behind == 0 and caught_up.rows_pending == 0
     assert "tickhouse_marts_symbols_behind_raw 0.0" in caught_up.exported
-    pend = next(item for item in caught_up.symbols if item.symbol == "PEND")
+    pend = fetch(settings, "select * from marts.pipeline_symbols where symbol = 'PEND'")[0]
     # its newest bar is the minute of its trade; its oldest, the daily bar of that day
-    assert pend.last_bar_start == moment and not pend.is_behind_raw
-    assert pend.first_bar_start is not None and moment - timedelta(days=1) < pend.first_bar_start <= moment
-    assert 'tickhouse_symbol_last_bar_timestamp_seconds{symbol="PEND"}' in caught_up.exported
+    assert pend["last_bar_start"] == moment and not pend["is_behind_raw"]
+    assert moment - timedelta(days=1) < pend["first_bar_start"] <= moment
+    # per-symbol series for at most max_symbols (100 here) of the symbols, whatever their number
+    series = caught_up.exported.count("tickhouse_symbol_last_bar_timestamp_seconds{symbol=")
+    assert 0 < series <= 100
     bars = fetch(settings, "select bar_interval, close from marts.fct_bars where symbol = 'PEND'")
     assert sorted(r["bar_interval"] for r in bars) == ["15m", "1d", "1h", "1m", "5m"]
     assert {r["close"] for r in bars} == {Decimal("7.77")}
@@ -187,9 +200,9 @@ def test_ten_years_of_daily_history_build_and_every_transform_after_them_too(
     warehouse: tuple[Settings, Feed, Transformer],
 ) -> None:
     settings, feed, transform = warehouse
-    first = datetime(2015, 1, 5, 15, 0, tzinfo=UTC)
-    days = [first + timedelta(days=n) for n in range(3650)]
-    weekdays = [day for day in days if day.weekday() < 5][:2608]
+    # 2,608 sessions (more than ten years) up to May 2022, one trade each in the regular session
+    weekdays = _xnys_sessions_before(date(2022, 5, 6), 2608)
+    assert (weekdays[-1] - weekdays[0]).days > 3650
     feed.publish_trades(
         ("TENY", Decimal("50.00") + Decimal(n) / 100, Decimal(10), ms(day)) for n, day in enumerate(weekdays)
     )

@@ -39,7 +39,7 @@ from tickhouse.drain.rows import alert_line, trade_line
 
 pytestmark = pytest.mark.integration
 
-NOT_ON_FAKESNOW = ["fct_technicals+", "assert_technicals_bar_numbers_are_dense",
+NOT_ON_FAKESNOW = ["int_technicals+", "assert_technicals_bar_numbers_are_dense",
                    "assert_technicals_cover_every_bar"]
 NOP_REGEXES = [
     r"create or replace function .*ta_indicators",

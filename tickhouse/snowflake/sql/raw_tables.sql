@@ -118,3 +118,15 @@ create table if not exists raw.load_stats (
     partitions      variant       not null,
     loaded_at       timestamp_tz  not null
 );
+
+-- trading sessions of the exchange calendars (tickhouse.calendars), loaded by setup_raw
+create table if not exists raw.trading_sessions (
+    calendar        varchar       not null,
+    trading_date    date          not null,
+    session_number  integer       not null,
+    timezone        varchar       not null,
+    pre_open        varchar       not null,
+    regular_open    varchar       not null,
+    regular_close   varchar       not null,
+    post_close      varchar       not null
+);
