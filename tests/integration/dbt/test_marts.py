@@ -16,8 +16,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
+import talib
 
 from tests.integration.dbt.conftest import (
     Feed,
@@ -502,3 +504,66 @@ def test_marts_are_views_whose_contracts_and_descriptions_reach_the_database(sce
     assert {k["table_type"] for k in kinds} == {"VIEW"}
     comment = fetch(settings, "select obj_description('marts.fct_bars'::regclass, 'pg_class') as text")
     assert comment[0]["text"] and "OHLCV" in comment[0]["text"]
+
+
+def test_a_bi_tool_as_bi_reader_gets_the_right_numbers(scenario: Scenario) -> None:
+    """The queries a Superset or Metabase user writes first, as bi_reader with only its role
+    defaults (search_path marts, a statement timeout, read-only), checked against oracles."""
+    final = scenario.history_full_refresh
+    assert final is not None
+    expected = pandas_bars(final.trades)
+    with psycopg.connect(scenario.settings.conninfo("bi_reader"), autocommit=True) as conn:
+        defaults = conn.execute(
+            "select current_setting('search_path'), current_setting('statement_timeout'),"
+            " current_setting('default_transaction_read_only')"
+        ).fetchone()
+        assert defaults == ("marts", "2min", "on")
+
+        def rows(query: str) -> list[tuple[Any, ...]]:
+            return conn.execute(query).fetchall()
+
+        # the latest bar of every interval for one symbol (unqualified names: the search path)
+        latest = rows(
+            "select distinct on (bar_interval) bar_interval, bar_start, close, volume from fct_bars"
+            " where symbol = 'MSFT' order by bar_interval, bar_start desc"
+        )
+        msft = expected[expected["symbol"] == "MSFT"].sort_values("bar_start")
+        oracle = {interval: group.iloc[-1] for interval, group in msft.groupby("bar_interval", sort=False)}
+        assert {r[0]: (r[1], r[2], r[3]) for r in latest} == {
+            interval: (bar.bar_start.to_pydatetime(), bar.close, bar.volume)
+            for interval, bar in oracle.items()
+        }
+
+        # an SMA overlay on daily bars: equal to TA-Lib over the daily closes
+        overlay = rows(
+            "select b.bar_start, b.close, t.sma_20 from fct_bars_1d as b join fct_technicals as t"
+            " on t.symbol = b.symbol and t.bar_interval = '1d' and t.bar_start = b.bar_start"
+            " where b.symbol = 'AAPL' order by b.bar_start"
+        )
+        closes = [float(r[1]) for r in overlay]
+        want = talib.SMA(np.asarray(closes), 20)
+        assert len(overlay) == 260
+        for (_, _, got), ref in zip(overlay, want, strict=True):
+            assert (got is None) if np.isnan(ref) else got == pytest.approx(ref, rel=1e-12)
+
+        # top movers of the latest day: the change against the previous session of each symbol
+        movers = rows(
+            "select symbol, daily_change_pct from stock_analytics"
+            " where trading_date = (select max(trading_date) from stock_analytics where symbol = 'NVDA')"
+            " and daily_change_pct is not null order by abs(daily_change_pct) desc"
+        )
+        daily = expected[(expected["bar_interval"] == "1d") & (expected["symbol"] == "NVDA")].sort_values(
+            "bar_start"
+        )
+        prev, last = daily.iloc[-2], daily.iloc[-1]
+        assert ("NVDA", round(100 * (last.close - prev.close) / prev.close, 4)) in movers
+
+        # alerts per severity
+        assert dict(rows("select severity, count(*) from fct_alerts group by 1")) == {
+            "warning": 1,
+            "critical": 1,
+            "info": 1,
+        }
+        # and nothing else is writable or readable
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("create temporary table probe (id int)")
