@@ -189,8 +189,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     for name in ("AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_VIEWER_PASSWORD"):
         if not values.get(name) and generated.get(name):
             values[name] = generated[name]
+    prefix = "export " if args.export else ""
     for name, value in values.items():
-        print(f"{name}={shlex.quote(value)}")
+        print(f"{prefix}{name}={shlex.quote(value)}")
     return 0
 
 
@@ -228,7 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help=COMPONENT_HELP)
     p.set_defaults(func=cmd_down)
     sub.add_parser("status", help="each component and whether it answers").set_defaults(func=cmd_status)
-    sub.add_parser("env", help="the effective configuration as KEY=value lines").set_defaults(func=cmd_env)
+    env = sub.add_parser("env", help="the effective configuration as KEY=value lines")
+    env.add_argument(
+        "--export",
+        action="store_true",
+        help="prefix each line with `export `: eval \"$(tickhouse env --export)\" prepares a shell for dbt",
+    )
+    env.set_defaults(func=cmd_env)
     sub.add_parser("demo", help="the end-to-end demo on bundled data").set_defaults(func=cmd_demo)
     for name, (_, help_text) in SERVICES.items():
         sub.add_parser(name, help=help_text, add_help=False)
