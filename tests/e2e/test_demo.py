@@ -37,7 +37,7 @@ def test_demo_runs_the_pipeline_end_to_end(settings: Settings, airflow_api: Airf
         with connect(settings, "bi_reader") as conn:
             days = conn.execute(
                 "select count(distinct bar_start) from marts.fct_bars where bar_interval = '1d' "
-                "and symbol in ('AAPL', 'GOOG', 'IBM', 'MSFT') "
+                "and bar_source = 'trades' and symbol in ('AAPL', 'GOOG', 'IBM', 'MSFT') "
                 "and bar_start between '2013-02-14' and '2013-03-02'"
             ).fetchone()
             synthetic = conn.execute(

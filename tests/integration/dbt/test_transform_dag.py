@@ -61,14 +61,16 @@ def test_transform_marts_dag_parses_from_the_manifest(tmp_path: Path) -> None:
     tasks = result["tasks"]
     for model in (
         "int_trades_aggregated_to_minute_bars",
+        "int_bars",
+        "int_technicals",
         "fct_bars",
         "fct_technicals",
         "stock_analytics",
         "fct_alerts",
     ):
         assert f"{model}_model_build" in tasks
-    assert "fct_bars_model_build" in tasks["fct_technicals_model_build"]["upstream"]
-    assert "dim_symbols_seed_build" in tasks
+    assert "int_bars_model_build" in tasks["int_technicals_model_build"]["upstream"]
+    assert "symbol_reference_seed_build" in tasks
     assert all(task["retries"] == 0 for task in tasks.values())
     for asset in ("tickhouse.raw.trades", "tickhouse.raw.quotes", "tickhouse.raw.alerts",
                   "tickhouse.raw.candles"):
