@@ -100,10 +100,14 @@ def _format_storage(settings: Settings, config: Path) -> None:
         return
     cluster_id = kafka_dir(settings) / "cluster.id"
     if not cluster_id.exists():
-        # Kafka wants a base64 UUID; uuid4's urlsafe-base64 form is what random-uuid prints
+        # Kafka wants a base64 UUID; uuid4's urlsafe-base64 form is what random-uuid prints. One
+        # that starts with "-" would be read as an option by the storage tool: draw another.
         import base64
 
-        cluster_id.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
+        value = "-"
+        while value.startswith("-"):
+            value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id.write_text(value + "\n")
     result = subprocess.run(
         [
             java(),
