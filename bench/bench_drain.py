@@ -33,11 +33,11 @@ import psycopg
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from drain.loader import copy_statement
+from drain.options import DrainOptions
+from drain.rows import COLUMNS, trade_line
+from drain.runner import drain_once
 from tickhouse.config import Settings, load_settings
-from tickhouse.drain.loader import copy_statement
-from tickhouse.drain.options import DrainOptions
-from tickhouse.drain.rows import COLUMNS, trade_line
-from tickhouse.drain.runner import drain_once
 from tickhouse.warehouse import setup_warehouse
 
 BASE_TS = 31_536_000_000  # 1971-01-01T00:00:00Z
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{drain_cpu_s / n * 1e6:.1f} us/message; parse workers: {args.parse_workers})"
     )
 
-    from tickhouse.drain.quality import check_run
+    from drain.quality import check_run
 
     start = time.perf_counter()
     check_run(settings, DrainOptions(topics={topic: "trades"}, dq_min_event_time=date(1970, 1, 1)), result)

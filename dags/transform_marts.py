@@ -1,7 +1,7 @@
 """transform_marts: build and test the dbt marts when new raw data has landed (CONTRACT §5).
 
 Cosmos renders every dbt model (with its tests, TestBehavior.BUILD) and seed as an Airflow
-task, from the manifest `dbt parse` wrote at setup (`tickhouse.transform.dbt_parse()`), so
+task, from the manifest `dbt parse` wrote at setup (`transform.dbt_runner.dbt_parse()`), so
 parsing this file runs no dbt. The run is scheduled on the raw Assets the ingest DAG emits.
 dbt reads its connection from the environment through profiles.yml (POSTGRES_HOST,
 POSTGRES_PORT, POSTGRES_DB, DBT_USER, DBT_PASSWORD, BI_READER_USER).

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tickhouse.airflow_api import AirflowAPI
+from ops.airflow_api import AirflowAPI
 from tickhouse.config import Settings, load_settings
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -42,6 +42,6 @@ def unique_topic(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def airflow_api(settings: Settings) -> AirflowAPI:
-    from tickhouse.stack.airflow import admin_password
+    from ops.stack.airflow import admin_password
 
     return AirflowAPI(settings.airflow_url, "admin", admin_password(settings))

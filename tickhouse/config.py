@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from tickhouse.errors import TickhouseError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +25,7 @@ _HOST_PORT_PATTERN = re.compile(r"^[A-Za-z0-9.\-]+:(\d{1,5})$")
 _ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(TickhouseError, ValueError):
     """A configuration variable has a value Tickhouse cannot use."""
 
 
@@ -144,7 +146,6 @@ class Settings:
     finnhub_ws_url: str
     finnhub_api_url: str
     symbols: tuple[str, ...]
-    secret_keys: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def kafka_port(self) -> int:
@@ -221,26 +222,6 @@ class Settings:
         }
 
 
-SECRET_VARIABLES = frozenset(
-    {
-        "POSTGRES_PASSWORD",
-        "LOADER_PASSWORD",
-        "DBT_PASSWORD",
-        "BI_READER_PASSWORD",
-        "AIRFLOW_DB_PASSWORD",
-        "AIRFLOW_ADMIN_PASSWORD",
-        "AIRFLOW_JWT_SECRET",
-        "AIRFLOW_API_SECRET_KEY",
-        "AIRFLOW_FERNET_KEY",
-        "FINNHUB_API_KEY",
-        "SLACK_WEBHOOK_URL",
-        "ALERTS_WEBHOOK_URL",
-        "SMTP_PASSWORD",
-        "SNOWFLAKE_PASSWORD",
-    }
-)
-
-
 def _libpq_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -305,7 +286,6 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
             ("http", "https"),
         ),
         symbols=parse_symbols("SYMBOLS", get("SYMBOLS", DEFAULT_SYMBOLS)),
-        secret_keys=SECRET_VARIABLES,
     )
 
 

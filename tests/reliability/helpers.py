@@ -18,9 +18,9 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from ops.stack import airflow, kafka_broker, postgres
+from ops.stack.processes import port_open, wait_until
 from tickhouse.config import PROJECT_ROOT, Settings
-from tickhouse.stack import airflow, kafka_broker, postgres
-from tickhouse.stack.processes import port_open, wait_until
 
 VENV_BIN = Path(sys.executable).parent
 # topics of the hostile-input scenario take messages up to this size (the 1+ MB payloads)
@@ -167,8 +167,8 @@ DRAIN_ARGV = [str(VENV_BIN / "tickhouse"), "drain", "--once"]
 SELF_KILL_SCRIPT = """
 import os, signal, sys
 from tickhouse.config import load_settings
-from tickhouse.drain.options import load_options
-from tickhouse.drain.runner import drain_once
+from drain.options import load_options
+from drain.runner import drain_once
 stage = sys.argv[1]
 def hook(s):
     if s == stage:

@@ -17,13 +17,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from ops.airflow_api import AirflowAPI
+from ops.stack import airflow, apps, kafka_broker, postgres
+from ops.stack.processes import Service
 from tests.finnhub_server import FakeFinnhub
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import RelTopics
-from tickhouse.airflow_api import AirflowAPI
 from tickhouse.config import ConfigError, Settings, parse_symbols
-from tickhouse.stack import airflow, apps, kafka_broker, postgres
-from tickhouse.stack.processes import Service
 
 # --- database roles ------------------------------------------------------------------------------
 

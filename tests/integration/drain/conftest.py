@@ -12,9 +12,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from drain.options import DrainOptions
+from drain.runner import DrainResult, drain_once
 from tickhouse.config import Settings, load_settings
-from tickhouse.drain.options import DrainOptions
-from tickhouse.drain.runner import DrainResult, drain_once
 from tickhouse.warehouse import setup_warehouse
 
 

@@ -13,9 +13,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import NewPartitions
 
+from drain.runner import STAGES
 from tests.integration.drain.conftest import Topics, coordinates
 from tests.integration.drain.helpers import NOW_MS, alert, quote, trade
-from tickhouse.drain.runner import STAGES
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,7 @@ def test_crash_at_each_stage_then_rerun(
 
 
 def _drain_with_hook(topics: Topics, hook: Any) -> None:
-    from tickhouse.drain.runner import drain_once
+    from drain.runner import drain_once
 
     drain_once(topics.settings, topics.options(), fault_hook=hook)
 
@@ -149,8 +149,8 @@ def test_process_killed_at_stage_then_rerun(
         f"""
         import os
         from tickhouse.config import load_settings
-        from tickhouse.drain.options import DrainOptions
-        from tickhouse.drain.runner import drain_once
+        from drain.options import DrainOptions
+        from drain.runner import drain_once
 
         def hook(stage):
             if stage == {stage!r}:
@@ -224,7 +224,7 @@ def test_partitions_added_while_running_are_drained(
                 producer.produce(topics.trades, value=trade(i), partition=partition)
         assert producer.flush(30) == 0
 
-    from tickhouse.drain.runner import drain_once
+    from drain.runner import drain_once
 
     result = drain_once(topics.settings, topics.options(), fault_hook=grow)
     assert added
@@ -245,7 +245,7 @@ def test_parse_workers_load_the_same_rows_exactly_once(
         if stage == "mid_copy":
             raise Crash(stage)
 
-    from tickhouse.drain.runner import drain_once
+    from drain.runner import drain_once
 
     with pytest.raises(Crash):
         drain_once(topics.settings, topics.options(parse_workers=2), fault_hook=hook)

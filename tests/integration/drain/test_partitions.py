@@ -24,10 +24,10 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
+from drain.retention import drop_expired_partitions
 from tests.integration.drain.conftest import Topics
 from tests.integration.drain.helpers import quote, trade
 from tickhouse.config import Settings
-from tickhouse.drain.retention import drop_expired_partitions
 from tickhouse.warehouse import (
     SQL_DIR,
     apply_migrations,
@@ -213,7 +213,7 @@ def test_a_hostile_spread_since_1970_creates_a_bounded_number_of_partitions(
                 assert row is not None
                 drain_locks.append(int(row[0]))
 
-    from tickhouse.drain.runner import drain_once
+    from drain.runner import drain_once
 
     result = drain_once(db_settings, topics.options(), fault_hook=count_locks)  # one run
     [trades] = [s for s in result.topics if s.topic == topics.trades]
@@ -432,7 +432,7 @@ def test_merge_day_partitions_of_an_old_install_into_months_and_years(
         assert len(partitions_of(conn, "raw.trades")) == len(days)
 
     monkeypatch.setenv("POSTGRES_DB", own_db.postgres_db)
-    from tickhouse.drain.cli import main
+    from drain.cli import main
 
     assert main(["--merge-day-partitions"]) == 0
     with owner(own_db) as conn:

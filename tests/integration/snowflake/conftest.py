@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from drain.runner import DrainResult, drain_once
 from tests.integration.drain.conftest import Topics
 from tickhouse.config import Settings, load_settings
-from tickhouse.drain.runner import DrainResult, drain_once
 
 
 @pytest.fixture(scope="session")

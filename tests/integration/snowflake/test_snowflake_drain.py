@@ -7,11 +7,11 @@ import json
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from drain import snowflake_loader
+from drain.runner import STAGES
+from drain.snowflake_loader import SNOWFLAKE_STAGES
 from tests.integration.drain.helpers import NOW_MS, alert, candle, quote, trade
 from tests.integration.snowflake.conftest import Snow, SnowTopics
-from tickhouse.drain import snowflake_loader
-from tickhouse.drain.runner import STAGES
-from tickhouse.drain.snowflake_loader import SNOWFLAKE_STAGES
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +99,7 @@ def test_crash_at_each_stage_then_rerun(
     monkeypatch.setattr(snowflake_loader, "FLUSH_ROWS", 300)
     topics.produce(topics.trades, [*map(trade, range(1_000)), b"\xff"])
     topics.produce(topics.quotes, [quote(i) for i in range(5)])
-    from tickhouse.drain.runner import drain_once
+    from drain.runner import drain_once
 
     fired: list[str] = []
 
@@ -199,7 +199,7 @@ def test_values_arrive_with_their_types(snow: Snow, topics: SnowTopics) -> None:
 
 def test_a_drain_that_lost_the_race_writes_nothing(snow: Snow, topics: SnowTopics) -> None:
     """Two drains of one group: the one whose offsets moved under it rolls back."""
-    from tickhouse.drain.offsets import OffsetConflict
+    from drain.offsets import OffsetConflict
 
     topics.produce(topics.trades, [trade(i) for i in range(50)], partition=0)
     topics.drain_until_caught_up()
@@ -213,7 +213,7 @@ def test_a_drain_that_lost_the_race_writes_nothing(snow: Snow, topics: SnowTopic
                 (topics.group,),
             )
 
-    from tickhouse.drain.runner import drain_once
+    from drain.runner import drain_once
 
     with pytest.raises(OffsetConflict):
         drain_once(topics.settings, topics.options(), fault_hook=other_drain_commits_first)
@@ -224,7 +224,7 @@ def test_drain_cli_loads_into_snowflake_without_postgres_credentials(
     snow: Snow, topics: SnowTopics, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tickhouse.drain.cli import main
+    from drain.cli import main
 
     for name, value in {
         **topics.env(), "DRAIN_MAX_SECONDS": "20",

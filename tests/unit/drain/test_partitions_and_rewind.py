@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tickhouse.drain.partitions import MS_PER_DAY, CoveredRanges, Partition
-from tickhouse.drain.runner import rewound_message
+from drain.partitions import MS_PER_DAY, CoveredRanges, Partition
+from drain.runner import rewound_message
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from tickhouse.drain.rows import (
+from drain.rows import (
     COLUMNS,
     alert_line,
     candle_line,

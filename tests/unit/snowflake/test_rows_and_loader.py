@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from tickhouse.drain.offsets import OffsetConflict
-from tickhouse.drain.rows import alert_line, candle_line, quarantine_line, quote_line, trade_line
-from tickhouse.drain.snowflake_loader import (
+from drain.offsets import OffsetConflict
+from drain.rows import alert_line, candle_line, quarantine_line, quote_line, trade_line
+from drain.snowflake_loader import (
     SnowflakeLoader,
     read_offsets,
     save_offsets,
     write_load_stats,
 )
-from tickhouse.drain.snowflake_rows import split_copy_line, staging_row, text_array_json
-from tickhouse.drain.stats import TopicStats
+from drain.snowflake_rows import split_copy_line, staging_row, text_array_json
+from drain.stats import TopicStats
 from tickhouse.snowflake.schema import ddl_statements, setup_raw
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ops.stack.processes import tickhouse_command
 from tickhouse.config import Settings, load_settings
 
 SAMPLE_FILE = Path("data/sample_trades.csv.gz")
@@ -37,10 +37,6 @@ MALFORMED = (
     b"not JSON at all",
     b'{"symbol": "DROP TABLE trades;--", "price": 1, "volume": 1, "ts": 1763649000123}',
 )
-
-
-def _tickhouse() -> str:
-    return str(Path(sys.executable).parent / "tickhouse")
 
 
 @dataclass
@@ -151,7 +147,7 @@ def _run(argv: list[str], what: str, timeout: float = 600) -> None:
 
 
 def _fully_drained(settings: Settings) -> bool:
-    from tickhouse.observability import consumer_lag
+    from exporter.pipeline import consumer_lag
 
     parts = consumer_lag(settings)
     return bool(parts) and all(p.lag == 0 for p in parts if p.end_offset > 0)
@@ -260,11 +256,11 @@ def _drain_and_transform(settings: Settings, api: Any, console: Console) -> None
 
 def run_demo(synthetic_seconds: float | None = None) -> int:
     """Run the demo; returns the process exit code."""
-    from tickhouse.airflow_api import AirflowAPI
-    from tickhouse.observability import topic_loads
-    from tickhouse.stack import airflow
-    from tickhouse.stack.apps import APPS, start_apps
-    from tickhouse.stack.manager import up
+    from exporter.pipeline import topic_loads
+    from ops.airflow_api import AirflowAPI
+    from ops.stack import airflow
+    from ops.stack.apps import APPS, start_apps
+    from ops.stack.manager import up
 
     console = Console()
     seconds = (
@@ -296,7 +292,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     else:
         _run(
             [
-                _tickhouse(),
+                tickhouse_command(),
                 "produce",
                 "--source",
                 "replay",
@@ -330,7 +326,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     malformed = _produce_malformed(settings)
     synthetic = subprocess.Popen(
         [
-            _tickhouse(),
+            tickhouse_command(),
             "produce",
             "--source",
             "synthetic",

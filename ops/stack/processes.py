@@ -7,14 +7,22 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tickhouse.errors import TickhouseError
 
-class StackError(RuntimeError):
+
+class StackError(TickhouseError, RuntimeError):
     """A local-stack component could not be set up, started or stopped; the message says why."""
+
+
+def tickhouse_command() -> str:
+    """The `tickhouse` console script of this installation (beside the running Python)."""
+    return str(Path(sys.executable).parent / "tickhouse")
 
 
 @dataclass(frozen=True, slots=True)

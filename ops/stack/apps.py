@@ -4,14 +4,12 @@ pipeline metrics exporter. `make demo` starts them; `make down` stops them with 
 from __future__ import annotations
 
 import os
-import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
+from ops.stack.processes import Service, port_open, require_port_free, tickhouse_command, wait_until
 from tickhouse.config import Settings
-from tickhouse.stack.processes import Service, port_open, require_port_free, wait_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +25,6 @@ class App:
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port()}{self.health_path}"
-
-
-def _tickhouse() -> str:
-    return str(Path(sys.executable).parent / "tickhouse")
 
 
 APPS = (
@@ -59,7 +53,7 @@ def start_apps(settings: Settings, names: tuple[str, ...] | None = None) -> list
         if svc.pid() is not None:
             continue
         require_port_free("127.0.0.1", app.port(), app.port_variable)
-        svc.start([_tickhouse(), *app.argv], env=env, cwd=settings.project_root)
+        svc.start([tickhouse_command(), *app.argv], env=env, cwd=settings.project_root)
         started.append(app.name)
     for app in APPS:
         if app.name in started:

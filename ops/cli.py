@@ -1,46 +1,93 @@
 """The `tickhouse` console script (CONTRACT §1).
 
 `up | down | status | env | demo` manage the local stack; `produce | backfill | drain | quarantine |
-transform | alerts` hand their remaining arguments to the service that implements them.
+transform | alerts | dashboard | metrics` hand their remaining arguments to the service that
+implements them (each service's `main(argv) -> exit code`, imported when it runs).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tickhouse.config import ConfigError, load_settings
+from tickhouse.errors import TickhouseError
 
-# subcommand -> module with `main(argv: list[str]) -> int`
-SERVICES = {
-    "produce": ("producer.cli", "publish trades and quotes to Kafka (finnhub, replay, synthetic)"),
-    "backfill": ("producer.backfill_cli", "publish history as candles to Kafka (finnhub, file)"),
-    "drain": ("tickhouse.drain.cli", "drain Kafka into the raw tables (`--once`: one micro-batch)"),
-    "quarantine": (
-        "tickhouse.drain.quarantine_cli",
-        "list the messages the drain quarantined, or replay them after a fix",
-    ),
-    "transform": ("tickhouse.transform", "`dbt build` of the whole project"),
-    "alerts": ("alerts.cli", "the fast-path alert service (runs until stopped)"),
-    "dashboard": ("dashboard.cli", "the web dashboard over the marts (reads as bi_reader)"),
-    "metrics": ("tickhouse.observability", "Prometheus exporter of drain lag, loads and freshness"),
+
+def _produce(argv: list[str]) -> int:
+    from producer.cli import main
+
+    return main(argv)
+
+
+def _backfill(argv: list[str]) -> int:
+    from producer.backfill_cli import main
+
+    return main(argv)
+
+
+def _drain(argv: list[str]) -> int:
+    from drain.cli import main
+
+    return main(argv)
+
+
+def _quarantine(argv: list[str]) -> int:
+    from drain.quarantine_cli import main
+
+    return main(argv)
+
+
+def _transform(argv: list[str]) -> int:
+    from transform.cli import main
+
+    return main(argv)
+
+
+def _alerts(argv: list[str]) -> int:
+    from alerts.cli import main
+
+    return main(argv)
+
+
+def _dashboard(argv: list[str]) -> int:
+    from dashboard.cli import main
+
+    return main(argv)
+
+
+def _metrics(argv: list[str]) -> int:
+    from exporter.cli import main
+
+    return main(argv)
+
+
+# subcommand -> (the service's main, what it does)
+SERVICES: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "produce": (_produce, "publish trades and quotes to Kafka (finnhub, replay, synthetic)"),
+    "backfill": (_backfill, "publish history as candles to Kafka (finnhub, file)"),
+    "drain": (_drain, "drain Kafka into the raw tables (`--once`: one micro-batch)"),
+    "quarantine": (_quarantine, "list the messages the drain quarantined, or replay them after a fix"),
+    "transform": (_transform, "`dbt build` of the whole project"),
+    "alerts": (_alerts, "the fast-path alert service (runs until stopped)"),
+    "dashboard": (_dashboard, "the web dashboard over the marts (reads as bi_reader)"),
+    "metrics": (_metrics, "Prometheus exporter of drain lag, loads and freshness"),
 }
 COMPONENT_HELP = "postgres, kafka, airflow (default: all)"
 
 
 def _components(raw: str | None) -> list[str]:
-    from tickhouse.stack.manager import COMPONENTS
+    from ops.stack.manager import COMPONENTS
 
     return [c.strip() for c in raw.split(",") if c.strip()] if raw else list(COMPONENTS)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from tickhouse.stack.manager import up
+    from ops.stack.manager import up
 
     started: list[str] = []
     try:
@@ -52,7 +99,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from tickhouse.stack.manager import down
+    from ops.stack.manager import down
 
     down(_components(args.only) if args.only else None)
     return 0
@@ -62,8 +109,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tickhouse.stack import airflow
-    from tickhouse.stack.manager import status
+    from ops.stack import airflow
+    from ops.stack.manager import status
 
     settings = load_settings()
     rows = status()
@@ -78,7 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "[green]yes[/]" if row.answers else "[red]no[/]",
             row.detail,
         )
-    from tickhouse.stack.apps import app_status
+    from ops.stack.apps import app_status
 
     for name, url, running, answers in app_status(settings):
         if running:
@@ -107,7 +154,7 @@ def _print_pipeline(console: Any, settings: Any) -> None:
     """Lag per topic and freshness of the raw tables, when the services answer."""
     from rich.table import Table
 
-    from tickhouse.observability import consumer_lag, seconds_since, topic_loads
+    from exporter.pipeline import consumer_lag, seconds_since, topic_loads
 
     try:
         lags = consumer_lag(settings, timeout=3)
@@ -141,7 +188,7 @@ def _print_marts_coverage(console: Any, settings: Any, limit: int = 15) -> None:
     """Per symbol: the oldest and newest bar in the marts, and rows raw holds that they do not yet."""
     from rich.table import Table
 
-    from tickhouse.observability import marts_coverage
+    from exporter.pipeline import marts_coverage
 
     try:
         coverage = marts_coverage(settings, limit)
@@ -195,24 +242,9 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tickhouse.demo import run_demo
+    from ops.demo import run_demo
 
     return run_demo()
-
-
-def _service(name: str, argv: list[str]) -> int:
-    module_name, _ = SERVICES[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and module_name.startswith(err.name):
-            print(
-                f"tickhouse {name}: not available in this build ({module_name} is missing)", file=sys.stderr
-            )
-            return 2
-        raise
-    result: int = module.main(argv)
-    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,9 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    command = args_list[0] if args_list else ""
     try:
-        if args_list and args_list[0] in SERVICES:
-            return _service(args_list[0], args_list[1:])
+        if command in SERVICES:
+            run, _ = SERVICES[command]
+            return run(args_list[1:])
         parser = build_parser()
         args = parser.parse_args(args_list)
         result: int = args.func(args)
@@ -247,15 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"tickhouse: configuration error: {err}", file=sys.stderr)
         return 2
+    except TickhouseError as err:
+        # every package's exception root derives from TickhouseError; the message says what to do
+        print(f"tickhouse {command}: {err}" if command else f"tickhouse: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as err:
-        from tickhouse.stack.processes import StackError
-
-        if isinstance(err, StackError):
-            print(f"tickhouse: {err}", file=sys.stderr)
-            return 1
-        raise
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 
 `list` prints counts per topic and kind of reason (and with `--messages` the newest matching
 messages). `replay` publishes the kept bytes of the matching messages again to their topic, once
-each (see `tickhouse.drain.quarantine`); run it after fixing whatever rejected them, then let the
+each (see `drain.quarantine`); run it after fixing whatever rejected them, then let the
 drain load them. TIME is an ISO date or timestamp (UTC unless it says otherwise). Exit status: 0
 on success, 1 when some messages could not be published, 2 on bad arguments or configuration.
 """
@@ -19,14 +19,14 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.table import Table
 
-from tickhouse.config import ConfigError, load_settings, require_credentials
-from tickhouse.drain.quarantine import (
+from drain.quarantine import (
     QuarantineFilter,
     ReasonCount,
     messages,
     replay,
     summarize,
 )
+from tickhouse.config import ConfigError, load_settings, require_credentials
 
 
 def _time(text: str) -> datetime:

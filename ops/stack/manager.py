@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import psycopg
 
+from ops.stack import airflow, kafka_broker, postgres
+from ops.stack.credentials import ensure_credentials
+from ops.stack.processes import StackError, port_open
 from tickhouse.config import PROJECT_ROOT, Settings, load_settings, read_env_file
-from tickhouse.stack import airflow, kafka_broker, postgres
-from tickhouse.stack.credentials import ensure_credentials
-from tickhouse.stack.processes import StackError, port_open
 from tickhouse.warehouse import setup_warehouse
 
 COMPONENTS = ("postgres", "kafka", "airflow")
@@ -94,7 +94,7 @@ def _refresh_dbt_manifest(settings: Settings) -> bool:
     manifest = project / "target" / "manifest.json"
     if manifest.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
         return False
-    from tickhouse.transform import dbt_parse
+    from transform.dbt_runner import dbt_parse
 
     dbt_parse(settings)
     stamp.write_text(digest.hexdigest())
@@ -104,7 +104,7 @@ def _refresh_dbt_manifest(settings: Settings) -> bool:
 def down(components: Iterable[str] | None = None, say: Callable[[str], None] = print) -> list[str]:
     """Stop the given components (Airflow first, PostgreSQL last); returns those stopped. With no
     components, everything: Tickhouse's own services (alerts, dashboard, metrics) and the stack."""
-    from tickhouse.stack.apps import stop_apps
+    from ops.stack.apps import stop_apps
 
     settings = load_settings()
     wanted = set(COMPONENTS if components is None else components)

@@ -20,13 +20,13 @@ from urllib.parse import quote
 
 import psycopg
 
+from drain.options import DrainOptions
+from drain.stats import TopicStats
 from tickhouse.config import Settings
-from tickhouse.drain.options import DrainOptions
-from tickhouse.drain.stats import TopicStats
 from tickhouse.schemas import RESOLUTIONS
 
 if TYPE_CHECKING:
-    from tickhouse.drain.runner import DrainResult
+    from drain.runner import DrainResult
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: ignore[attr-defined]
 
+from ops.stack.processes import Service, StackError, port_open, require_port_free, wait_until
 from tickhouse.config import Settings
-from tickhouse.stack.processes import Service, StackError, port_open, require_port_free, wait_until
 
 LOG4J2_CONFIG = """\
 Configuration:

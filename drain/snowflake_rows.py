@@ -14,7 +14,7 @@ import json
 import re
 import time
 
-from tickhouse.drain.rows import COLUMNS
+from drain.rows import COLUMNS
 
 NULL = "\\N"
 _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}

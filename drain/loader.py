@@ -3,7 +3,7 @@
 A COPY stays open while lines for the same table keep coming, so PostgreSQL parses and indexes one
 block while Python validates the next. It is closed and reopened only when the lines switch to
 another table or need a partition that does not exist yet (partitions cannot be created in the
-middle of a COPY; see `tickhouse.drain.partitions` for the ranges they cover). Quarantine rows are
+middle of a COPY; see `drain.partitions` for the ranges they cover). Quarantine rows are
 few; they are buffered and copied in blocks too, into the partition of the run's `loaded_at`.
 """
 
@@ -18,13 +18,13 @@ from typing import Any
 import psycopg
 from psycopg.copy import Copy
 
-from tickhouse.drain.partitions import (
+from drain.partitions import (
     MS_PER_DAY,
     CoveredRanges,
     ensure_partitions,
     read_ranges,
 )
-from tickhouse.drain.rows import COLUMNS, TABLES
+from drain.rows import COLUMNS, TABLES
 
 FaultHook = Callable[[str], None]
 

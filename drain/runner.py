@@ -6,7 +6,7 @@ The order of a run, and why:
    `raw.kafka_offsets` (the source of truth) and assign every partition from there;
    (WAREHOUSE=snowflake: the same steps through `targets.SnowflakeTarget`, which stages the rows
    with write_pandas and moves them into RAW in one transaction with the offsets and stats; see
-   `tickhouse.drain.snowflake_loader`)
+   `drain.snowflake_loader`)
 2. consume up to `max_messages` or `max_seconds` (stopping earlier once every partition is at its
    end), validating each message in the same pass and streaming it by COPY into its raw table or
    into `raw.quarantine`;
@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from drain.batches import BatchParser, BatchResult, Item
+from drain.consumer import KafkaSource, Position
+from drain.options import DrainOptions
+from drain.stats import TopicStats
+from drain.targets import RowLoader, open_target
 from tickhouse.config import Settings
-from tickhouse.drain.batches import BatchParser, BatchResult, Item
-from tickhouse.drain.consumer import KafkaSource, Position
-from tickhouse.drain.options import DrainOptions
-from tickhouse.drain.stats import TopicStats
-from tickhouse.drain.targets import RowLoader, open_target
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def _after_commit(
             )
         return
     if options.retention_days or options.quarantine_retention_days:
-        from tickhouse.drain.retention import drop_expired_partitions
+        from drain.retention import drop_expired_partitions
 
         try:
             result.partitions_dropped = drop_expired_partitions(
@@ -233,7 +233,7 @@ def _after_commit(
         except Exception:
             log.exception("retention failed (the load is committed); the next run tries again")
     if run_quality and options.dq_policy != "off":
-        from tickhouse.drain.quality import check_run
+        from drain.quality import check_run
 
         try:
             result.dq_failures = check_run(settings, options, result)

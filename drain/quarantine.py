@@ -26,7 +26,7 @@ import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 from psycopg import sql
 
-from tickhouse.drain.rows import QUARANTINE_KEY_BYTES
+from drain.rows import QUARANTINE_KEY_BYTES
 
 REPLAY_HEADER = "tickhouse-replay-of"
 

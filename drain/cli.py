@@ -23,8 +23,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from drain.options import DQ_POLICIES, load_options
 from tickhouse.config import ConfigError, Settings, load_settings, require_credentials
-from tickhouse.drain.options import DQ_POLICIES, load_options
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def stats_table(result: object) -> Table:
-    from tickhouse.drain.runner import DrainResult
+    from drain.runner import DrainResult
 
     assert isinstance(result, DrainResult)
     table = Table(title=f"drain run {result.run_id[:8]} ({result.duration_s:.2f}s)")
@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
     if args.merge_day_partitions:
         return _merge_day_partitions(settings, options.warehouse, console)
 
-    from tickhouse.drain.runner import DataQualityError, TopicRewound, drain_once
+    from drain.runner import DataQualityError, TopicRewound, drain_once
 
     try:
         result = drain_once(settings, options)
@@ -141,8 +141,8 @@ def _reset_topics(
             file=sys.stderr,
         )
         return 2
-    from tickhouse.drain.consumer import log_starts
-    from tickhouse.drain.offsets import lock_group, reset_topic
+    from drain.consumer import log_starts
+    from drain.offsets import lock_group, reset_topic
     from tickhouse.warehouse import connect
 
     try:
@@ -168,8 +168,8 @@ def _merge_day_partitions(settings: Settings, warehouse: str, console: Console) 
         return 2
     from datetime import UTC, datetime
 
-    from tickhouse.drain.partitions import merge, natural_range, plan_day_merges, read_ranges
-    from tickhouse.drain.rows import TABLES
+    from drain.partitions import merge, natural_range, plan_day_merges, read_ranges
+    from drain.rows import TABLES
     from tickhouse.warehouse import connect
 
     def day(ms: float) -> str:

@@ -1,4 +1,4 @@
-"""`tickhouse transform`: `dbt build` of dbt_project/, the way the transform_marts DAG runs it.
+"""dbt on dbt_project/: `dbt build` the way the transform_marts DAG runs it, and `dbt parse`.
 
 dbt runs in-process through its programmatic entry point (`dbtRunner`), with the project at
 `dbt_project/` and the profile `tickhouse` read from `profiles.yml` at the repository root.
@@ -10,7 +10,6 @@ The profile takes its connection from environment variables, which are set here 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 from tickhouse.config import (
     PROJECT_ROOT,
-    ConfigError,
     Settings,
     load_settings,
     merged_environment,
@@ -142,26 +140,3 @@ def _failure_summary(result: Any) -> str:
         if status.lower() in {"error", "fail", "runtime error"}:
             failures.append(f"{node_result.node.name}: {status} {node_result.message or ''}".strip())
     return "; ".join(failures) or "dbt reported failure (see its log above)"
-
-
-def main(argv: list[str]) -> int:
-    """`tickhouse transform [DBT BUILD ARGS...]`, e.g. `tickhouse transform --full-refresh`."""
-    if argv and argv[0] in {"-h", "--help"}:
-        print(
-            "usage: tickhouse transform [dbt build options, e.g. --full-refresh, --select fct_bars+]\n"
-            f"Runs `dbt build` on {DBT_PROJECT_DIR} with the profile in {PROFILES_DIR / 'profiles.yml'}."
-        )
-        return 0
-    try:
-        build(argv)
-    except ConfigError as error:
-        print(f"tickhouse transform: configuration error: {error}", file=sys.stderr)
-        return 2
-    except TransformError as error:
-        print(f"tickhouse transform: dbt build failed: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -5,7 +5,7 @@ event-time range ends on or before 00:00 UTC of the day N days ago; `QUARANTINE_
 does the same for raw.quarantine by `loaded_at`. Rows are never deleted one by one, so the
 granularity is the partition's: a month for live data (data is kept up to a month longer than N
 days), a year for history loaded when it was already older than twelve months, a day for the day
-partitions of installs before migration 006 (see `tickhouse.drain.partitions`).
+partitions of installs before migration 006 (see `drain.partitions`).
 
 Runs after the drain's commit in its own short transactions: dropping a partition needs an ACCESS
 EXCLUSIVE lock on the parent, so it waits at most a few seconds for readers and otherwise leaves the
@@ -22,10 +22,10 @@ from typing import Any
 
 import psycopg
 
+from drain.loader import QUARANTINE_TABLE
+from drain.partitions import MS_PER_DAY, Partition, read_ranges
+from drain.rows import TABLES
 from tickhouse.config import Settings
-from tickhouse.drain.loader import QUARANTINE_TABLE
-from tickhouse.drain.partitions import MS_PER_DAY, Partition, read_ranges
-from tickhouse.drain.rows import TABLES
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ops.stack.processes import Service, StackError, port_open, require_port_free, wait_until
 from tickhouse.config import Settings, merged_environment, read_env_file
-from tickhouse.stack.processes import Service, StackError, port_open, require_port_free, wait_until
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"

@@ -14,11 +14,11 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from drain.stats import TopicStats
 from tickhouse.config import Settings
-from tickhouse.drain.stats import TopicStats
 
 if TYPE_CHECKING:
-    from tickhouse.drain.snowflake_loader import SnowflakeLoader
+    from drain.snowflake_loader import SnowflakeLoader
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class PostgresTarget:
         self._stored: dict[Position, int] = {}
 
     def start(self, group: str, topics: Mapping[str, str]) -> dict[Position, int]:
-        from tickhouse.drain.offsets import lock_group, read_offsets, start_offsets
+        from drain.offsets import lock_group, read_offsets, start_offsets
 
         lock_group(self._conn, group)
         # the commit moves the group's own offsets only from where they are now (OffsetConflict)
@@ -97,7 +97,7 @@ class PostgresTarget:
         return starts
 
     def loader(self) -> RowLoader:
-        from tickhouse.drain.loader import CopyLoader
+        from drain.loader import CopyLoader
 
         return CopyLoader(self._conn, self._fault_hook)
 
@@ -112,8 +112,8 @@ class PostgresTarget:
         finished_at: datetime,
         stats: list[TopicStats],
     ) -> None:
-        from tickhouse.drain.offsets import save_offsets
-        from tickhouse.drain.stats import write_load_stats
+        from drain.offsets import save_offsets
+        from drain.stats import write_load_stats
 
         save_offsets(self._conn, group, positions, self._stored)
         write_load_stats(
@@ -146,12 +146,12 @@ class SnowflakeTarget:
     def start(self, group: str, topics: Mapping[str, str]) -> dict[Position, int]:
         # Snowflake inserts only rows whose coordinates are absent, so a new group's first run
         # from offset 0 adds nothing twice; it starts from the group's own offsets
-        from tickhouse.drain.snowflake_loader import read_offsets
+        from drain.snowflake_loader import read_offsets
 
         return read_offsets(self._conn, group, topics)
 
     def loader(self) -> RowLoader:
-        from tickhouse.drain.snowflake_loader import SnowflakeLoader
+        from drain.snowflake_loader import SnowflakeLoader
 
         loader = SnowflakeLoader(self._conn, self._fault_hook)
         self._loader = loader
@@ -168,7 +168,7 @@ class SnowflakeTarget:
         finished_at: datetime,
         stats: list[TopicStats],
     ) -> None:
-        from tickhouse.drain.snowflake_loader import save_offsets, write_load_stats
+        from drain.snowflake_loader import save_offsets, write_load_stats
 
         # one load time for the run's rows and its LOAD_STATS rows: how dbt finds a load's rows
         loaded_at_ms = int(finished_at.timestamp() * 1000)

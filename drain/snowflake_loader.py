@@ -36,10 +36,10 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from tickhouse.drain.offsets import OffsetConflict
-from tickhouse.drain.rows import COLUMNS, TABLES
-from tickhouse.drain.snowflake_rows import staging_row
-from tickhouse.drain.stats import TopicStats
+from drain.offsets import OffsetConflict
+from drain.rows import COLUMNS, TABLES
+from drain.snowflake_rows import staging_row
+from drain.stats import TopicStats
 
 FaultHook = Callable[[str], None]
 Position = tuple[str, int]
@@ -142,7 +142,7 @@ class SnowflakeLoader:
                 cur.execute(f"truncate table {staging_table(kind)}")
 
     def add_block(self, kind: str, block: bytes, days: set[int]) -> None:
-        """Queue the COPY lines of raw.<kind> (tickhouse.drain.rows) for staging."""
+        """Queue the COPY lines of raw.<kind> (drain.rows) for staging."""
         rows = self._rows[kind]
         event_index = COLUMNS[kind].index("event_time")
         low_high = self.event_ms.get(kind)

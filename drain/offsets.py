@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tickhouse.drain.rows import TABLES
+from drain.rows import TABLES
 
 Position = tuple[str, int]
 

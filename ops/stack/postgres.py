@@ -15,8 +15,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ops.stack.processes import StackError, pid_alive, port_open, require_port_free
 from tickhouse.config import Settings
-from tickhouse.stack.processes import StackError, pid_alive, port_open, require_port_free
 
 SERVER_USER = "postgres"
 

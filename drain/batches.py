@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from tickhouse.drain.rows import LINE_BUILDERS, MS_PER_DAY, quarantine_line
+from drain.rows import LINE_BUILDERS, MS_PER_DAY, quarantine_line
 from tickhouse.schemas import InvalidMessage
 
 # (value, partition, offset, kafka timestamp ms or None, key)
