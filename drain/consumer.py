@@ -23,26 +23,29 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from tickhouse import kafka
+
 log = logging.getLogger(__name__)
 
 Position = tuple[str, int]  # (topic, partition)
 
 
 def consumer_config(bootstrap_servers: str, group: str) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": group,
-        "client.id": f"{group}-drain",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": True,
-        "isolation.level": "read_committed",
-        # fetch in large chunks: the drain reads backlogs, not single messages
-        "max.partition.fetch.bytes": 8 * 1024 * 1024,
-        "fetch.wait.max.ms": 100,
-        "socket.keepalive.enable": True,
-    }
+    return kafka.consumer_config(
+        bootstrap_servers,
+        group,
+        **{
+            "client.id": f"{group}-drain",
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            # fetch in large chunks: the drain reads backlogs, not single messages
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "fetch.wait.max.ms": 100,
+            "socket.keepalive.enable": True,
+        },
+    )
 
 
 class KafkaSource:
@@ -150,16 +153,4 @@ class KafkaSource:
 
 def log_starts(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
     """The first offset the broker holds, per partition of `topic` (its low watermarks)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "tickhouse-probe"})
-    try:
-        info = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if info is None or info.error is not None or not info.partitions:
-            raise RuntimeError(f"topic {topic!r} does not exist on {bootstrap_servers}")
-        return {
-            partition: int(
-                consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[0]
-            )
-            for partition in sorted(info.partitions)
-        }
-    finally:
-        consumer.close()
+    return {p: low for p, (low, _high) in kafka.watermarks(bootstrap_servers, topic, timeout).items()}

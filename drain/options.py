@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from tickhouse.config import ConfigError, Settings
+from tickhouse.config import DEFAULT_DRAIN_GROUP, ConfigError, Settings, drain_group
 from tickhouse.snowflake.settings import WAREHOUSES, selected_warehouse
 
 DQ_POLICIES = ("warn", "fail", "off")
@@ -34,7 +34,7 @@ class DrainOptions:
     """What one drain run does; `topics` maps each Kafka topic to its kind (`KINDS`)."""
 
     topics: Mapping[str, str]
-    group: str = "tickhouse-drain"
+    group: str = DEFAULT_DRAIN_GROUP
     max_messages: int = 500_000
     max_seconds: float = 45.0
     dq_policy: str = "warn"
@@ -115,7 +115,7 @@ def load_options(
             settings.alerts_topic: "alerts",
             settings.candles_topic: "candles",
         },
-        "group": env.get("DRAIN_GROUP", "").strip() or "tickhouse-drain",
+        "group": drain_group(env),
         "max_messages": _int(env, "DRAIN_MAX_MESSAGES", 500_000),
         "max_seconds": _float(env, "DRAIN_MAX_SECONDS", 45.0),
         "dq_policy": (env.get("DRAIN_DQ_POLICY", "").strip() or "warn").lower(),

@@ -27,6 +27,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from psycopg import sql
 
 from drain.rows import QUARANTINE_KEY_BYTES
+from tickhouse import kafka
 
 REPLAY_HEADER = "tickhouse-replay-of"
 
@@ -166,14 +167,8 @@ def replay(
     result.matched, result.not_whole, result.already = (int(c) for c in counts)
     if dry_run:
         return result
-    producer = producer or Producer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "client.id": "tickhouse-quarantine-replay",
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-        }
+    producer = producer or kafka.producer(
+        bootstrap_servers, "tickhouse-quarantine-replay", **{"linger.ms": 5}
     )
     claim_template = sql.SQL(
         "with candidates as ("

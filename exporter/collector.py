@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from exporter.pipeline import consumer_lag, marts_coverage, seconds_since, topic_loads
+from exporter.pipeline import drain_lag, marts_coverage, seconds_since, topic_loads
 from tickhouse.config import Settings
 
 
@@ -34,7 +34,7 @@ class PipelineCollector:
         up = GaugeMetricFamily("tickhouse_pipeline_scrape_ok", "1 when both Kafka and the warehouse answered")
         ok = 1.0
         try:
-            for item in consumer_lag(self.settings):
+            for item in drain_lag(self.settings):
                 lag.add_metric([item.topic, str(item.partition)], item.lag)
         except Exception:
             ok = 0.0

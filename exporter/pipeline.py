@@ -7,30 +7,17 @@ rather than kept in a process).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from tickhouse.config import Settings
-
-DRAIN_GROUP_DEFAULT = "tickhouse-drain"
-
-
-def drain_group() -> str:
-    return os.environ.get("DRAIN_GROUP", "").strip() or DRAIN_GROUP_DEFAULT
+from tickhouse.config import Settings, drain_group
+from tickhouse.kafka import PartitionLag, group_lag
 
 
-@dataclass(frozen=True, slots=True)
-class PartitionLag:
-    topic: str
-    partition: int
-    end_offset: int
-    committed: int | None  # None: the group never committed on this partition
-
-    @property
-    def lag(self) -> int:
-        return self.end_offset - (self.committed if self.committed is not None else 0)
+def drain_lag(settings: Settings, timeout: float = 5.0) -> list[PartitionLag]:
+    """Per-partition lag of the drain's consumer group (DRAIN_GROUP) behind each topic's end."""
+    return group_lag(settings.kafka_bootstrap_servers, drain_group(), settings.topics, timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,39 +28,6 @@ class TopicLoad:
     last_run_at: datetime | None
     last_run_seconds: float | None
     max_event_time: datetime | None
-
-
-def consumer_lag(settings: Settings, group: str | None = None, timeout: float = 5.0) -> list[PartitionLag]:
-    """Per-partition lag of the drain's consumer group against each topic's end offset."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": group or drain_group(),
-            "enable.auto.commit": False,
-            "log_level": 3,
-        }
-    )
-    try:
-        metadata = consumer.list_topics(timeout=timeout)
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in settings.topics
-            if topic in metadata.topics
-            for p in sorted(metadata.topics[topic].partitions)
-        ]
-        committed = {
-            (tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=timeout)
-        }
-        out = []
-        for tp in partitions:
-            _, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            offset = committed.get((tp.topic, tp.partition), -1001)
-            out.append(PartitionLag(tp.topic, tp.partition, high, offset if offset >= 0 else None))
-        return out
-    finally:
-        consumer.close()
 
 
 def topic_loads(settings: Settings) -> list[TopicLoad]:

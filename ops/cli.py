@@ -154,10 +154,10 @@ def _print_pipeline(console: Any, settings: Any) -> None:
     """Lag per topic and freshness of the raw tables, when the services answer."""
     from rich.table import Table
 
-    from exporter.pipeline import consumer_lag, seconds_since, topic_loads
+    from exporter.pipeline import drain_lag, seconds_since, topic_loads
 
     try:
-        lags = consumer_lag(settings, timeout=3)
+        lags = drain_lag(settings, timeout=3)
         loads = {load.topic: load for load in topic_loads(settings)}
     except Exception as err:
         console.print(

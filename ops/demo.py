@@ -129,9 +129,9 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, console: Console
 
 
 def _produce_malformed(settings: Settings) -> int:
-    from confluent_kafka import Producer
+    from tickhouse import kafka
 
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 3})
+    producer = kafka.producer(settings.kafka_bootstrap_servers, "tickhouse-demo", log_level=3)
     for payload in MALFORMED:
         producer.produce(settings.trades_topic, value=payload, key=b"demo-malformed")
     producer.flush(30)
@@ -147,9 +147,9 @@ def _run(argv: list[str], what: str, timeout: float = 600) -> None:
 
 
 def _fully_drained(settings: Settings) -> bool:
-    from exporter.pipeline import consumer_lag
+    from exporter.pipeline import drain_lag
 
-    parts = consumer_lag(settings)
+    parts = drain_lag(settings)
     return bool(parts) and all(p.lag == 0 for p in parts if p.end_offset > 0)
 
 

@@ -21,7 +21,7 @@ from types import FrameType
 from producer.finnhub_quotes import QuotePoller, hide_secret_in_logs
 from producer.finnhub_stream import FinnhubAuthError, FinnhubStream, KeyLock
 from producer.metrics import ProducerMetrics, ProducerStats, StatusLine, metrics_port_from_env
-from producer.publisher import Publisher, PublisherError, ensure_topics
+from producer.publisher import Publisher, PublisherError, prepare_topics
 from producer.replay import (
     Prepared,
     ReadStats,
@@ -149,7 +149,7 @@ def main(argv: list[str]) -> int:
     trades_topic = args.trades_topic or settings.trades_topic
     quotes_topic = args.quotes_topic or settings.quotes_topic
     topics = [trades_topic] + ([quotes_topic] if args.quotes_every else [])
-    ensure_topics(settings.kafka_bootstrap_servers, topics, settings.topic_partitions, timeout=5)
+    prepare_topics(settings.kafka_bootstrap_servers, topics, settings.topic_partitions)
     try:
         publisher = Publisher(
             settings.kafka_bootstrap_servers,

@@ -17,6 +17,7 @@ from tickhouse.errors import TickhouseError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,GOOGL,AMZN,TSLA,NVDA,META,NFLX,AMD,INTC"
+DEFAULT_DRAIN_GROUP = "tickhouse-drain"
 
 # CONTRACT §3: 1-32 chars of A-Z a-z 0-9 . : - _ / ^ =
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9.:\-_/^=]{1,32}$")
@@ -287,6 +288,11 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
         ),
         symbols=parse_symbols("SYMBOLS", get("SYMBOLS", DEFAULT_SYMBOLS)),
     )
+
+
+def drain_group(environ: Mapping[str, str] | None = None) -> str:
+    """DRAIN_GROUP: the drain's consumer group, whose lag `tickhouse status` and the exporter show."""
+    return (os.environ if environ is None else environ).get("DRAIN_GROUP", "").strip() or DEFAULT_DRAIN_GROUP
 
 
 def require_credentials(settings: Settings) -> None:

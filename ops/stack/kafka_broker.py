@@ -9,9 +9,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: ignore[attr-defined]
-
 from ops.stack.processes import Service, StackError, port_open, require_port_free, wait_until
+from tickhouse import kafka
 from tickhouse.config import Settings
 
 LOG4J2_CONFIG = """\
@@ -160,7 +159,7 @@ def start(settings: Settings) -> bool:
     ]
     svc.start(argv, env=os.environ, cwd=home)
     wait_until(lambda: port_open(settings.kafka_host, settings.kafka_port), 90, "Kafka broker", svc.log_file)
-    ensure_topics(settings)
+    create_topics(settings)
     return True
 
 
@@ -168,47 +167,16 @@ def stop(settings: Settings) -> bool:
     return service(settings).stop(timeout=60)
 
 
-def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 4})
-
-
-def ensure_topics(settings: Settings, timeout: float = 60) -> None:
-    """Create the three topics with TOPIC_PARTITIONS partitions (raise, never shrink, a count)."""
-    client = admin(settings)
-    wait_until(lambda: _metadata_ok(client), timeout, "Kafka broker metadata")
-    existing = client.list_topics(timeout=10).topics
-    wanted = [t for t in settings.topics if t not in existing]
-    if wanted:
-        futures = client.create_topics(
-            [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1) for t in wanted]
-        )
-        for topic, future in futures.items():
-            try:
-                future.result(timeout=30)
-            except Exception as err:
-                if "TOPIC_ALREADY_EXISTS" not in str(err):
-                    raise StackError(f"could not create topic {topic}: {err}") from err
-    grow = [
-        NewPartitions(t, settings.topic_partitions)
-        for t in settings.topics
-        if t in existing and len(existing[t].partitions) < settings.topic_partitions
-    ]
-    if grow:
-        for topic, future in client.create_partitions(grow).items():
-            try:
-                future.result(timeout=30)
-            except Exception as err:
-                raise StackError(f"could not add partitions to {topic}: {err}") from err
-
-
-def _metadata_ok(client: AdminClient) -> bool:
-    try:
-        return bool(client.list_topics(timeout=2).brokers)
-    except Exception:
-        return False
+def create_topics(settings: Settings, timeout: float = 60) -> None:
+    """Once the broker answers: the four topics with TOPIC_PARTITIONS partitions each (a topic with
+    fewer gets more; Kafka never shrinks one)."""
+    wait_until(
+        lambda: kafka.broker_answers(settings.kafka_bootstrap_servers), timeout, "Kafka broker metadata"
+    )
+    specs = {topic: kafka.TopicSpec(settings.topic_partitions) for topic in settings.topics}
+    kafka.ensure_topics(settings.kafka_bootstrap_servers, specs, grow=True, timeout=30)
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
     """Partition count per configured topic (0 when missing)."""
-    topics = admin(settings).list_topics(timeout=5).topics
-    return {t: len(topics[t].partitions) if t in topics else 0 for t in settings.topics}
+    return kafka.partition_counts(settings.kafka_bootstrap_servers, settings.topics)

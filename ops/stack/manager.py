@@ -55,7 +55,7 @@ def up(
         t0 = time.monotonic()
         if kafka_broker.start(settings):
             started.append("kafka")
-        kafka_broker.ensure_topics(settings)
+        kafka_broker.create_topics(settings)
         say(
             f"Kafka       {settings.kafka_bootstrap_servers}  ready ({time.monotonic() - t0:.1f} s, "
             f"topics {', '.join(settings.topics)} x{settings.topic_partitions} partitions)"

@@ -338,7 +338,7 @@ def ensure_stack_healthy(settings: Settings, timeout: float = 180) -> list[str]:
     if kafka_broker.service(settings).pid() is None:
         kafka_broker.start(settings)
         restarted.append("kafka")
-    kafka_broker.ensure_topics(settings)
+    kafka_broker.create_topics(settings)
     down = [s.name for s in airflow.services(settings) if s.pid() is None]
     if down:
         airflow.start(settings)
