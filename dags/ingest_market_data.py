@@ -12,7 +12,7 @@ imported inside the task so that parsing this file touches no network and loads 
   in `drain.assets.RAW_TABLE_ASSETS`: "tickhouse.raw.trades" etc.); `transform_marts` is
   scheduled on those Assets.
   Tables with no new rows emit nothing (the task is skipped), so dbt does not run for nothing.
-- A rewound topic (deleted and re-created; see `drain.runner.TopicRewound`) stops only
+- A rewound topic (deleted and re-created; see `drain.errors.TopicRewound`) stops only
   that topic: the others are committed and their Assets published, and `check_topics` then fails
   the run with the message that says what to do (no retries: retrying cannot fix it).
 - Configuration: the Tickhouse environment (CONTRACT §2 and DRAIN_* variables) of the Airflow
@@ -54,8 +54,9 @@ def ingest_market_data() -> None:
         """One exactly-once micro-batch; returns only counts (rows never travel through XCom)."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from drain.errors import DataQualityError, TopicRewound
         from drain.options import load_options
-        from drain.runner import DataQualityError, TopicRewound, drain_once
+        from drain.runner import drain_once
         from tickhouse.config import load_settings
 
         settings = load_settings()

@@ -1,9 +1,10 @@
-"""Validate and format one batch of one topic's messages: the CPU-heavy part of the drain.
+"""Validate one batch of one topic's messages into typed rows, encoded for the target: the CPU-heavy
+part of the drain.
 
-A pure function of plain data (bytes and ints in, bytes out), so it runs the same inline or in a
-worker process (DRAIN_PARSE_WORKERS > 0): JSON validation in Python is what bounds the drain's
-throughput, and it is the one part that can use more cores. The transaction, offsets and COPY stay
-in the drain's own process either way.
+A pure function of plain data (bytes and ints in, the target's rows out), so it runs the same inline
+or in a worker process (DRAIN_PARSE_WORKERS > 0): JSON validation in Python is what bounds the
+drain's throughput, and it is the one part that can use more cores. The transaction, offsets and
+loading stay in the drain's own process either way.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
-from drain.rows import LINE_BUILDERS, MS_PER_DAY, quarantine_line
+from drain.rows import EVENT_MS, MS_PER_DAY, PARSERS, Encoding, Rejected
 from tickhouse.schemas import InvalidMessage
 
 # (value, partition, offset, kafka timestamp ms or None, key)
@@ -23,33 +25,40 @@ Item = tuple[bytes | None, int, int, int | None, bytes | None]
 
 @dataclass(slots=True)
 class BatchResult:
+    """One batch of one topic, as the target's rows: `rows` for raw.<kind> (what the encoding's
+    `batch` made of them), `rejected` for raw.quarantine."""
+
     topic: str
     kind: str
-    block: bytes = b""  # COPY text lines for raw.<kind>
+    rows: Any = None
     days: set[int] = field(default_factory=set)  # UTC days (since 1970-01-01) of those rows
     loaded: int = 0
-    quarantine: list[bytes] = field(default_factory=list)  # COPY text lines for raw.quarantine
+    rejected: list[Any] = field(default_factory=list)
     min_event_ms: int | None = None
     max_event_ms: int | None = None
 
 
-def parse_batch(kind: str, topic: str, items: list[Item]) -> BatchResult:
-    """Every message of `items` becomes a raw.<kind> line or a raw.quarantine line."""
-    build = LINE_BUILDERS[kind]
-    lines: list[bytes] = []
+def parse_batch(kind: str, topic: str, items: list[Item], encoding: Encoding) -> BatchResult:
+    """Every message of `items` becomes a row of raw.<kind> or a rejected row of raw.quarantine."""
+    parse = PARSERS[kind]
+    encode = encoding.rows[kind]
+    event_ms_of = EVENT_MS[kind]
+    rows: list[Any] = []
     days: set[int] = set()
-    quarantine: list[bytes] = []
+    rejected: list[Any] = []
     low: int | None = None
     high: int | None = None
     for value, partition, offset, kafka_ts, key in items:
         try:
-            line, event_ms = build(value, topic, partition, offset, kafka_ts)
+            record = parse(value)
+            row = encode(record, topic, partition, offset, kafka_ts)
         except InvalidMessage as err:
-            quarantine.append(
-                quarantine_line(topic, partition, offset, key, kafka_ts, value, str(err))
+            rejected.append(
+                encoding.rejected(Rejected.of(topic, partition, offset, key, kafka_ts, value, str(err)))
             )
             continue
-        lines.append(line)
+        rows.append(row)
+        event_ms = event_ms_of(record)
         days.add(event_ms // MS_PER_DAY)
         if low is None or event_ms < low:
             low = event_ms
@@ -58,10 +67,10 @@ def parse_batch(kind: str, topic: str, items: list[Item]) -> BatchResult:
     return BatchResult(
         topic=topic,
         kind=kind,
-        block=b"".join(lines),
+        rows=encoding.batch(rows),
         days=days,
-        loaded=len(lines),
-        quarantine=quarantine,
+        loaded=len(rows),
+        rejected=rejected,
         min_event_ms=low,
         max_event_ms=high,
     )
@@ -71,10 +80,13 @@ class BatchParser:
     """Runs `parse_batch` inline (workers=0) or in a pool of worker processes, results in order.
 
     `submit` hands back the results that are ready (in submission order) so the caller can stream
-    them into COPY while later batches are still being parsed; `drain` waits for the rest.
+    them into the target while later batches are still being parsed; `drain` waits for the rest.
     """
 
-    def __init__(self, workers: int, on_result: Callable[[BatchResult], None]) -> None:
+    def __init__(
+        self, workers: int, encoding: Encoding, on_result: Callable[[BatchResult], None]
+    ) -> None:
+        self._encoding = encoding
         self._on_result = on_result
         self._pool: ProcessPoolExecutor | None = None
         self._pending: deque[Future[BatchResult]] = deque()
@@ -87,9 +99,9 @@ class BatchParser:
 
     def submit(self, kind: str, topic: str, items: list[Item]) -> None:
         if self._pool is None:
-            self._on_result(parse_batch(kind, topic, items))
+            self._on_result(parse_batch(kind, topic, items, self._encoding))
             return
-        self._pending.append(self._pool.submit(parse_batch, kind, topic, items))
+        self._pending.append(self._pool.submit(parse_batch, kind, topic, items, self._encoding))
         while self._pending and (
             len(self._pending) > self._max_pending or self._pending[0].done()
         ):

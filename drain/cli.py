@@ -23,7 +23,9 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from drain.errors import DataQualityError, TopicRewound
 from drain.options import DQ_POLICIES, load_options
+from drain.stats import DrainResult
 from tickhouse.config import ConfigError, Settings, load_settings, require_credentials
 
 
@@ -58,10 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def stats_table(result: object) -> Table:
-    from drain.runner import DrainResult
-
-    assert isinstance(result, DrainResult)
+def stats_table(result: DrainResult) -> Table:
     table = Table(title=f"drain run {result.run_id[:8]} ({result.duration_s:.2f}s)")
     for header in ("topic", "table", "consumed", "loaded", "quarantined", "lag after",
                    "min event time", "max event time"):
@@ -106,7 +105,7 @@ def main(argv: list[str]) -> int:
     if args.merge_day_partitions:
         return _merge_day_partitions(settings, options.warehouse, console)
 
-    from drain.runner import DataQualityError, TopicRewound, drain_once
+    from drain.runner import drain_once
 
     try:
         result = drain_once(settings, options)
@@ -142,7 +141,7 @@ def _reset_topics(
         )
         return 2
     from drain.consumer import log_starts
-    from drain.offsets import lock_group, reset_topic
+    from drain.targets.postgres.offsets import lock_group, reset_topic
     from tickhouse.warehouse import connect
 
     try:
@@ -168,8 +167,8 @@ def _merge_day_partitions(settings: Settings, warehouse: str, console: Console) 
         return 2
     from datetime import UTC, datetime
 
-    from drain.partitions import merge, natural_range, plan_day_merges, read_ranges
-    from drain.rows import TABLES
+    from drain.targets.postgres.partitions import merge, natural_range, plan_day_merges, read_ranges
+    from tickhouse.raw_tables import TABLES
     from tickhouse.warehouse import connect
 
     def day(ms: float) -> str:

@@ -23,11 +23,11 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from drain.stats import Position
 from tickhouse import kafka
 
 log = logging.getLogger(__name__)
 
-Position = tuple[str, int]  # (topic, partition)
 
 
 def consumer_config(bootstrap_servers: str, group: str) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from tickhouse.config import DEFAULT_DRAIN_GROUP, ConfigError, Settings, drain_group
+from tickhouse.raw_tables import KINDS
 from tickhouse.snowflake.settings import WAREHOUSES, selected_warehouse
 
 DQ_POLICIES = ("warn", "fail", "off")
-KINDS = ("trades", "quotes", "alerts", "candles")
 
 
 @dataclass(frozen=True, slots=True)

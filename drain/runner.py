@@ -2,19 +2,20 @@
 
 The order of a run, and why:
 
-1. open one transaction; take the group's advisory lock; read the next offsets from
-   `raw.kafka_offsets` (the source of truth) and assign every partition from there;
-   (WAREHOUSE=snowflake: the same steps through `targets.SnowflakeTarget`, which stages the rows
-   with write_pandas and moves them into RAW in one transaction with the offsets and stats; see
-   `drain.snowflake_loader`)
+1. the target (`drain.targets`, WAREHOUSE) opens one transaction, claims the consumer group
+   (PostgreSQL: an advisory lock) and reads the next offsets it stored (the source of truth);
+   every partition is assigned from there;
 2. consume up to `max_messages` or `max_seconds` (stopping earlier once every partition is at its
-   end), validating each message in the same pass and streaming it by COPY into its raw table or
-   into `raw.quarantine`;
-3. in the same transaction, upsert the next offsets and write `raw.load_stats`; COMMIT;
+   end), validating each message into a typed row in the same pass (`drain.batches`) and
+   streaming the rows into the target's loader (PostgreSQL: COPY into the raw table or
+   raw.quarantine; Snowflake: staging tables);
+3. the target writes the next offsets and the run's load stats in the same transaction and
+   commits (the crash windows: mid-load, after the load before the commit, after the commit
+   before Kafka is told);
 4. only then commit the offsets to Kafka (monitoring only: a crash before this loses nothing,
    the next run starts from the warehouse's offsets);
-5. check the loaded rows with the Great Expectations suite, store and log the results; apply the
-   retention setting.
+5. the target's steps after the commit (PostgreSQL: retention, then the Great Expectations
+   checks of the rows just loaded), which can report but no longer lose anything.
 
 A partition whose log the broker now ends (or restarts) below the offset the warehouse has already
 loaded up to was rewound: the topic was deleted and re-created, or the broker lost data. Its new
@@ -22,10 +23,6 @@ messages would reuse coordinates the raw tables already hold, so the run loads n
 drains and commits everything else, and then raises `TopicRewound`, which says what happened and
 what to do (`tickhouse drain --reset-topic`, or a new topic name). Every later run does the same
 until then, without touching that partition.
-
-`fault_hook(stage)` is called at 'mid_copy', 'after_copy_before_commit' and
-'after_commit_before_kafka_commit'; tests raise from it (or kill the process) to prove that a
-crash at any point neither loses nor doubles a message.
 """
 
 from __future__ import annotations
@@ -34,125 +31,33 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from drain.batches import BatchParser, BatchResult, Item
-from drain.consumer import KafkaSource, Position
+from drain.consumer import KafkaSource
+from drain.errors import DataQualityError, TopicRewound, rewound_message
 from drain.options import DrainOptions
-from drain.stats import TopicStats
-from drain.targets import RowLoader, open_target
+from drain.stats import DrainResult, Position, Rewound, TopicStats
+from drain.targets import open_target
+from drain.targets.protocol import Loader
 from tickhouse.config import Settings
 
 log = logging.getLogger(__name__)
 
-FaultHook = Callable[[str], None]
-STAGES = ("mid_copy", "after_copy_before_commit", "after_commit_before_kafka_commit")
 _BATCH = 5000
 _TIMESTAMP_NOT_AVAILABLE = 0
 
 
-class DataQualityError(RuntimeError):
-    """The loaded rows failed expectations and DRAIN_DQ_POLICY=fail (the rows are committed)."""
-
-    def __init__(self, message: str, result: DrainResult) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-class TopicRewound(RuntimeError):
-    """Partitions whose broker log is behind what the warehouse loaded; the rest is committed."""
-
-    def __init__(self, message: str, result: DrainResult) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-# (topic, partition) -> (next offset the warehouse has, offset the broker's log ends or restarts at)
-Rewound = dict[Position, tuple[int, int]]
-
-
-def rewound_message(rewound: Rewound, group: str) -> str:
-    """What happened to the rewound partitions and what to do about it."""
-    lines = [
-        f"{topic}[{partition}]: the warehouse has loaded it up to offset {loaded - 1} (group "
-        f"{group!r} resumes at {loaded}), but the broker's log of it now ends or restarts at "
-        f"offset {broker}"
-        for (topic, partition), (loaded, broker) in sorted(rewound.items())
-    ]
-    topics = sorted({topic for topic, _ in rewound})
-    return (
-        "Kafka topic rewound: " + "; ".join(lines) + ". The topic was deleted and re-created, or "
-        "the broker lost data: its new messages would reuse Kafka coordinates (topic, partition, "
-        "offset) that the raw tables already hold. Nothing was loaded from these partitions; the "
-        "other topics were drained and committed. Every drain run stops here the same way until "
-        "you choose: to keep the rows already loaded and drain the new messages under the same "
-        "name, run `tickhouse drain --reset-topic "
-        + " --reset-topic ".join(topics)
-        + "` (the stored positions move to the broker's current start; a message re-published "
-        "unchanged at an offset it had before is a duplicate of a loaded row and is refused: "
-        "delete those rows first), or publish to a new topic name instead (TRADES_TOPIC, "
-        "QUOTES_TOPIC, ALERTS_TOPIC, ...) and leave this one alone."
-    )
-
-
-@dataclass(slots=True)
-class DrainResult:
-    run_id: str
-    started_at: datetime
-    finished_at: datetime
-    topics: list[TopicStats]
-    partitions_created: list[str] = field(default_factory=list)
-    partitions_dropped: list[str] = field(default_factory=list)
-    dq_failures: list[str] = field(default_factory=list)
-    dq_checked: bool = False
-    rewound: Rewound = field(default_factory=dict)
-
-    @property
-    def duration_s(self) -> float:
-        return (self.finished_at - self.started_at).total_seconds()
-
-    @property
-    def loaded_by_table(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for s in self.topics:
-            totals[s.table] = totals.get(s.table, 0) + s.loaded
-        return totals
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "started_at": self.started_at.isoformat(),
-            "duration_s": round(self.duration_s, 3),
-            "topics": [s.as_dict() for s in self.topics],
-            "loaded_by_table": self.loaded_by_table,
-            "partitions_created": self.partitions_created,
-            "partitions_dropped": self.partitions_dropped,
-            "dq_failures": self.dq_failures,
-            "rewound": {
-                f"{topic}[{partition}]": {"warehouse_next": loaded, "broker": broker}
-                for (topic, partition), (loaded, broker) in sorted(self.rewound.items())
-            },
-        }
-
-
-def drain_once(
-    settings: Settings,
-    options: DrainOptions,
-    *,
-    fault_hook: FaultHook | None = None,
-    run_quality: bool = True,
-) -> DrainResult:
+def drain_once(settings: Settings, options: DrainOptions) -> DrainResult:
     """Drain every configured topic once; see the module docstring for the guarantees."""
     run_id = uuid.uuid4().hex
     started_at = datetime.now(UTC)
     deadline = time.monotonic() + options.max_seconds
     stats = {topic: TopicStats(topic, kind) for topic, kind in options.topics.items()}
 
-    target = open_target(settings, options.warehouse, fault_hook)
+    target = open_target(settings, options)
     source: KafkaSource | None = None
-    loader: RowLoader | None = None
+    loader: Loader | None = None
     rewound: Rewound = {}
     try:
         start_offsets = target.start(options.group, options.topics)
@@ -161,9 +66,9 @@ def drain_once(
         )
         source.refresh_partitions()
         loader = target.loader()
-        positions = _consume(source, loader, options, stats, start_offsets, deadline, rewound)
+        parser = BatchParser(options.parse_workers, target.encoding, _into(loader, stats))
+        positions = _consume(source, parser, options, stats, start_offsets, deadline, rewound)
         loader.finish()
-        _fire(fault_hook, "after_copy_before_commit")
 
         _record_lag(source, stats, positions, start_offsets)
         finished_at = datetime.now(UTC)
@@ -176,7 +81,6 @@ def drain_once(
             finished_at=finished_at,
             stats=list(stats.values()),
         )
-        _fire(fault_hook, "after_commit_before_kafka_commit")
         source.commit(positions)
     except BaseException as exc:
         if loader is not None:
@@ -198,7 +102,8 @@ def drain_once(
     )
     _log_summary(result)
     try:
-        _after_commit(settings, options, target.kind, result, run_quality)
+        for step in target.after_commit():
+            step(result)
     except DataQualityError as err:
         if rewound:  # the rewound topic is the one that needs a person first
             raise TopicRewound(f"{rewound_message(rewound, options.group)} Also: {err}", result) from err
@@ -208,51 +113,28 @@ def drain_once(
     return result
 
 
-def _after_commit(
-    settings: Settings, options: DrainOptions, kind: str, result: DrainResult, run_quality: bool
-) -> None:
-    """Retention and data quality: after the commit, so the rows are safe whatever happens."""
-    run_id = result.run_id
-    if kind != "postgres":
-        if options.retention_days or (run_quality and options.dq_policy != "off"):
-            log.info(
-                "DRAIN_RETENTION_DAYS, QUARANTINE_RETENTION_DAYS and DRAIN_DQ_POLICY apply to "
-                "PostgreSQL only; skipped on %s",
-                kind,
-            )
-        return
-    if options.retention_days or options.quarantine_retention_days:
-        from drain.retention import drop_expired_partitions
+def _into(loader: Loader, stats: dict[str, TopicStats]) -> Callable[[BatchResult], None]:
+    """Where each parsed batch goes: into the loader, its counts into the topic's stats."""
 
-        try:
-            result.partitions_dropped = drop_expired_partitions(
-                settings,
-                options.retention_days,
-                quarantine_retention_days=options.quarantine_retention_days,
-            )
-        except Exception:
-            log.exception("retention failed (the load is committed); the next run tries again")
-    if run_quality and options.dq_policy != "off":
-        from drain.quality import check_run
+    def apply(result: BatchResult) -> None:
+        loader.add(result)
+        st = stats[result.topic]
+        st.quarantined += len(result.rejected)
+        if result.min_event_ms is not None and (
+            st.min_event_ms is None or result.min_event_ms < st.min_event_ms
+        ):
+            st.min_event_ms = result.min_event_ms
+        if result.max_event_ms is not None and (
+            st.max_event_ms is None or result.max_event_ms > st.max_event_ms
+        ):
+            st.max_event_ms = result.max_event_ms
 
-        try:
-            result.dq_failures = check_run(settings, options, result)
-            result.dq_checked = True
-        except Exception as err:
-            log.exception("data quality checks could not run for run %s", run_id)
-            result.dq_failures = [f"data quality checks could not run: {err}"]
-        if result.dq_failures and options.dq_policy == "fail":
-            raise DataQualityError(
-                f"data quality: {len(result.dq_failures)} expectation(s) failed for run "
-                f"{run_id} (rows are committed; see raw.dq_results): "
-                + "; ".join(result.dq_failures),
-                result,
-            )
+    return apply
 
 
 def _consume(
     source: KafkaSource,
-    loader: RowLoader,
+    parser: BatchParser,
     options: DrainOptions,
     stats: dict[str, TopicStats],
     start_offsets: dict[Position, int],
@@ -275,23 +157,6 @@ def _consume(
     # topic -> partition -> next offset expected
     nexts: dict[str, dict[int, int]] = {topic: {} for topic in stats}
 
-    def apply(result: BatchResult) -> None:
-        st = stats[result.topic]
-        if result.block:
-            loader.add_block(result.kind, result.block, result.days)
-        for line in result.quarantine:
-            loader.add_quarantine(line)
-        st.quarantined += len(result.quarantine)
-        if result.min_event_ms is not None and (
-            st.min_event_ms is None or result.min_event_ms < st.min_event_ms
-        ):
-            st.min_event_ms = result.min_event_ms
-        if result.max_event_ms is not None and (
-            st.max_event_ms is None or result.max_event_ms > st.max_event_ms
-        ):
-            st.max_event_ms = result.max_event_ms
-
-    parser = BatchParser(options.parse_workers, apply)
     try:
         remaining = options.max_messages
         while remaining > 0 and time.monotonic() < deadline:
@@ -401,11 +266,6 @@ def _record_lag(
         nxt = positions.get(position, start_offsets.get(position, low))
         st = stats[position[0]]
         st.lag_after = (st.lag_after or 0) + max(0, high - max(nxt, low))
-
-
-def _fire(hook: FaultHook | None, stage: str) -> None:
-    if hook is not None:
-        hook(stage)
 
 
 def _quietly(action: Callable[[], object]) -> None:

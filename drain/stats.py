@@ -1,13 +1,15 @@
-"""Per-run, per-topic drain statistics and the raw.load_stats table they are written to."""
+"""What a drain run did: per topic (`TopicStats`, written to raw.load_stats) and as a whole
+(`DrainResult`, what `drain_once` returns)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
+Position = tuple[str, int]  # (topic, partition)
+# (topic, partition) -> (next offset the warehouse has, offset the broker's log ends or restarts at)
+Rewound = dict[Position, tuple[int, int]]
 
 
 @dataclass(slots=True)
@@ -62,30 +64,41 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def write_load_stats(
-    conn: psycopg.Connection[Any],
-    *,
-    run_id: str,
-    group: str,
-    started_at: datetime,
-    finished_at: datetime,
-    stats: list[TopicStats],
-) -> None:
-    """Insert one raw.load_stats row per topic (in the caller's transaction)."""
-    duration_ms = int((finished_at - started_at).total_seconds() * 1000)
-    with conn.cursor() as cur:
-        cur.executemany(
-            "insert into raw.load_stats (run_id, consumer_group, topic, target_table, started_at,"
-            " finished_at, duration_ms, consumed, loaded, quarantined, lag_after, min_event_time,"
-            " max_event_time, partitions)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
-            [
-                (
-                    run_id, group, s.topic, s.table, started_at, finished_at, duration_ms,
-                    s.consumed, s.loaded, s.quarantined, s.lag_after, s.min_event_time,
-                    s.max_event_time,
-                    json.dumps({str(p): {"from": r[0], "to": r[1]} for p, r in s.offsets.items()}),
-                )
-                for s in stats
-            ],
-        )
+@dataclass(slots=True)
+class DrainResult:
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    topics: list[TopicStats]
+    partitions_created: list[str] = field(default_factory=list)
+    partitions_dropped: list[str] = field(default_factory=list)
+    dq_failures: list[str] = field(default_factory=list)
+    dq_checked: bool = False
+    rewound: Rewound = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def loaded_by_table(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for s in self.topics:
+            totals[s.table] = totals.get(s.table, 0) + s.loaded
+        return totals
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at.isoformat(),
+            "duration_s": round(self.duration_s, 3),
+            "topics": [s.as_dict() for s in self.topics],
+            "loaded_by_table": self.loaded_by_table,
+            "partitions_created": self.partitions_created,
+            "partitions_dropped": self.partitions_dropped,
+            "dq_failures": self.dq_failures,
+            "rewound": {
+                f"{topic}[{partition}]": {"warehouse_next": loaded, "broker": broker}
+                for (topic, partition), (loaded, broker) in sorted(self.rewound.items())
+            },
+        }

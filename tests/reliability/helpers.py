@@ -169,12 +169,10 @@ import os, signal, sys
 from tickhouse.config import load_settings
 from drain.options import load_options
 from drain.runner import drain_once
-stage = sys.argv[1]
-def hook(s):
-    if s == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
+from tests.faults import crash_at
 settings = load_settings()
-drain_once(settings, load_options(settings), fault_hook=hook, run_quality=False)
+with crash_at(sys.argv[1], lambda: os.kill(os.getpid(), signal.SIGKILL)):
+    drain_once(settings, load_options(settings, dq_policy="off"))
 """
 
 

@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from drain.runner import STAGES
+from tests.faults import STAGES
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import (
     RelTopics,

@@ -24,7 +24,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
 from drain.options import DrainOptions
-from drain.runner import DrainResult, drain_once
+from drain.runner import drain_once
+from drain.stats import DrainResult
 from tests.integration.dbt.raw_rows import RawTrade
 from tickhouse.config import Settings, load_settings
 from tickhouse.warehouse import connect, setup_warehouse

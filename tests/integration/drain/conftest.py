@@ -13,7 +13,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from drain.options import DrainOptions
-from drain.runner import DrainResult, drain_once
+from drain.runner import drain_once
+from drain.stats import DrainResult
 from tickhouse.config import Settings, load_settings
 from tickhouse.warehouse import setup_warehouse
 

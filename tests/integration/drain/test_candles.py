@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from drain.runner import DataQualityError
+from drain.errors import DataQualityError
 from producer.backfill import run_backfill
 from tests.finnhub_server import DAILY_CANDLES, FakeFinnhub
 from tests.integration.drain.conftest import Topics

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from drain.runner import DataQualityError
+from drain.errors import DataQualityError
 from tests.integration.drain.conftest import Topics
 from tests.integration.drain.helpers import NOW_MS, alert, quote, trade
 

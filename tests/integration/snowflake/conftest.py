@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from drain.runner import DrainResult, drain_once
+from drain.runner import drain_once
+from drain.stats import DrainResult
 from tests.integration.drain.conftest import Topics
 from tickhouse.config import Settings, load_settings
 

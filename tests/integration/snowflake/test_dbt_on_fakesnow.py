@@ -109,6 +109,7 @@ class Account:
     def _move(self, loader: Any, topic: str, kind: str, event_ms: list[int]) -> None:
         """Rows and their LOAD_STATS row in one transaction, with one load time (as the drain does)."""
         from drain.snowflake_loader import write_load_stats
+
         from drain.stats import TopicStats
 
         self.loads += 1

@@ -15,18 +15,15 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
 
 from drain.options import DrainOptions
-from drain.stats import TopicStats
+from drain.stats import DrainResult, TopicStats
 from tickhouse.config import Settings
-from tickhouse.schemas import RESOLUTIONS
-
-if TYPE_CHECKING:
-    from drain.runner import DrainResult
+from tickhouse.schemas import RESOLUTIONS, SEVERITIES
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +174,7 @@ def build_suite(stats: TopicStats, options: DrainOptions, now: datetime) -> list
     if kind == "alerts":
         suite.append(
             gxe.ExpectColumnValuesToBeInSet(
-                column="severity", value_set=["info", "warning", "critical"]
+                column="severity", value_set=list(SEVERITIES)
             )
         )
     suite.append(

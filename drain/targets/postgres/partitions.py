@@ -29,7 +29,8 @@ from typing import Any
 
 import psycopg
 
-MS_PER_DAY = 86_400_000
+from drain.rows import MS_PER_DAY
+
 _RANGES_SQL = (
     "select child::text, extract(epoch from lower_bound)::float8 * 1000,"
     " extract(epoch from upper_bound)::float8 * 1000"

@@ -5,7 +5,7 @@ event-time range ends on or before 00:00 UTC of the day N days ago; `QUARANTINE_
 does the same for raw.quarantine by `loaded_at`. Rows are never deleted one by one, so the
 granularity is the partition's: a month for live data (data is kept up to a month longer than N
 days), a year for history loaded when it was already older than twelve months, a day for the day
-partitions of installs before migration 006 (see `drain.partitions`).
+partitions of installs before migration 006 (see `partitions`).
 
 Runs after the drain's commit in its own short transactions: dropping a partition needs an ACCESS
 EXCLUSIVE lock on the parent, so it waits at most a few seconds for readers and otherwise leaves the
@@ -22,10 +22,10 @@ from typing import Any
 
 import psycopg
 
-from drain.loader import QUARANTINE_TABLE
-from drain.partitions import MS_PER_DAY, Partition, read_ranges
-from drain.rows import TABLES
+from drain.rows import MS_PER_DAY
+from drain.targets.postgres.partitions import Partition, read_ranges
 from tickhouse.config import Settings
+from tickhouse.raw_tables import QUARANTINE, TABLES
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def drop_expired_partitions(
 ) -> list[str]:
     """Drop the expired partitions of the raw tables and of raw.quarantine; returns their names."""
     plan = [(table, retention_days) for table in TABLES.values()]
-    plan.append((QUARANTINE_TABLE, quarantine_retention_days))
+    plan.append((QUARANTINE, quarantine_retention_days))
     plan = [(table, days) for table, days in plan if days > 0]
     if not plan:
         return []

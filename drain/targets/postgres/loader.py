@@ -3,14 +3,13 @@
 A COPY stays open while lines for the same table keep coming, so PostgreSQL parses and indexes one
 block while Python validates the next. It is closed and reopened only when the lines switch to
 another table or need a partition that does not exist yet (partitions cannot be created in the
-middle of a COPY; see `drain.partitions` for the ranges they cover). Quarantine rows are
-few; they are buffered and copied in blocks too, into the partition of the run's `loaded_at`.
+middle of a COPY; see `partitions` for the ranges they cover). Quarantine rows are few; they are
+buffered and copied in blocks too, into the partition of the run's `loaded_at`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from contextlib import ExitStack
 from types import TracebackType
 from typing import Any
@@ -18,33 +17,26 @@ from typing import Any
 import psycopg
 from psycopg.copy import Copy
 
-from drain.partitions import (
-    MS_PER_DAY,
-    CoveredRanges,
-    ensure_partitions,
-    read_ranges,
-)
-from drain.rows import COLUMNS, TABLES
-
-FaultHook = Callable[[str], None]
+from drain.batches import BatchResult
+from drain.rows import MS_PER_DAY
+from drain.targets.postgres.partitions import CoveredRanges, ensure_partitions, read_ranges
+from tickhouse.raw_tables import COLUMNS, QUARANTINE, TABLES, table
 
 _FLUSH_BYTES = 1 << 20
 _QUARANTINE = "quarantine"
-QUARANTINE_TABLE = "raw.quarantine"
 
 
 def copy_statement(kind: str) -> str:
-    table = QUARANTINE_TABLE if kind == _QUARANTINE else TABLES[kind]
-    return f"copy {table} ({', '.join(COLUMNS[kind])}) from stdin"
+    """COPY of raw.<kind> (or raw.quarantine) from the lines of `copy_rows`."""
+    return f"copy {table(kind)} ({', '.join(COLUMNS[kind])}) from stdin"
 
 
 class CopyLoader:
     """Buffers COPY lines per table and streams them; `finish()` completes the last COPY."""
 
-    def __init__(self, conn: psycopg.Connection[Any], fault_hook: FaultHook | None = None) -> None:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
         self._cur = conn.cursor()
-        self._fault_hook = fault_hook
         self._buffers: dict[str, list[bytes]] = {k: [] for k in (*TABLES, _QUARANTINE)}
         self._sizes: dict[str, int] = dict.fromkeys(self._buffers, 0)
         # days (since 1970-01-01) with rows queued whose partition is not known to exist yet
@@ -56,9 +48,15 @@ class CopyLoader:
         self._stack: ExitStack | None = None
         self._copy: Copy | None = None
         self._open_kind: str | None = None
-        self._mid_copy_fired = False
         self.copies_started = 0
         self.partitions_created: list[str] = []
+
+    def add(self, batch: BatchResult) -> None:
+        """Queue a batch: its block of raw.<kind> lines and its quarantine lines."""
+        if batch.loaded:
+            self.add_block(batch.kind, batch.rows, batch.days)
+        for line in batch.rejected:
+            self.add_quarantine(line)
 
     def add_block(self, kind: str, block: bytes, days: set[int]) -> None:
         """Queue COPY lines of raw.<kind> whose event times fall on `days` (since 1970-01-01)."""
@@ -93,13 +91,14 @@ class CopyLoader:
         if self._open_kind != kind:
             self._close_copy()
             self._open_copy(kind)
-        assert self._copy is not None
-        self._copy.write(b"".join(buffer))
+        self._send(b"".join(buffer))
         buffer.clear()
         self._sizes[kind] = 0
-        if self._fault_hook is not None and not self._mid_copy_fired:
-            self._mid_copy_fired = True
-            self._fault_hook("mid_copy")
+
+    def _send(self, data: bytes) -> None:
+        """Write a block into the open COPY (PostgreSQL parses it while Python goes on)."""
+        assert self._copy is not None
+        self._copy.write(data)
 
     def _prepare_days(self, kind: str) -> None:
         """Create the partitions the queued days of raw.<kind> still lack (whole days)."""
@@ -107,15 +106,15 @@ class CopyLoader:
         if not new_days:
             return
         self._close_copy()
-        table = TABLES[kind]
+        raw_table = TABLES[kind]
         for day in sorted(new_days):
             # a partition created for an earlier day (a month, a year) often covers this one
             if not self.ranges[kind].covers_day(day):
                 lower = day * MS_PER_DAY
                 self.partitions_created += ensure_partitions(
-                    self._conn, table, lower, lower + MS_PER_DAY
+                    self._conn, raw_table, lower, lower + MS_PER_DAY
                 )
-                self.ranges[kind] = read_ranges(self._conn, table)
+                self.ranges[kind] = read_ranges(self._conn, raw_table)
             self._covered_days[kind].add(day)
         new_days.clear()
 
@@ -127,11 +126,11 @@ class CopyLoader:
         row = self._conn.execute("select extract(epoch from now())::float8 * 1000").fetchone()
         assert row is not None
         now_ms = float(row[0])
-        if not read_ranges(self._conn, QUARANTINE_TABLE).covers(now_ms, now_ms + 1):
+        if not read_ranges(self._conn, QUARANTINE).covers(now_ms, now_ms + 1):
             rows = self._conn.execute(
                 "select p::text from raw.ensure_partitions(%s::regclass, now(),"
                 " now() + interval '1 millisecond') as p",
-                (QUARANTINE_TABLE,),
+                (QUARANTINE,),
             ).fetchall()
             self.partitions_created += [name for (name,) in rows]
         self._quarantine_ready = True

@@ -1,5 +1,5 @@
-"""The drain's Snowflake target: bulk-load each batch into session staging tables, then move it into
-RAW in one transaction with the offsets and the load stats (the PostgreSQL contract).
+"""The Snowflake loader: bulk-load each batch into session staging tables, then move it into RAW in
+one transaction with the offsets and the load stats (the PostgreSQL contract).
 
 A run, on one connection from the provider's `SnowflakeHook` (tickhouse.snowflake.settings):
 
@@ -8,7 +8,8 @@ A run, on one connection from the provider's `SnowflakeHook` (tickhouse.snowflak
    (a PUT of Parquet files to a temporary stage and a `COPY INTO`) into a TEMPORARY staging table
    of this session. This is autocommitted on purpose: Snowflake commits any open transaction on
    DDL, and `write_pandas` creates a stage. Staged rows are private to the session and vanish
-   with it, so a crash here loses nothing and writes nothing;
+   with it, so a crash here loses nothing and writes nothing. The rows come as text values
+   (`staging_rows`), cast to the raw tables' types when they are moved;
 3. `BEGIN`; for each raw table and RAW.QUARANTINE insert the staged rows whose Kafka coordinates
    (topic, partition, offset) are not in the table yet — the effect of `MERGE ... WHEN NOT
    MATCHED THEN INSERT`: idempotent although Snowflake does not enforce unique constraints;
@@ -31,21 +32,17 @@ checks (DRAIN_DQ_POLICY).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from drain.offsets import OffsetConflict
-from drain.rows import COLUMNS, TABLES
-from drain.snowflake_rows import staging_row
-from drain.stats import TopicStats
+from drain.batches import BatchResult
+from drain.errors import DrainError, OffsetConflict
+from drain.stats import Position, TopicStats
+from drain.targets.snowflake.staging_rows import StagingRow
+from tickhouse.raw_tables import COLUMNS, TABLES, table
 
-FaultHook = Callable[[str], None]
-Position = tuple[str, int]
-
-# crash points of the Snowflake commit, for tests (the runner fires STAGES around them)
-SNOWFLAKE_STAGES = ("in_transaction_before_commit",)
 QUARANTINE = "quarantine"
 FLUSH_ROWS = 50_000
 
@@ -57,10 +54,6 @@ _BINARY = {"kafka_key", "payload", "payload_sha256"}
 
 def staging_table(kind: str) -> str:
     return f"tickhouse_stage_{kind}"
-
-
-def target_table(kind: str) -> str:
-    return "raw.quarantine" if kind == QUARANTINE else TABLES[kind]
 
 
 def column_expression(column: str) -> str:
@@ -105,7 +98,7 @@ def insert_new_rows_sql(
     `loaded_at_ms` is the run's load time (see loaded_at_sql).
     """
     columns = COLUMNS[kind]
-    table = target_table(kind)
+    raw_table = table(kind)
     bound = ""
     if event_ms is not None:
         bound = (
@@ -113,10 +106,10 @@ def insert_new_rows_sql(
             f" and to_timestamp_tz({int(event_ms[1])}, 3)"
         )
     return (
-        f"insert into {table} ({', '.join(columns)}, loaded_at) "
+        f"insert into {raw_table} ({', '.join(columns)}, loaded_at) "
         f"select {', '.join(column_expression(c) for c in columns)}, {loaded_at_sql(loaded_at_ms)} "
         f"from {staging_table(kind)} as s "
-        f"where not exists (select 1 from {table} as t"
+        f"where not exists (select 1 from {raw_table} as t"
         " where t.kafka_topic = s.kafka_topic"
         " and t.kafka_partition = cast(s.kafka_partition as integer)"
         f" and t.kafka_offset = cast(s.kafka_offset as number(19, 0)){bound})"
@@ -126,43 +119,33 @@ def insert_new_rows_sql(
 class SnowflakeLoader:
     """Collects the drain's rows per table and bulk-loads them into the session's staging tables."""
 
-    def __init__(self, conn: Any, fault_hook: FaultHook | None = None) -> None:
+    def __init__(self, conn: Any) -> None:
         self._conn = conn
-        self._fault_hook = fault_hook
         self._kinds = (*TABLES, QUARANTINE)
-        self._rows: dict[str, list[list[str | None]]] = {k: [] for k in self._kinds}
+        self._rows: dict[str, list[StagingRow]] = {k: [] for k in self._kinds}
         self.staged: dict[str, int] = dict.fromkeys(self._kinds, 0)
         self.event_ms: dict[str, tuple[int, int]] = {}
         self.partitions_created: list[str] = []  # Snowflake has no partitions to create
-        self._mid_copy_fired = False
         with conn.cursor() as cur:
             for kind in self._kinds:
                 cur.execute(create_staging_sql(kind))
                 # a reused session (never the drain's) may still hold rows of an earlier run
                 cur.execute(f"truncate table {staging_table(kind)}")
 
-    def add_block(self, kind: str, block: bytes, days: set[int]) -> None:
-        """Queue the COPY lines of raw.<kind> (drain.rows) for staging."""
-        rows = self._rows[kind]
-        event_index = COLUMNS[kind].index("event_time")
-        low_high = self.event_ms.get(kind)
-        for line in block.decode("utf-8").splitlines():
-            row = staging_row(kind, line)
-            rows.append(row)
-            ms = int(row[event_index])  # type: ignore[arg-type]
-            if low_high is None:
-                low_high = (ms, ms)
-            elif ms < low_high[0] or ms > low_high[1]:
-                low_high = (min(ms, low_high[0]), max(ms, low_high[1]))
-        if low_high is not None:
-            self.event_ms[kind] = low_high
-        if len(rows) >= FLUSH_ROWS:
-            self.flush(kind)
-
-    def add_quarantine(self, line: bytes) -> None:
-        self._rows[QUARANTINE].append(staging_row(QUARANTINE, line.decode("utf-8")))
-        if len(self._rows[QUARANTINE]) >= FLUSH_ROWS:
-            self.flush(QUARANTINE)
+    def add(self, batch: BatchResult) -> None:
+        """Queue a batch's staging rows (`staging_rows`) and its rejected ones for staging."""
+        kind = batch.kind
+        if batch.loaded:
+            self._rows[kind].extend(batch.rows)
+            assert batch.min_event_ms is not None and batch.max_event_ms is not None
+            low, high = self.event_ms.get(kind, (batch.min_event_ms, batch.max_event_ms))
+            self.event_ms[kind] = (min(low, batch.min_event_ms), max(high, batch.max_event_ms))
+            if len(self._rows[kind]) >= FLUSH_ROWS:
+                self.flush(kind)
+        if batch.rejected:
+            self._rows[QUARANTINE].extend(batch.rejected)
+            if len(self._rows[QUARANTINE]) >= FLUSH_ROWS:
+                self.flush(QUARANTINE)
 
     def flush(self, kind: str) -> None:
         """Bulk-load what is queued for `kind` into its staging table (write_pandas)."""
@@ -170,20 +153,21 @@ class SnowflakeLoader:
         if not rows:
             return
         import pandas as pd
-        from snowflake.connector.pandas_tools import write_pandas
 
-        frame = pd.DataFrame(rows, columns=[c.upper() for c in COLUMNS[kind]], dtype=object)
-        success, _, loaded, _ = write_pandas(self._conn, frame, staging_table(kind).upper())
-        if not success or loaded != len(rows):
-            raise RuntimeError(
-                f"staging {len(rows)} rows of {kind} into Snowflake loaded {loaded}; nothing was "
-                "committed, run the drain again"
-            )
+        self._stage(kind, pd.DataFrame(rows, columns=[c.upper() for c in COLUMNS[kind]], dtype=object))
         self.staged[kind] += len(rows)
         rows.clear()
-        if self._fault_hook is not None and not self._mid_copy_fired:
-            self._mid_copy_fired = True
-            self._fault_hook("mid_copy")
+
+    def _stage(self, kind: str, frame: Any) -> None:
+        """One bulk load (write_pandas: Parquet files PUT to a stage, COPY INTO the staging table)."""
+        from snowflake.connector.pandas_tools import write_pandas
+
+        success, _, loaded, _ = write_pandas(self._conn, frame, staging_table(kind).upper())
+        if not success or loaded != len(frame):
+            raise DrainError(
+                f"staging {len(frame)} rows of {kind} into Snowflake loaded {loaded}; nothing was "
+                "committed, run the drain again"
+            )
 
     def finish(self) -> None:
         """Stage everything still queued (outside any transaction)."""

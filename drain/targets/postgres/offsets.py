@@ -22,13 +22,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from drain.rows import TABLES
+from drain.errors import OffsetConflict
+from tickhouse.raw_tables import QUARANTINE, TABLES
 
 Position = tuple[str, int]
-
-
-class OffsetConflict(RuntimeError):
-    """raw.kafka_offsets moved under this run: another drain of the same group committed first."""
 
 
 def lock_key(group: str) -> int:
@@ -94,7 +91,7 @@ def offsets_of_rows_present(
 ) -> dict[Position, int]:
     """One past the highest offset of `topic` in raw.<kind> or raw.quarantine, per partition."""
     found: dict[Position, int] = {}
-    for table in (TABLES[kind], "raw.quarantine"):
+    for table in (TABLES[kind], QUARANTINE):
         for partition, next_offset in conn.execute(_present_sql(table), {"topic": topic}):
             position = (topic, partition)
             found[position] = max(found.get(position, 0), next_offset)
@@ -152,7 +149,7 @@ def reset_topic(
     has go back to 0. Positions are stored explicitly so that rows loaded from the topic's earlier
     life are not taken for "already loaded" (`start_offsets`).
 
-    For a topic that was deleted and re-created (see `runner.TopicRewound`). Runs in the caller's
+    For a topic that was deleted and re-created (see `drain.errors.TopicRewound`). Runs in the caller's
     transaction; returns (group, partition, old next offset or None, new next offset).
     """
     rows = conn.execute(
