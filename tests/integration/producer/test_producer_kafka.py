@@ -178,12 +178,8 @@ def broker_control(settings: Settings) -> Iterator[tuple[Callable[[], None], Cal
     Skipped unless the broker at KAFKA_BOOTSTRAP_SERVERS is one that ops.stack started
     (its pid is recorded in the state dir): a broker this test does not own is never stopped.
     """
-    try:
-        from ops.stack import kafka_broker
-    except ImportError as err:
-        pytest.skip(f"ops.stack.kafka_broker is not available ({err})")
-    if not hasattr(kafka_broker, "stop") or not hasattr(kafka_broker, "start"):
-        pytest.skip("ops.stack.kafka_broker has no stop/start")
+    from ops.stack import kafka_broker
+
     if kafka_broker.service(settings).pid() is None:
         pytest.skip(f"the broker at {settings.kafka_bootstrap_servers} was not started by "
                     f"ops.stack (no pid under {settings.state_dir}); not stopping it")
