@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from producer.candle_file import BadRow, CandleFileError, read_candles
+from producer.errors import ProducerError
 from producer.finnhub_candles import (
     CandleFetcher,
     Chunk,
@@ -45,7 +46,7 @@ SOURCES = ("finnhub", "file")
 _SHOWN_PROBLEMS = 20  # invalid Finnhub candles logged one by one; the rest are counted
 
 
-class BackfillUsageError(ValueError):
+class BackfillUsageError(ProducerError, ValueError):
     """The backfill cannot start: bad arguments or configuration (exit 2)."""
 
 

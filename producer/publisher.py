@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from producer.errors import ProducerError
 from producer.metrics import ProducerMetrics, ProducerStats
 from producer.spool import Record, Spool
 from tickhouse import kafka
@@ -40,7 +41,7 @@ _CONTENT_ERRORS = frozenset(
 _POLL_EVERY = 512  # serve delivery reports once per this many produce() calls
 
 
-class PublisherError(RuntimeError):
+class PublisherError(ProducerError, RuntimeError):
     """The Kafka producer hit a fatal error; the process must stop."""
 
 

@@ -21,13 +21,14 @@ from tickhouse.config import (
     load_settings,
     merged_environment,
 )
+from tickhouse.errors import TickhouseError
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 PROFILES_DIR = PROJECT_ROOT
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
-class TransformError(RuntimeError):
+class TransformError(TickhouseError, RuntimeError):
     """dbt could not run or reported failures."""
 
 
