@@ -18,7 +18,8 @@ TESTS_DIR = Path(__file__).resolve().parent
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test by the folder it lives in: tests/unit, tests/integration, tests/e2e."""
     for item in items:
-        parts = Path(str(item.fspath)).relative_to(TESTS_DIR).parts
+        path = Path(str(item.fspath))
+        parts = path.relative_to(TESTS_DIR).parts if path.is_relative_to(TESTS_DIR) else ()
         if parts and parts[0] in {"unit", "integration", "e2e", "reliability"}:
             item.add_marker(getattr(pytest.mark, "integration" if parts[0] == "reliability" else parts[0]))
 

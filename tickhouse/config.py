@@ -1,7 +1,8 @@
 """Configuration: environment variables (CONTRACT §2), validated once at start.
 
-Precedence, highest first: the process environment, a `.env` file in the project root, the
-credentials that setup generated (`<state dir>/secrets.env`), the defaults below.
+Precedence, highest first: the process environment, a `.env` file in the project root (or the
+file TICKHOUSE_ENV_FILE names: `make test` points it at its own stack's), the credentials that setup
+generated (`<state dir>/secrets.env`), the defaults below.
 """
 
 from __future__ import annotations
@@ -227,6 +228,12 @@ def _libpq_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def env_file(environ: Mapping[str, str] | None = None, project_root: Path = PROJECT_ROOT) -> Path:
+    """The `.env` file the configuration reads: TICKHOUSE_ENV_FILE, else `<project root>/.env`."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("TICKHOUSE_ENV_FILE") or project_root / ".env")
+
+
 def merged_environment(
     environ: Mapping[str, str] | None = None, project_root: Path = PROJECT_ROOT
 ) -> dict[str, str]:
@@ -235,7 +242,7 @@ def merged_environment(
     state_dir = Path(env.get("TICKHOUSE_STATE_DIR") or project_root / ".local")
     merged: dict[str, str] = {}
     merged.update(read_env_file(state_dir / "secrets.env"))
-    merged.update(read_env_file(project_root / ".env"))
+    merged.update(read_env_file(env_file(env, project_root)))
     merged.update({k: v for k, v in env.items() if v != ""})
     merged.setdefault("TICKHOUSE_STATE_DIR", str(state_dir))
     return merged

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from ops.stack.processes import Service, StackError, port_open, require_port_free, wait_until
-from tickhouse.config import Settings, merged_environment, read_env_file
+from tickhouse.config import Settings, env_file, merged_environment, read_env_file
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
@@ -63,7 +63,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     )
     # the project's .env reaches the workers too (DRAIN_*, WAREHOUSE, SNOWFLAKE_*, notifiers...);
     # the process environment wins over it, as everywhere
-    env = {**read_env_file(root / ".env"), **os.environ}
+    env = {**read_env_file(env_file(project_root=root)), **os.environ}
     env.update(settings.as_env())
     env.update(
         {

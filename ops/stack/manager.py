@@ -12,7 +12,7 @@ import psycopg
 from ops.stack import airflow, kafka_broker, postgres
 from ops.stack.credentials import ensure_credentials
 from ops.stack.processes import StackError, port_open
-from tickhouse.config import PROJECT_ROOT, Settings, load_settings, read_env_file
+from tickhouse.config import Settings, env_file, load_settings, read_env_file
 from tickhouse.warehouse import setup_warehouse
 
 COMPONENTS = ("postgres", "kafka", "airflow")
@@ -21,7 +21,7 @@ COMPONENTS = ("postgres", "kafka", "airflow")
 def prepare_settings() -> Settings:
     """Generate missing credentials, then load the configuration that includes them."""
     first = load_settings()
-    user_env = {**read_env_file(PROJECT_ROOT / ".env"), **os.environ}
+    user_env = {**read_env_file(env_file()), **os.environ}
     ensure_credentials(first.secrets_file, user_env)
     return load_settings()
 

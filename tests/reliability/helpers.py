@@ -3,7 +3,6 @@ producer as real processes, and the exactly-once oracle (Kafka offsets and per-t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from ops.stack import airflow, kafka_broker, postgres
 from ops.stack.processes import port_open, wait_until
+from tests.cleanup import forget_topics
 from tickhouse.config import PROJECT_ROOT, Settings
 
 VENV_BIN = Path(sys.executable).parent
@@ -117,19 +117,9 @@ class RelTopics:
         return n
 
     def delete(self) -> None:
-        """Delete the topics and this scenario's rows from raw.*: the shared stack keeps running,
-        and some scenarios load edge values (e.g. a price of 1e308) that are valid input but would
-        then sit in every later dbt run."""
-        names = [*self.names, *self.extra]
-        with contextlib.suppress(psycopg.Error), owner_conn(self.settings) as conn:
-            for table in ("raw.trades", "raw.quotes", "raw.alerts", "raw.candles", "raw.quarantine"):
-                conn.execute(f"delete from {table} where kafka_topic = any(%s)", (names,))
-            conn.execute("delete from raw.kafka_offsets where consumer_group = %s", (self.group,))
-            conn.execute("delete from raw.load_stats where consumer_group = %s", (self.group,))
-        with contextlib.suppress(Exception):
-            for future in self.admin.delete_topics(names).values():
-                with contextlib.suppress(Exception):
-                    future.result(timeout=30)
+        """Delete the topics and this scenario's rows from raw.*: some scenarios load edge values
+        (e.g. a price of 1e308) that are valid input but would then sit in every later dbt run."""
+        forget_topics(self.settings, [*self.names, *self.extra], self.group)
 
 
 def high_watermarks(settings: Settings, topic: str) -> dict[int, int]:

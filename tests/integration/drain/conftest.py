@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,6 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from drain.options import DrainOptions
 from drain.runner import drain_once
 from drain.stats import DrainResult
+from tests.cleanup import forget_topics
 from tickhouse.config import Settings, load_settings
 from tickhouse.warehouse import setup_warehouse
 
@@ -110,9 +110,7 @@ class Topics:
         raise AssertionError("drain did not catch up in 50 runs")
 
     def delete(self) -> None:
-        for future in self.admin.delete_topics(list(self.names)).values():
-            with contextlib.suppress(Exception):
-                future.result(timeout=30)
+        forget_topics(self.settings, self.names, self.group)
 
 
 @pytest.fixture
