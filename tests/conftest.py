@@ -1,5 +1,5 @@
 """Shared fixtures. Integration and e2e tests talk to a real local stack: under `make test` the
-test stack of ops/test_stack.py (never the user's), otherwise whatever `load_settings()` names. They
+test stack of ops/suite.py (never the user's), otherwise whatever `load_settings()` names. They
 take every address and credential from `load_settings()`, exactly as the services do."""
 
 from __future__ import annotations

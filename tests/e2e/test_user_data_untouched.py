@@ -1,7 +1,7 @@
 """`make test` leaves a user's stack and data alone.
 
 A user has a running stack with data in it (as after `make demo`): trades in Kafka, drained into
-raw.trades. `make test`'s runner (ops/test_stack.py, what scripts/run_tests.sh runs) then runs tests
+raw.trades. `make test`'s runner (ops/suite.py, what scripts/run_tests.sh runs) then runs tests
 that write to the stack they are given: the drain CLI tests (topics of their own, raw rows,
 offsets, load stats) and a test that publishes to the default trades topic and drains it. Afterwards
 the user's topics, offsets, raw rows and databases are exactly as before, the user's stack is still
@@ -30,7 +30,7 @@ import pytest
 
 from ops.stack import postgres
 from ops.stack.processes import pid_alive, tickhouse_command
-from ops.test_stack import free_port, passed_on
+from ops.suite import free_port, passed_on
 from tickhouse import kafka
 from tickhouse.config import PROJECT_ROOT, Settings, load_settings
 
@@ -144,7 +144,7 @@ def test_make_test_leaves_a_users_stack_and_data_alone(
     test_state = workdir / "test-stack"
     done = _run(
         [
-            sys.executable, "-m", "ops.test_stack", "-q", f"--rootdir={PROJECT_ROOT}",
+            sys.executable, "-m", "ops.suite", "-q", f"--rootdir={PROJECT_ROOT}",
             "-c", str(PROJECT_ROOT / "pyproject.toml"), "tests/integration/drain/test_cli.py",
             str(writer),
         ],

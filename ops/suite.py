@@ -9,7 +9,7 @@ environment. This module starts what the tests need, runs ruff and pytest, and s
 started, whether the user's stack is running or not; the stack's data stays in its state dir for
 the next run.
 
-    python -m ops.test_stack [PYTEST ARGS...]      (what scripts/run_tests.sh runs)
+    python -m ops.suite [PYTEST ARGS...]      (what scripts/run_tests.sh runs)
 
 TICKHOUSE_TEST_COMPONENTS (default: postgres,kafka,airflow) and TICKHOUSE_TEST_LINT (default 1)
 narrow a run.
@@ -102,7 +102,7 @@ def run_environment(
 
 def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["# The test stack of `make test` (ops/test_stack.py), rewritten at every run.\n"]
+    lines = ["# The test stack of `make test` (ops/suite.py), rewritten at every run.\n"]
     path.write_text("".join(lines + [f"{key}={value}\n" for key, value in settings.items()]))
 
 
