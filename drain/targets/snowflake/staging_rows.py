@@ -33,9 +33,31 @@ def _hex(value: bytes | None) -> Value:
     return None if value is None else value.hex()
 
 
+_conditions_cache: dict[tuple[str, ...], str] = {}
+
+
+def _conditions(items: tuple[str, ...] | None) -> Value:
+    """Trade conditions as a JSON array, cached (they repeat a lot), checked once per value."""
+    if items is None:
+        return None
+    cached = _conditions_cache.get(items)
+    if cached is None:
+        check_storable({"conditions": items})
+        cached = json.dumps(list(items), ensure_ascii=False)
+        if len(_conditions_cache) < 10_000:
+            _conditions_cache[items] = cached
+    return cached
+
+
+def _plain(text: str | None) -> bool:
+    """Text no warehouse refuses, cheaply: absent, or ASCII without NUL (the common case)."""
+    return text is None or (text.isascii() and "\x00" not in text)
+
+
 def trade_row(t: Trade, topic: str, partition: int, offset: int, kafka_ts: int | None) -> StagingRow:
-    check_storable(text_fields(t))
-    conditions = None if t.conditions is None else json.dumps(list(t.conditions), ensure_ascii=False)
+    conditions = _conditions(t.conditions)
+    if not _plain(t.source):
+        check_storable({"source": t.source})
     return [
         t.symbol, str(t.price), str(t.volume), str(t.ts), str(t.ts), conditions, t.source,
         topic, str(partition), str(offset), _kafka_timestamp(kafka_ts),
@@ -43,7 +65,8 @@ def trade_row(t: Trade, topic: str, partition: int, offset: int, kafka_ts: int |
 
 
 def quote_row(q: Quote, topic: str, partition: int, offset: int, kafka_ts: int | None) -> StagingRow:
-    check_storable(text_fields(q))
+    if not _plain(q.source):
+        check_storable(text_fields(q))
     return [
         q.symbol, str(q.price), _text(q.change), _text(q.change_pct), str(q.high), str(q.low),
         str(q.open), str(q.prev_close), str(q.ts), str(q.ts), q.source,
@@ -61,7 +84,8 @@ def alert_row(a: Alert, topic: str, partition: int, offset: int, kafka_ts: int |
 
 
 def candle_row(c: Candle, topic: str, partition: int, offset: int, kafka_ts: int | None) -> StagingRow:
-    check_storable(text_fields(c))
+    if not _plain(c.source):
+        check_storable(text_fields(c))
     return [
         c.symbol, c.resolution, str(c.bar_start), str(c.bar_start), str(c.open), str(c.high),
         str(c.low), str(c.close), str(c.volume), c.source,
