@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from tickhouse.config import Settings
+from tickhouse.raw_tables import COLUMNS, KINDS, table
 from tickhouse.warehouse import connect
 
 
@@ -82,3 +83,21 @@ def test_only_airflow_may_connect_to_airflows_database(settings: Settings, role:
     with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
         connect(settings, role, dbname=settings.airflow_db).close()
     connect(settings, "airflow").close()
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "quarantine"])
+def test_the_migrations_give_each_raw_table_the_columns_a_load_writes(
+    settings: Settings, kind: str
+) -> None:
+    """tickhouse.raw_tables is the one shape of the raw tables in code; the migrations agree."""
+    schema, name = table(kind).split(".")
+    with connect(settings, "owner") as conn:
+        columns = {
+            row[0]
+            for row in conn.execute(
+                "select column_name from information_schema.columns"
+                " where table_schema = %s and table_name = %s",
+                (schema, name),
+            )
+        }
+    assert columns == {*COLUMNS[kind], "loaded_at"}
