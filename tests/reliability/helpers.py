@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from ops.stack import airflow, kafka_broker, postgres
 from ops.stack.processes import port_open, wait_until
 from tests.cleanup import forget_topics
+from tickhouse import kafka
 from tickhouse.config import PROJECT_ROOT, Settings
 
 VENV_BIN = Path(sys.executable).parent
@@ -123,15 +124,8 @@ class RelTopics:
 
 
 def high_watermarks(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "rel-probe"})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in meta.partitions
-        }
-    finally:
-        consumer.close()
+    """One past the last offset of each partition of `topic`."""
+    return {p: high for p, (_low, high) in kafka.watermarks(settings.kafka_bootstrap_servers, topic).items()}
 
 
 def kafka_committed(settings: Settings, group: str, topic: str) -> dict[int, int]:

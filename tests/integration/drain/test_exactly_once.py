@@ -16,6 +16,7 @@ from confluent_kafka.admin import NewPartitions
 from tests.faults import STAGES, crash_at
 from tests.integration.drain.conftest import Topics, coordinates
 from tests.integration.drain.helpers import NOW_MS, alert, quote, trade
+from tickhouse import kafka
 from tickhouse.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -24,17 +25,9 @@ DAY_MS = 86_400_000
 
 
 def high_watermarks(topics: Topics, topic: str) -> dict[int, int]:
-    consumer = Consumer(
-        {"bootstrap.servers": topics.settings.kafka_bootstrap_servers, "group.id": "probe"}
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in meta.partitions
-        }
-    finally:
-        consumer.close()
+    """One past the last offset of each partition of `topic`."""
+    marks = kafka.watermarks(topics.settings.kafka_bootstrap_servers, topic)
+    return {p: high for p, (_low, high) in marks.items()}
 
 
 def kafka_committed(topics: Topics, topic: str) -> dict[int, int]:

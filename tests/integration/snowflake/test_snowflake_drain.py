@@ -5,28 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from drain.targets.snowflake import loader as snowflake_loader
 from tests.faults import SNOWFLAKE_STAGES, STAGES, crash_at
 from tests.integration.drain.helpers import NOW_MS, alert, candle, quote, trade
 from tests.integration.snowflake.conftest import Snow, SnowTopics
+from tickhouse import kafka
 
 pytestmark = pytest.mark.integration
 
 
 def high_watermarks(topics: SnowTopics, topic: str) -> dict[int, int]:
-    consumer = Consumer(
-        {"bootstrap.servers": topics.settings.kafka_bootstrap_servers, "group.id": "probe"}
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in meta.partitions
-        }
-    finally:
-        consumer.close()
+    """One past the last offset of each partition of `topic`."""
+    marks = kafka.watermarks(topics.settings.kafka_bootstrap_servers, topic)
+    return {p: high for p, (_low, high) in marks.items()}
 
 
 def assert_exactly_once(snow: Snow, topics: SnowTopics, table: str, topic: str) -> None:
