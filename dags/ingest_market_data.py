@@ -10,7 +10,7 @@ imported inside the task so that parsing this file touches no network and loads 
   killed task resumes where the last commit left off.
 - For each raw table that received rows, a `publish_*` task emits an Asset event (names and URIs
   in `drain.assets.RAW_TABLE_ASSETS`: "tickhouse.raw.trades" etc.); `transform_marts` is
-  scheduled on those Assets.
+  scheduled on those of the tables the marts read (trades, candles, alerts).
   Tables with no new rows emit nothing (the task is skipped), so dbt does not run for nothing.
 - A rewound topic (deleted and re-created; see `drain.errors.TopicRewound`) stops only
   that topic: the others are committed and their Assets published, and `check_topics` then fails
