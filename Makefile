@@ -37,5 +37,5 @@ test-unit: install  ## only the fast, pure tests (no services)
 bench: install  ## run the benchmarks under bench/ and print their figures
 	@bash scripts/run_bench.sh
 
-lint: install  ## ruff and mypy
-	@$(VENV_BIN)/ruff check . && $(VENV_BIN)/mypy
+lint: install  ## ruff, mypy and the import rule (import-linter contracts in pyproject.toml)
+	@$(VENV_BIN)/ruff check . && $(VENV_BIN)/mypy && $(VENV_BIN)/lint-imports

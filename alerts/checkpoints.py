@@ -32,8 +32,8 @@ import msgspec
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from alerts import metrics
-from alerts.clients import read_topic
 from alerts.rules import Engine
+from tickhouse.kafka import read_topic
 from tickhouse.schemas import now_ms
 
 log = logging.getLogger("tickhouse.alerts.checkpoints")

@@ -5,8 +5,10 @@ secret (a webhook URL, an SMTP password)."""
 
 from __future__ import annotations
 
+from tickhouse.errors import TickhouseError
 
-class AlertsError(Exception):
+
+class AlertsError(TickhouseError):
     """Root of every error the alerts package raises on purpose."""
 
 
@@ -20,7 +22,3 @@ class NotifierConfigError(AlertsError, ValueError):
 
 class NotifierError(AlertsError):
     """One delivery attempt failed; the message never contains the secret URL."""
-
-
-class TopicReadError(AlertsError):
-    """A topic could not be read to its end (the broker is slow or unreachable)."""

@@ -31,6 +31,7 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, Produ
 from alerts import clients, metrics
 from alerts.config import NotifierConfig
 from alerts.notifiers import Sender, build_sender, deliver
+from tickhouse import kafka
 from tickhouse.schemas import SEVERITIES, Alert, InvalidMessage, now_ms, parse_alert
 
 log = logging.getLogger("tickhouse.alerts.notify")
@@ -96,17 +97,16 @@ class NotifierConsumer:
 
     def run(self) -> None:
         opts = self.options
-        consumer = Consumer(
-            {
-                "bootstrap.servers": opts.bootstrap_servers,
-                "group.id": self.group,
-                "enable.auto.commit": False,
+        consumer = kafka.consumer(
+            opts.bootstrap_servers,
+            self.group,
+            **{
                 "auto.offset.reset": "latest",
                 "client.id": f"tickhouse-notify-{self.cfg.name}-{uuid.uuid4().hex[:6]}",
                 "session.timeout.ms": 10_000,
                 "heartbeat.interval.ms": 2_000,
                 **opts.consumer_config,
-            }
+            },
         )
         consumer.subscribe([opts.alerts_topic], on_assign=self._on_assign)
         try:
@@ -151,13 +151,7 @@ class NotifierConsumer:
     def _remember_before(self, consumer: Consumer, starts: list[TopicPartition]) -> None:
         """The ids of the alerts just before each start offset count as delivered: a repeat of one
         of them after the commit is dropped."""
-        reader = Consumer(
-            {
-                "bootstrap.servers": self.options.bootstrap_servers,
-                "group.id": f"{self.group}-reader-{uuid.uuid4().hex[:6]}",
-                "enable.auto.commit": False,
-            }
-        )
+        reader = kafka.consumer(self.options.bootstrap_servers, f"{self.group}-reader-{uuid.uuid4().hex[:6]}")
         try:
             window = max(1, self.options.remember // max(1, len(starts)))
             assign = [TopicPartition(tp.topic, tp.partition, max(0, tp.offset - window)) for tp in starts]
@@ -263,20 +257,14 @@ class NotifyService:
             if sender is None:
                 continue
             if self._dead_letters is None:
-                self._dead_letters = Producer(
-                    {
-                        "bootstrap.servers": options.bootstrap_servers,
-                        "enable.idempotence": True,
-                        "acks": "all",
-                    }
-                )
+                self._dead_letters = clients.dead_letter_producer(options.bootstrap_servers)
             log.info("notifier %s on (%s), group %s.%s", cfg.name, cfg.type, options.group, cfg.name)
             self.consumers.append(NotifierConsumer(sender, cfg, options, self._dead_letters))
 
     def start(self) -> None:
         if not self.consumers:
             return
-        clients.ensure_topics(self.options.bootstrap_servers, [], {self.options.dead_letters: 1})
+        kafka.ensure_topics(self.options.bootstrap_servers, {self.options.dead_letters: kafka.TopicSpec(1)})
         for consumer in self.consumers:
             consumer.start()
 

@@ -49,6 +49,7 @@ from alerts import checkpoints, clients, metrics
 from alerts.config import RulesConfig
 from alerts.errors import AlertsError
 from alerts.rules import Engine, Firing
+from tickhouse import kafka
 from tickhouse.schemas import Alert, InvalidMessage, now_ms, parse_trade_values, to_json
 
 log = logging.getLogger("tickhouse.alerts")
@@ -137,8 +138,12 @@ class AlertService:
     def run(self) -> Stats:
         """Consume until `stop()` (or `max_seconds`); returns the counters."""
         opts = self.options
-        clients.ensure_topics(
-            opts.bootstrap_servers, [opts.state_topic], {opts.alerts_topic: opts.topic_partitions}
+        kafka.ensure_topics(
+            opts.bootstrap_servers,
+            {
+                opts.state_topic: kafka.TopicSpec(1, kafka.COMPACTED),
+                opts.alerts_topic: kafka.TopicSpec(opts.topic_partitions),
+            },
         )
         consumer = clients.trades_consumer(
             opts.bootstrap_servers, opts.group, opts.from_beginning, opts.consumer_config
@@ -472,7 +477,7 @@ class AlertService:
             found = checkpoints.read(
                 opts.bootstrap_servers, opts.state_topic, opts.group, opts.trades_topic, numbers
             )
-        except AlertsError as err:
+        except (AlertsError, kafka.TopicReadError) as err:
             log.warning("could not read the checkpoints (%s); rebuilding state from the topic", err)
             found = {}
         now = now_ms()
@@ -549,7 +554,7 @@ class AlertService:
         """Ids of alerts already on the alerts topic that fired at or after `live_from`."""
         ids: set[str] = set()
         opts = self.options
-        for _key, value in clients.read_topic(opts.bootstrap_servers, opts.alerts_topic, since_ms):
+        for _key, value in kafka.read_topic(opts.bootstrap_servers, opts.alerts_topic, since_ms):
             if value is None:
                 continue
             try:

@@ -32,8 +32,8 @@ from typing import Any
 from psycopg import sql
 
 from tickhouse.config import Settings, load_settings
-from tickhouse.transform import build
 from tickhouse.warehouse import connect, setup_warehouse
+from transform.dbt_runner import build
 
 # Trades generated in SQL: per symbol, evenly spaced in event time, a smooth price path
 # with noise, Kafka coordinates that are unique per (partition, offset). loaded_at is the

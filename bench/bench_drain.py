@@ -33,11 +33,13 @@ import psycopg
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from drain.options import DrainOptions
+from drain.runner import drain_once
+from drain.targets.postgres.copy_rows import trade_line
+from drain.targets.postgres.loader import copy_statement
 from tickhouse.config import Settings, load_settings
-from tickhouse.drain.loader import copy_statement
-from tickhouse.drain.options import DrainOptions
-from tickhouse.drain.rows import COLUMNS, trade_line
-from tickhouse.drain.runner import drain_once
+from tickhouse.raw_tables import COLUMNS
+from tickhouse.schemas import parse_trade
 from tickhouse.warehouse import setup_warehouse
 
 BASE_TS = 31_536_000_000  # 1971-01-01T00:00:00Z
@@ -156,8 +158,6 @@ def naive_consumer(settings: Settings, topic: str, seconds: float) -> tuple[int,
 
 def copy_formats(settings: Settings, values: list[bytes], topic: str) -> dict[str, float]:
     """Rows/s of building + COPYing a sample as COPY text by hand vs psycopg binary write_row."""
-    from tickhouse.schemas import parse_trade
-
     results: dict[str, float] = {}
     columns = ", ".join(COLUMNS["trades"])
     with psycopg.connect(settings.conninfo("loader")) as conn:
@@ -168,7 +168,7 @@ def copy_formats(settings: Settings, values: list[bytes], topic: str) -> dict[st
         with conn.cursor() as cur, cur.copy(f"copy raw.trades ({columns}) from stdin") as copy:
             buffer: list[bytes] = []
             for i, value in enumerate(values):
-                line, _ = trade_line(value, topic + ".text", 0, i, BASE_TS)
+                line = trade_line(parse_trade(value), topic + ".text", 0, i, BASE_TS)
                 buffer.append(line)
                 if len(buffer) >= 8192:
                     copy.write(b"".join(buffer))
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(tmp) / "trades.copy"
         with path.open("wb") as f:
             for i, value in enumerate(values):
-                f.write(trade_line(value, topic, i % args.partitions, i, BASE_TS + i * 50)[0])
+                f.write(trade_line(parse_trade(value), topic, i % args.partitions, i, BASE_TS + i * 50))
         size_mb = path.stat().st_size / 1e6
         copy_s = copy_from_file(settings, path)
     drop_bench_partitions(settings)  # the drain then loads into the same, empty, partitions
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{drain_cpu_s / n * 1e6:.1f} us/message; parse workers: {args.parse_workers})"
     )
 
-    from tickhouse.drain.quality import check_run
+    from drain.targets.postgres.quality import check_run
 
     start = time.perf_counter()
     check_run(settings, DrainOptions(topics={topic: "trades"}, dq_min_event_time=date(1970, 1, 1)), result)

@@ -1,6 +1,6 @@
 """ingest_market_data: drain the Kafka topics into the raw tables, one micro-batch per run.
 
-Thin on purpose: the work is `tickhouse.drain.runner.drain_once` (also `tickhouse drain --once`),
+Thin on purpose: the work is `drain.runner.drain_once` (also `tickhouse drain --once`),
 imported inside the task so that parsing this file touches no network and loads nothing heavy.
 
 - Schedule: every minute by default (`DRAIN_SCHEDULE`, any cron expression or preset);
@@ -9,10 +9,10 @@ imported inside the task so that parsing this file touches no network and loads 
 - Exactly once does not depend on Airflow: offsets are committed with the rows, so a retried or
   killed task resumes where the last commit left off.
 - For each raw table that received rows, a `publish_*` task emits an Asset event (names and URIs
-  in `tickhouse.drain.assets.RAW_TABLE_ASSETS`: "tickhouse.raw.trades" etc.); `transform_marts` is
-  scheduled on those Assets.
+  in `drain.assets.RAW_TABLE_ASSETS`: "tickhouse.raw.trades" etc.); `transform_marts` is
+  scheduled on those of the tables the marts read (trades, candles, alerts).
   Tables with no new rows emit nothing (the task is skipped), so dbt does not run for nothing.
-- A rewound topic (deleted and re-created; see `tickhouse.drain.runner.TopicRewound`) stops only
+- A rewound topic (deleted and re-created; see `drain.errors.TopicRewound`) stops only
   that topic: the others are committed and their Assets published, and `check_topics` then fails
   the run with the message that says what to do (no retries: retrying cannot fix it).
 - Configuration: the Tickhouse environment (CONTRACT §2 and DRAIN_* variables) of the Airflow
@@ -27,7 +27,7 @@ from typing import Any
 
 from airflow.sdk import Asset, dag, task
 
-from tickhouse.drain.assets import RAW_TABLE_ASSETS
+from drain.assets import RAW_TABLE_ASSETS
 
 RAW_ASSETS = {table: Asset(name) for table, name in RAW_TABLE_ASSETS.items()}
 
@@ -54,9 +54,10 @@ def ingest_market_data() -> None:
         """One exactly-once micro-batch; returns only counts (rows never travel through XCom)."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from drain.errors import DataQualityError, TopicRewound
+        from drain.options import load_options
+        from drain.runner import drain_once
         from tickhouse.config import load_settings
-        from tickhouse.drain.options import load_options
-        from tickhouse.drain.runner import DataQualityError, TopicRewound, drain_once
 
         settings = load_settings()
         stopped = None

@@ -1,8 +1,10 @@
 """transform_marts: build and test the dbt marts when new raw data has landed (CONTRACT §5).
 
 Cosmos renders every dbt model (with its tests, TestBehavior.BUILD) and seed as an Airflow
-task, from the manifest `dbt parse` wrote at setup (`tickhouse.transform.dbt_parse()`), so
-parsing this file runs no dbt. The run is scheduled on the raw Assets the ingest DAG emits.
+task, from the manifest `dbt parse` wrote at setup (`transform.dbt_runner.dbt_parse()`), so
+parsing this file runs no dbt. The run is scheduled on the raw Assets the ingest DAG emits for the
+tables the marts read: trades, candles and alerts (no mart reads raw.quotes, so new quotes alone
+do not start a build).
 dbt reads its connection from the environment through profiles.yml (POSTGRES_HOST,
 POSTGRES_PORT, POSTGRES_DB, DBT_USER, DBT_PASSWORD, BI_READER_USER).
 """
@@ -13,18 +15,18 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetAny
 from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+from drain.assets import RAW_TABLE_ASSETS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
-RAW_TRADES = Asset("tickhouse.raw.trades")
-RAW_QUOTES = Asset("tickhouse.raw.quotes")
-RAW_ALERTS = Asset("tickhouse.raw.alerts")
-RAW_CANDLES = Asset("tickhouse.raw.candles")
+# the raw tables the marts read, as the ingest DAG names their Assets (drain.assets)
+MART_INPUTS = ("raw.trades", "raw.candles", "raw.alerts")
 
 transform_marts = DbtDag(
     dag_id="transform_marts",
@@ -56,7 +58,7 @@ transform_marts = DbtDag(
     operator_args={"install_deps": False, "retries": 0},
     default_args={"owner": "tickhouse", "retries": 0},
     # any new raw data triggers a build; the incremental models make it cheap
-    schedule=(RAW_TRADES | RAW_QUOTES | RAW_ALERTS | RAW_CANDLES),
+    schedule=AssetAny(*(Asset(RAW_TABLE_ASSETS[table]) for table in MART_INPUTS)),
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,

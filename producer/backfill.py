@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from producer.candle_file import BadRow, CandleFileError, read_candles
+from producer.errors import ProducerError
 from producer.finnhub_candles import (
     CandleFetcher,
     Chunk,
@@ -32,7 +33,7 @@ from producer.finnhub_candles import (
     plan_chunks,
 )
 from producer.metrics import ProducerStats
-from producer.publisher import Publisher, PublisherError, ensure_topics
+from producer.publisher import Publisher, PublisherError, prepare_topics
 from tickhouse.config import ConfigError, Settings, parse_symbols
 from tickhouse.schemas import RESOLUTIONS, Candle, now_ms, to_json
 
@@ -45,7 +46,7 @@ SOURCES = ("finnhub", "file")
 _SHOWN_PROBLEMS = 20  # invalid Finnhub candles logged one by one; the rest are counted
 
 
-class BackfillUsageError(ValueError):
+class BackfillUsageError(ProducerError, ValueError):
     """The backfill cannot start: bad arguments or configuration (exit 2)."""
 
 
@@ -277,7 +278,7 @@ def kafka_publisher(
 ) -> Iterator[tuple[Publish, Callable[[], None]]]:
     """(publish(key, value), idle()) to `topic`; on exit waits for Kafka's acknowledgements and
     records them in `summary` (acknowledged, unacknowledged, kafka_error)."""
-    ensure_topics(settings.kafka_bootstrap_servers, [topic], settings.topic_partitions, timeout=5)
+    prepare_topics(settings.kafka_bootstrap_servers, [topic], settings.topic_partitions)
     stats = ProducerStats()
     # The publisher's spool outlives a broker outage within this run; what is still unacknowledged
     # at the end is reported (exit 1) and the spool goes with the temporary directory: the remedy is

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
 
+from producer.errors import ProducerError
 from producer.replay import ReplayError, file_format, open_text
 from tickhouse.schemas import Candle, InvalidMessage, now_ms, validate_candle
 
@@ -29,7 +30,7 @@ NUMERIC = ("bar_start", "open", "high", "low", "close", "volume")
 _INTEGER = re.compile(r"-?[0-9]+")
 
 
-class CandleFileError(ValueError):
+class CandleFileError(ProducerError, ValueError):
     """The file cannot be read as candles at all (missing, unknown format, header lacks columns)."""
 
 

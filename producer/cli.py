@@ -21,7 +21,7 @@ from types import FrameType
 from producer.finnhub_quotes import QuotePoller, hide_secret_in_logs
 from producer.finnhub_stream import FinnhubAuthError, FinnhubStream, KeyLock
 from producer.metrics import ProducerMetrics, ProducerStats, StatusLine, metrics_port_from_env
-from producer.publisher import Publisher, PublisherError, ensure_topics
+from producer.publisher import Publisher, PublisherError, prepare_topics
 from producer.replay import (
     Prepared,
     ReadStats,
@@ -34,7 +34,7 @@ from producer.replay import (
 )
 from producer.spool import SpoolBusy
 from producer.synthetic import SyntheticConfig, generate
-from tickhouse.config import ConfigError, Settings, load_settings, parse_symbols, read_env_file
+from tickhouse.config import ConfigError, Settings, env_file, load_settings, parse_symbols, read_env_file
 from tickhouse.schemas import Quote, Trade, now_ms, to_json
 
 log = logging.getLogger("producer")
@@ -149,7 +149,7 @@ def main(argv: list[str]) -> int:
     trades_topic = args.trades_topic or settings.trades_topic
     quotes_topic = args.quotes_topic or settings.quotes_topic
     topics = [trades_topic] + ([quotes_topic] if args.quotes_every else [])
-    ensure_topics(settings.kafka_bootstrap_servers, topics, settings.topic_partitions, timeout=5)
+    prepare_topics(settings.kafka_bootstrap_servers, topics, settings.topic_partitions)
     try:
         publisher = Publisher(
             settings.kafka_bootstrap_servers,
@@ -305,11 +305,12 @@ def run_synthetic(runtime: Runtime, symbols: tuple[str, ...], args: argparse.Nam
 
 
 def symbols_for_reload(symbols_file: Path | None, settings: Settings) -> tuple[str, ...]:
-    """What SIGHUP switches to: the --symbols-file, else SYMBOLS from .env, else the settings."""
+    """What SIGHUP switches to: the --symbols-file, else SYMBOLS from .env (TICKHOUSE_ENV_FILE),
+    else the settings."""
     if symbols_file is not None:
         text = symbols_file.read_text(encoding="utf-8").replace("\n", ",")
         return parse_symbols(str(symbols_file), text)
-    from_env_file = read_env_file(settings.project_root / ".env").get("SYMBOLS")
+    from_env_file = read_env_file(env_file(project_root=settings.project_root)).get("SYMBOLS")
     if from_env_file:
         return parse_symbols("SYMBOLS (.env)", from_env_file)
     return load_settings().symbols

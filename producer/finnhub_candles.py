@@ -38,6 +38,7 @@ from typing import Any
 import requests
 from finnhub.exceptions import FinnhubAPIException, FinnhubRequestException
 
+from producer.errors import ProducerError
 from producer.finnhub_quotes import RateLimiter, redact
 from producer.finnhub_stream import FinnhubAuthError, backoff_delays
 from tickhouse.schemas import RESOLUTIONS, Candle, InvalidMessage, validate_candle
@@ -57,7 +58,7 @@ SECONDS_PER_DAY = 86_400
 NO_ACCESS = "You don't have access to this resource."
 
 
-class FinnhubResponseError(ValueError):
+class FinnhubResponseError(ProducerError, ValueError):
     """A `/stock/candle` answer that does not follow Finnhub's documented shape."""
 
 

@@ -24,6 +24,7 @@ from typing import IO, Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
+from producer.errors import ProducerError
 from producer.metrics import ProducerStats
 from tickhouse.schemas import InvalidMessage, Trade, now_ms, validate_trade
 
@@ -33,7 +34,7 @@ SOURCE = "finnhub"
 _SHOW_CHARS = 500
 
 
-class FinnhubAuthError(RuntimeError):
+class FinnhubAuthError(ProducerError, RuntimeError):
     """Finnhub refused the API key; retrying would only get the key rate-limited or banned."""
 
 

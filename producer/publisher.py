@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
+from producer.errors import ProducerError
 from producer.metrics import ProducerMetrics, ProducerStats
 from producer.spool import Record, Spool
+from tickhouse import kafka
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ _CONTENT_ERRORS = frozenset(
 _POLL_EVERY = 512  # serve delivery reports once per this many produce() calls
 
 
-class PublisherError(RuntimeError):
+class PublisherError(ProducerError, RuntimeError):
     """The Kafka producer hit a fatal error; the process must stop."""
 
 
@@ -57,24 +59,23 @@ def producer_config(
         raise ValueError(f"linger_ms={linger_ms}: must be between 0 and 5")
     if compression not in {"lz4", "zstd"}:
         raise ValueError(f"compression={compression!r}: use lz4 or zstd")
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers,
-        "client.id": "tickhouse-producer",
-        "enable.idempotence": True,
-        "acks": "all",
-        "compression.type": compression,
-        "linger.ms": linger_ms,
-        "batch.num.messages": 10_000,
-        "queue.buffering.max.messages": max_queue_messages,
-        "queue.buffering.max.kbytes": max_queue_kbytes,
-        # 0 = no local timeout: while the broker is away librdkafka keeps retrying in order, and
-        # the spool takes over once its queue is full. Nothing ever "times out" into the void.
-        "message.timeout.ms": 0,
-        "reconnect.backoff.ms": 100,
-        "reconnect.backoff.max.ms": 2_000,
-    }
-    config.update(extra or {})
-    return config
+    return kafka.producer_config(
+        bootstrap_servers,
+        "tickhouse-producer",
+        **{
+            "compression.type": compression,
+            "linger.ms": linger_ms,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": max_queue_messages,
+            "queue.buffering.max.kbytes": max_queue_kbytes,
+            # 0 = no local timeout: while the broker is away librdkafka keeps retrying in order,
+            # and the spool takes over once its queue is full. Nothing "times out" into the void.
+            "message.timeout.ms": 0,
+            "reconnect.backoff.ms": 100,
+            "reconnect.backoff.max.ms": 2_000,
+            **(extra or {}),
+        },
+    )
 
 
 class Publisher:
@@ -338,35 +339,17 @@ class Publisher:
         return len(self._producer)
 
 
-def ensure_topics(
-    bootstrap_servers: str, topics: list[str], partitions: int, timeout: float = 10.0
-) -> list[str]:
-    """Create the topics that do not exist yet (replication 1). Returns the ones created.
+def prepare_topics(bootstrap_servers: str, topics: list[str], partitions: int) -> list[str]:
+    """Create the topics that do not exist yet; returns the ones created.
 
     An unreachable broker is not an error here: the publisher queues and spools until it is back.
     """
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    specs = {topic: kafka.TopicSpec(partitions) for topic in dict.fromkeys(topics)}
     try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as err:
-        log.warning("cannot list Kafka topics (%s); not creating %s", err, topics)
+        created = kafka.ensure_topics(bootstrap_servers, specs, timeout=5)
+    except kafka.KafkaTopicError as err:
+        log.warning("%s; publishing anyway (queued, then spooled, until the broker has them)", err)
         return []
-    missing = [t for t in dict.fromkeys(topics) if t not in existing]
-    if not missing:
-        return []
-    futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing],
-        request_timeout=timeout,
-    )
-    created = []
-    for topic, future in futures.items():
-        try:
-            future.result(timeout)
-            created.append(topic)
-            log.info("created Kafka topic %s (%d partitions)", topic, partitions)
-        except KafkaException as err:
-            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                log.warning("cannot create Kafka topic %s: %s", topic, err)
+    for topic in created:
+        log.info("created Kafka topic %s (%d partitions)", topic, partitions)
     return created

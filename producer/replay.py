@@ -25,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+from producer.errors import ProducerError
 from tickhouse.schemas import InvalidMessage, Trade, now_ms, to_json, validate_trade
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ Prepared = tuple[int, bytes, bytes]  # (event ts ms, key, value): ready for prod
 _SHORT_NAMES = {"s": "symbol", "p": "price", "v": "volume", "t": "ts", "c": "conditions"}
 
 
-class ReplayError(ValueError):
+class ReplayError(ProducerError, ValueError):
     """The replay file cannot be read at all (missing, unknown format, no header)."""
 
 

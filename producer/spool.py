@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from producer.errors import ProducerError
+
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">HII")
@@ -28,7 +30,7 @@ def encode_record(topic: str, key: bytes | None, value: bytes) -> bytes:
     return _HEADER.pack(len(raw_topic), len(raw_key), len(value)) + raw_topic + raw_key + value
 
 
-class SpoolBusy(RuntimeError):
+class SpoolBusy(ProducerError, RuntimeError):
     """Another process holds the spool."""
 
 

@@ -1,15 +1,18 @@
-"""Shared fixtures. Integration and e2e tests talk to the real local stack (`make up`); they take
-every address and credential from `load_settings()`, exactly as the services do."""
+"""Shared fixtures. Integration and e2e tests talk to a real local stack: under `make test` the
+test stack of ops/suite.py (never the user's), otherwise whatever `load_settings()` names. They
+take every address and credential from `load_settings()`, exactly as the services do."""
 
 from __future__ import annotations
 
+import gc
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tickhouse.airflow_api import AirflowAPI
+from ops.airflow_api import AirflowAPI
 from tickhouse.config import Settings, load_settings
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -18,9 +21,26 @@ TESTS_DIR = Path(__file__).resolve().parent
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test by the folder it lives in: tests/unit, tests/integration, tests/e2e."""
     for item in items:
-        parts = Path(str(item.fspath)).relative_to(TESTS_DIR).parts
+        path = Path(str(item.fspath))
+        parts = path.relative_to(TESTS_DIR).parts if path.is_relative_to(TESTS_DIR) else ()
         if parts and parts[0] in {"unit", "integration", "e2e", "reliability"}:
             item.add_marker(getattr(pytest.mark, "integration" if parts[0] == "reliability" else parts[0]))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Release what the in-process warehouses still hold before the interpreter exits: dbt's
+    adapters keep their connections (to fakesnow's DuckDB in the Snowflake tests), and the last
+    failure's traceback keeps its frames. A DuckDB object alive at exit is reported by its bindings
+    as "nanobind: leaked ...", which reads like a crash after a green run."""
+    if "dbt.adapters.factory" in sys.modules:
+        from dbt.adapters.factory import cleanup_connections, reset_adapters
+
+        cleanup_connections()
+        reset_adapters()
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        sys.__dict__.pop(name, None)
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +62,6 @@ def unique_topic(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def airflow_api(settings: Settings) -> AirflowAPI:
-    from tickhouse.stack.airflow import admin_password
+    from ops.stack.airflow import admin_password
 
     return AirflowAPI(settings.airflow_url, "admin", admin_password(settings))

@@ -1,7 +1,8 @@
 """Configuration: environment variables (CONTRACT §2), validated once at start.
 
-Precedence, highest first: the process environment, a `.env` file in the project root, the
-credentials that setup generated (`<state dir>/secrets.env`), the defaults below.
+Precedence, highest first: the process environment, a `.env` file in the project root (or the
+file TICKHOUSE_ENV_FILE names: `make test` points it at its own stack's), the credentials that setup
+generated (`<state dir>/secrets.env`), the defaults below.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from tickhouse.errors import TickhouseError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,GOOGL,AMZN,TSLA,NVDA,META,NFLX,AMD,INTC"
+DEFAULT_DRAIN_GROUP = "tickhouse-drain"
 
 # CONTRACT §3: 1-32 chars of A-Z a-z 0-9 . : - _ / ^ =
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9.:\-_/^=]{1,32}$")
@@ -23,7 +27,7 @@ _HOST_PORT_PATTERN = re.compile(r"^[A-Za-z0-9.\-]+:(\d{1,5})$")
 _ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(TickhouseError, ValueError):
     """A configuration variable has a value Tickhouse cannot use."""
 
 
@@ -144,7 +148,6 @@ class Settings:
     finnhub_ws_url: str
     finnhub_api_url: str
     symbols: tuple[str, ...]
-    secret_keys: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def kafka_port(self) -> int:
@@ -221,28 +224,14 @@ class Settings:
         }
 
 
-SECRET_VARIABLES = frozenset(
-    {
-        "POSTGRES_PASSWORD",
-        "LOADER_PASSWORD",
-        "DBT_PASSWORD",
-        "BI_READER_PASSWORD",
-        "AIRFLOW_DB_PASSWORD",
-        "AIRFLOW_ADMIN_PASSWORD",
-        "AIRFLOW_JWT_SECRET",
-        "AIRFLOW_API_SECRET_KEY",
-        "AIRFLOW_FERNET_KEY",
-        "FINNHUB_API_KEY",
-        "SLACK_WEBHOOK_URL",
-        "ALERTS_WEBHOOK_URL",
-        "SMTP_PASSWORD",
-        "SNOWFLAKE_PASSWORD",
-    }
-)
-
-
 def _libpq_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def env_file(environ: Mapping[str, str] | None = None, project_root: Path = PROJECT_ROOT) -> Path:
+    """The `.env` file the configuration reads: TICKHOUSE_ENV_FILE, else `<project root>/.env`."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("TICKHOUSE_ENV_FILE") or project_root / ".env")
 
 
 def merged_environment(
@@ -253,7 +242,7 @@ def merged_environment(
     state_dir = Path(env.get("TICKHOUSE_STATE_DIR") or project_root / ".local")
     merged: dict[str, str] = {}
     merged.update(read_env_file(state_dir / "secrets.env"))
-    merged.update(read_env_file(project_root / ".env"))
+    merged.update(read_env_file(env_file(env, project_root)))
     merged.update({k: v for k, v in env.items() if v != ""})
     merged.setdefault("TICKHOUSE_STATE_DIR", str(state_dir))
     return merged
@@ -305,8 +294,12 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
             ("http", "https"),
         ),
         symbols=parse_symbols("SYMBOLS", get("SYMBOLS", DEFAULT_SYMBOLS)),
-        secret_keys=SECRET_VARIABLES,
     )
+
+
+def drain_group(environ: Mapping[str, str] | None = None) -> str:
+    """DRAIN_GROUP: the drain's consumer group, whose lag `tickhouse status` and the exporter show."""
+    return (os.environ if environ is None else environ).get("DRAIN_GROUP", "").strip() or DEFAULT_DRAIN_GROUP
 
 
 def require_credentials(settings: Settings) -> None:

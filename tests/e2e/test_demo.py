@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tickhouse.airflow_api import AirflowAPI
+from ops.airflow_api import AirflowAPI
+from ops.stack.apps import stop_apps
 from tickhouse.config import Settings
-from tickhouse.stack.apps import stop_apps
 from tickhouse.warehouse import connect
 
 TICKHOUSE = str(Path(sys.executable).parent / "tickhouse")

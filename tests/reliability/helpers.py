@@ -3,7 +3,6 @@ producer as real processes, and the exactly-once oracle (Kafka offsets and per-t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -18,9 +17,11 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from ops.stack import airflow, kafka_broker, postgres
+from ops.stack.processes import port_open, wait_until
+from tests.cleanup import forget_topics
+from tickhouse import kafka
 from tickhouse.config import PROJECT_ROOT, Settings
-from tickhouse.stack import airflow, kafka_broker, postgres
-from tickhouse.stack.processes import port_open, wait_until
 
 VENV_BIN = Path(sys.executable).parent
 # topics of the hostile-input scenario take messages up to this size (the 1+ MB payloads)
@@ -117,31 +118,14 @@ class RelTopics:
         return n
 
     def delete(self) -> None:
-        """Delete the topics and this scenario's rows from raw.*: the shared stack keeps running,
-        and some scenarios load edge values (e.g. a price of 1e308) that are valid input but would
-        then sit in every later dbt run."""
-        names = [*self.names, *self.extra]
-        with contextlib.suppress(psycopg.Error), owner_conn(self.settings) as conn:
-            for table in ("raw.trades", "raw.quotes", "raw.alerts", "raw.candles", "raw.quarantine"):
-                conn.execute(f"delete from {table} where kafka_topic = any(%s)", (names,))
-            conn.execute("delete from raw.kafka_offsets where consumer_group = %s", (self.group,))
-            conn.execute("delete from raw.load_stats where consumer_group = %s", (self.group,))
-        with contextlib.suppress(Exception):
-            for future in self.admin.delete_topics(names).values():
-                with contextlib.suppress(Exception):
-                    future.result(timeout=30)
+        """Delete the topics and this scenario's rows from raw.*: some scenarios load edge values
+        (e.g. a price of 1e308) that are valid input but would then sit in every later dbt run."""
+        forget_topics(self.settings, [*self.names, *self.extra], self.group)
 
 
 def high_watermarks(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "rel-probe"})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in meta.partitions
-        }
-    finally:
-        consumer.close()
+    """One past the last offset of each partition of `topic`."""
+    return {p: high for p, (_low, high) in kafka.watermarks(settings.kafka_bootstrap_servers, topic).items()}
 
 
 def kafka_committed(settings: Settings, group: str, topic: str) -> dict[int, int]:
@@ -167,14 +151,12 @@ DRAIN_ARGV = [str(VENV_BIN / "tickhouse"), "drain", "--once"]
 SELF_KILL_SCRIPT = """
 import os, signal, sys
 from tickhouse.config import load_settings
-from tickhouse.drain.options import load_options
-from tickhouse.drain.runner import drain_once
-stage = sys.argv[1]
-def hook(s):
-    if s == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
+from drain.options import load_options
+from drain.runner import drain_once
+from tests.faults import crash_at
 settings = load_settings()
-drain_once(settings, load_options(settings), fault_hook=hook, run_quality=False)
+with crash_at(sys.argv[1], lambda: os.kill(os.getpid(), signal.SIGKILL)):
+    drain_once(settings, load_options(settings, dq_policy="off"))
 """
 
 
@@ -338,7 +320,7 @@ def ensure_stack_healthy(settings: Settings, timeout: float = 180) -> list[str]:
     if kafka_broker.service(settings).pid() is None:
         kafka_broker.start(settings)
         restarted.append("kafka")
-    kafka_broker.ensure_topics(settings)
+    kafka_broker.create_topics(settings)
     down = [s.name for s in airflow.services(settings) if s.pid() is None]
     if down:
         airflow.start(settings)

@@ -17,13 +17,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from ops.airflow_api import AirflowAPI
+from ops.stack import airflow, apps, kafka_broker, postgres
+from ops.stack.processes import Service
 from tests.finnhub_server import FakeFinnhub
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import RelTopics
-from tickhouse.airflow_api import AirflowAPI
 from tickhouse.config import ConfigError, Settings, parse_symbols
-from tickhouse.stack import airflow, apps, kafka_broker, postgres
-from tickhouse.stack.processes import Service
 
 # --- database roles ------------------------------------------------------------------------------
 
@@ -31,6 +31,9 @@ from tickhouse.stack.processes import Service
 def _denied(settings: Settings, role: str, sql: str) -> str:
     """Run `sql` as `role`; returns the error (fails the test when it succeeds)."""
     with psycopg.connect(settings.conninfo(role), autocommit=True) as conn:
+        # bi_reader's sessions default to read-only; a session may switch that off, so the
+        # privileges are what is tested
+        conn.execute("set default_transaction_read_only = off")
         try:
             conn.execute(sql)
         except psycopg.errors.InsufficientPrivilege as err:

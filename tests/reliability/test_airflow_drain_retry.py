@@ -12,12 +12,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from ops.airflow_api import AirflowAPI
+from ops.stack import postgres
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import env_int, high_watermarks, owner_conn, wait_for_drain_copy
-from tickhouse.airflow_api import AirflowAPI
 from tickhouse.config import Settings
 from tickhouse.schemas import now_ms
-from tickhouse.stack import postgres
 
 DAG = "ingest_market_data"
 TRADES = env_int("RELIABILITY_AIRFLOW_PG_TRADES", 120_000)

@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+from tests.faults import STAGES
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import (
     RelTopics,
@@ -19,7 +20,6 @@ from tests.reliability.helpers import (
     write_replay_csv,
 )
 from tickhouse.config import Settings
-from tickhouse.drain.runner import STAGES
 from tickhouse.schemas import now_ms
 
 # RELIABILITY_TRADES: the issue asks for a 1M-trade replay; 200k keeps this scenario near 90 s on a

@@ -37,7 +37,7 @@ from tickhouse.schemas import Trade, now_ms, parse_trade, to_json
 FUZZ = env_int("RELIABILITY_FUZZ_EXAMPLES", 2_500)
 CORPUS_REPEAT = env_int("RELIABILITY_CORPUS_REPEAT", 130)
 # valid per CONTRACT §3 (so the alert service takes them) but not storable in PostgreSQL: the drain
-# quarantines them (tickhouse/drain/rows.py)
+# quarantines them (drain/rows.py)
 STORAGE_ONLY = {"20k decimals", "NUL in source", "surrogate in source"}
 GOOD = env_int("RELIABILITY_GOOD_TRADES", 5_000)
 NOW = now_ms()

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from ops.airflow_api import AirflowAPI
+from ops.stack import airflow
+from ops.stack.processes import wait_until
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import airflow_healthy
-from tickhouse.airflow_api import AirflowAPI
 from tickhouse.config import Settings
-from tickhouse.stack import airflow
-from tickhouse.stack.processes import wait_until
 
 DAG = "stack_healthcheck"
 

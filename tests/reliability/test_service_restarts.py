@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ops.airflow_api import AirflowAPI
+from ops.stack import kafka_broker, postgres
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import (
     RelTopics,
@@ -24,10 +26,8 @@ from tests.reliability.helpers import (
     wait_for_drain_copy,
     write_replay_csv,
 )
-from tickhouse.airflow_api import AirflowAPI
 from tickhouse.config import PROJECT_ROOT, Settings
 from tickhouse.schemas import now_ms
-from tickhouse.stack import kafka_broker, postgres
 
 BROKER_TRADES = env_int("RELIABILITY_BROKER_TRADES", 30_000)
 PG_TRADES = env_int("RELIABILITY_PG_TRADES", 150_000)
@@ -89,7 +89,7 @@ def test_kafka_broker_restart_mid_stream(
 
 def _dbt_available() -> bool:
     return (
-        importlib.util.find_spec("tickhouse.transform") is not None
+        importlib.util.find_spec("transform.dbt_runner") is not None
         and (PROJECT_ROOT / "dbt_project" / "dbt_project.yml").exists()
     )
 
@@ -153,9 +153,9 @@ def test_postgres_restart_mid_drain(
     assert result.lost == 0 and result.doubled == 0, result
 
     if not _dbt_available():
-        scenario.note("dbt catch-up NOT RUN: tickhouse.transform / dbt_project not available")
+        scenario.note("dbt catch-up NOT RUN: transform.dbt_runner / dbt_project not available")
         return
-    from tickhouse.transform import main as transform_main
+    from transform.dbt_runner import main as transform_main
 
     t0 = time.monotonic()
     code = transform_main([])

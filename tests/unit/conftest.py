@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
+from exporter.collector import PipelineCollector
 from tickhouse.config import PROJECT_ROOT, load_settings
-from tickhouse.observability import PipelineCollector
 
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created")}
 

@@ -4,15 +4,14 @@ same services, ports, versions, topics and Airflow settings."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from ops.stack import kafka_broker
+from ops.stack.airflow import airflow_env
 from tickhouse.config import PROJECT_ROOT, load_settings
-from tickhouse.stack import kafka_broker
-from tickhouse.stack.airflow import airflow_env
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 
@@ -30,7 +29,8 @@ def local_settings(tmp_path_factory: pytest.TempPathFactory):
         "AIRFLOW_FERNET_KEY=k\nAIRFLOW_API_SECRET_KEY=s\nAIRFLOW_JWT_SECRET=j\n"
         "AIRFLOW_ADMIN_PASSWORD=a\nAIRFLOW_VIEWER_PASSWORD=v\n"
     )
-    return load_settings({"TICKHOUSE_STATE_DIR": str(state)}, project_root=Path(PROJECT_ROOT))
+    # the defaults: no environment and a project root without a .env (the checkout's may move ports)
+    return load_settings({"TICKHOUSE_STATE_DIR": str(state)}, project_root=state)
 
 
 def _published_ports(service: dict[str, Any]) -> set[tuple[str, int]]:

@@ -23,12 +23,13 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
+from drain.options import DrainOptions
+from drain.runner import drain_once
+from drain.stats import DrainResult
 from tests.integration.dbt.raw_rows import RawTrade
 from tickhouse.config import Settings, load_settings
-from tickhouse.drain.options import DrainOptions
-from tickhouse.drain.runner import DrainResult, drain_once
-from tickhouse.transform import build
 from tickhouse.warehouse import connect, setup_warehouse
+from transform.dbt_runner import build
 
 # (symbol, price, volume, ts in epoch ms)
 TradeTuple = tuple[str, Decimal, Decimal, int]

@@ -22,12 +22,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
+from exporter.collector import PipelineCollector
+from exporter.pipeline import SymbolCoverage, marts_coverage
+from ops.cli import _print_marts_coverage
 from tests.integration.dbt.conftest import Feed, Transformer, fetch, own_feed, own_warehouse
 from tests.integration.dbt.raw_rows import ms
-from tickhouse.cli import _print_marts_coverage
 from tickhouse.config import Settings
-from tickhouse.observability import PipelineCollector, SymbolCoverage, marts_coverage
-from tickhouse.transform import TransformError
+from transform.dbt_runner import TransformError
 
 pytestmark = pytest.mark.integration
 

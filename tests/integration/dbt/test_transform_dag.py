@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tickhouse.config import PROJECT_ROOT
-from tickhouse.transform import dbt_parse
+from transform.dbt_runner import dbt_parse
 
 pytestmark = pytest.mark.integration
 

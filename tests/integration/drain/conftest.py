@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,9 +11,11 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from drain.options import DrainOptions
+from drain.runner import drain_once
+from drain.stats import DrainResult
+from tests.cleanup import forget_topics
 from tickhouse.config import Settings, load_settings
-from tickhouse.drain.options import DrainOptions
-from tickhouse.drain.runner import DrainResult, drain_once
 from tickhouse.warehouse import setup_warehouse
 
 
@@ -109,9 +110,7 @@ class Topics:
         raise AssertionError("drain did not catch up in 50 runs")
 
     def delete(self) -> None:
-        for future in self.admin.delete_topics(list(self.names)).values():
-            with contextlib.suppress(Exception):
-                future.result(timeout=30)
+        forget_topics(self.settings, self.names, self.group)
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from drain.errors import DataQualityError
 from producer.backfill import run_backfill
 from tests.finnhub_server import DAILY_CANDLES, FakeFinnhub
 from tests.integration.drain.conftest import Topics
 from tests.integration.drain.helpers import NOW_MS
 from tickhouse.config import Settings
-from tickhouse.drain.runner import DataQualityError
 
 pytestmark = pytest.mark.integration
 

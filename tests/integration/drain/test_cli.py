@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from drain.cli import main
 from tests.integration.drain.conftest import Topics
 from tests.integration.drain.helpers import quote, trade
-from tickhouse.drain.cli import main
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,11 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import NewPartitions
 
+from tests.faults import STAGES, crash_at
 from tests.integration.drain.conftest import Topics, coordinates
 from tests.integration.drain.helpers import NOW_MS, alert, quote, trade
-from tickhouse.drain.runner import STAGES
+from tickhouse import kafka
+from tickhouse.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -23,17 +25,9 @@ DAY_MS = 86_400_000
 
 
 def high_watermarks(topics: Topics, topic: str) -> dict[int, int]:
-    consumer = Consumer(
-        {"bootstrap.servers": topics.settings.kafka_bootstrap_servers, "group.id": "probe"}
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in meta.partitions
-        }
-    finally:
-        consumer.close()
+    """One past the last offset of each partition of `topic`."""
+    marks = kafka.watermarks(topics.settings.kafka_bootstrap_servers, topic)
+    return {p: high for p, (_low, high) in marks.items()}
 
 
 def kafka_committed(topics: Topics, topic: str) -> dict[int, int]:
@@ -111,12 +105,11 @@ def test_crash_at_each_stage_then_rerun(
     topics.produce(topics.trades, [trade(i) for i in range(20_000)] + [b"\xff"])
     topics.produce(topics.quotes, [quote(i) for i in range(5)])
 
-    def hook(at: str) -> None:
-        if at == stage:
-            raise Crash(at)
+    def crash() -> None:
+        raise Crash(stage)
 
-    with pytest.raises(Crash):
-        _drain_with_hook(topics, hook)
+    with pytest.raises(Crash), crash_at(stage, crash):
+        topics.drain()
 
     loaded = len(coordinates(db, "raw.trades", topics.trades))
     if stage == "after_commit_before_kafka_commit":
@@ -133,12 +126,6 @@ def test_crash_at_each_stage_then_rerun(
     assert_exactly_once(db, topics, "raw.quotes", topics.quotes)
 
 
-def _drain_with_hook(topics: Topics, hook: Any) -> None:
-    from tickhouse.drain.runner import drain_once
-
-    drain_once(topics.settings, topics.options(), fault_hook=hook)
-
-
 @pytest.mark.parametrize("stage", ["mid_copy", "after_commit_before_kafka_commit"])
 def test_process_killed_at_stage_then_rerun(
     stage: str, topics: Topics, db: psycopg.Connection[Any]
@@ -149,19 +136,18 @@ def test_process_killed_at_stage_then_rerun(
         f"""
         import os
         from tickhouse.config import load_settings
-        from tickhouse.drain.options import DrainOptions
-        from tickhouse.drain.runner import drain_once
-
-        def hook(stage):
-            if stage == {stage!r}:
-                os._exit(17)
+        from drain.options import DrainOptions
+        from drain.runner import drain_once
+        from tests.faults import crash_at
 
         options = DrainOptions(topics={topics.mapping!r}, group={topics.group!r}, dq_policy="off")
-        drain_once(load_settings(), options, fault_hook=hook)
+        with crash_at({stage!r}, lambda: os._exit(17)):
+            drain_once(load_settings(), options)
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], env=dict(os.environ), timeout=120, check=False
+        [sys.executable, "-c", script], env=dict(os.environ), cwd=PROJECT_ROOT, timeout=120,
+        check=False,
     )
     assert done.returncode == 17
     topics.drain_until_caught_up()
@@ -208,9 +194,7 @@ def test_partitions_added_while_running_are_drained(
     topics.produce(topics.trades, [trade(i) for i in range(20_000)], partition=0)
     added: list[bool] = []
 
-    def grow(stage: str) -> None:
-        if stage != "mid_copy" or added:
-            return
+    def grow() -> None:
         added.append(True)
         futures = topics.admin.create_partitions([NewPartitions(topics.trades, 3)])
         for future in futures.values():
@@ -224,9 +208,8 @@ def test_partitions_added_while_running_are_drained(
                 producer.produce(topics.trades, value=trade(i), partition=partition)
         assert producer.flush(30) == 0
 
-    from tickhouse.drain.runner import drain_once
-
-    result = drain_once(topics.settings, topics.options(), fault_hook=grow)
+    with crash_at("mid_copy", grow):
+        result = topics.drain()
     assert added
     trades = next(s for s in result.topics if s.topic == topics.trades)
     assert trades.consumed == 20_100, "the new partitions were not drained in the same run"
@@ -241,14 +224,11 @@ def test_parse_workers_load_the_same_rows_exactly_once(
     topics.produce(topics.trades, [trade(i) for i in range(12_000)] + [b"{bad", None])
     topics.produce(topics.alerts, [alert(i) for i in range(10)] + [b"[]"])
 
-    def hook(stage: str) -> None:
-        if stage == "mid_copy":
-            raise Crash(stage)
+    def crash() -> None:
+        raise Crash("mid_copy")
 
-    from tickhouse.drain.runner import drain_once
-
-    with pytest.raises(Crash):
-        drain_once(topics.settings, topics.options(parse_workers=2), fault_hook=hook)
+    with pytest.raises(Crash), crash_at("mid_copy", crash):
+        topics.drain(parse_workers=2)
     assert not coordinates(db, "raw.trades", topics.trades)
     [result, *_] = topics.drain_until_caught_up(parse_workers=2)
     by_topic = {s.topic: (s.consumed, s.loaded, s.quarantined) for s in result.topics}

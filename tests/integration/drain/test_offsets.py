@@ -7,10 +7,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from drain.targets.postgres.offsets import lock_group, start_offsets
 from tests.integration.drain.conftest import Topics
 from tests.integration.drain.helpers import trade
 from tickhouse.config import Settings
-from tickhouse.drain.offsets import lock_group, start_offsets
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,11 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
+from drain.targets.postgres.retention import drop_expired_partitions
+from tests.faults import crash_at
 from tests.integration.drain.conftest import Topics
 from tests.integration.drain.helpers import quote, trade
 from tickhouse.config import Settings
-from tickhouse.drain.retention import drop_expired_partitions
 from tickhouse.warehouse import (
     SQL_DIR,
     apply_migrations,
@@ -203,19 +204,20 @@ def test_a_hostile_spread_since_1970_creates_a_bounded_number_of_partitions(
     topics.produce(topics.trades, [trade(i, ts=t, symbol="SPREAD") for i, t in enumerate(stamps)])
     drain_locks: list[int] = []
 
-    def count_locks(stage: str) -> None:
-        if stage == "after_copy_before_commit":  # the drain's transaction, everything in it
-            with owner(db_settings) as conn:
-                row = conn.execute(
-                    "select count(*) from pg_locks as l join pg_stat_activity as a using (pid)"
-                    " where a.application_name = 'tickhouse-drain' and a.datname = current_database()"
-                ).fetchone()
-                assert row is not None
-                drain_locks.append(int(row[0]))
+    def count_locks() -> None:
+        # after the load, before the commit: the drain's transaction, everything in it
+        with owner(db_settings) as conn:
+            row = conn.execute(
+                "select count(*) from pg_locks as l join pg_stat_activity as a using (pid)"
+                " where a.application_name = 'tickhouse-drain' and a.datname = current_database()"
+            ).fetchone()
+            assert row is not None
+            drain_locks.append(int(row[0]))
 
-    from tickhouse.drain.runner import drain_once
+    from drain.runner import drain_once
 
-    result = drain_once(db_settings, topics.options(), fault_hook=count_locks)  # one run
+    with crash_at("after_copy_before_commit", count_locks):
+        result = drain_once(db_settings, topics.options())  # one run
     [trades] = [s for s in result.topics if s.topic == topics.trades]
     assert (trades.consumed, trades.loaded) == (len(stamps), len(stamps))
     years = today.year - 1970 + 1
@@ -432,7 +434,7 @@ def test_merge_day_partitions_of_an_old_install_into_months_and_years(
         assert len(partitions_of(conn, "raw.trades")) == len(days)
 
     monkeypatch.setenv("POSTGRES_DB", own_db.postgres_db)
-    from tickhouse.drain.cli import main
+    from drain.cli import main
 
     assert main(["--merge-day-partitions"]) == 0
     with owner(own_db) as conn:

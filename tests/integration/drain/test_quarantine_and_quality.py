@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from drain.errors import DataQualityError
 from tests.integration.drain.conftest import Topics
 from tests.integration.drain.helpers import NOW_MS, alert, quote, trade
-from tickhouse.drain.runner import DataQualityError
 
 pytestmark = pytest.mark.integration
 

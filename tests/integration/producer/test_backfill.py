@@ -35,7 +35,7 @@ def backfill(args: list[str], env: dict[str, str], timeout: float = 180
     """`tickhouse backfill ARGS` in a child process; returns it finished."""
     shown = [] if "--progress" in args else ["--no-progress"]
     return subprocess.run(
-        [sys.executable, "-m", "tickhouse.cli", "backfill", *args, *shown],
+        [sys.executable, "-m", "ops.cli", "backfill", *args, *shown],
         env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, cwd=PROJECT_ROOT,
         capture_output=True, text=True, timeout=timeout, check=False,
     )
@@ -217,7 +217,7 @@ def test_sigint_stops_a_waiting_backfill_promptly_with_exit_130(
     topic = make_topic()
     fake_finnhub.fail_candles(1, status=429, retry_after=120)
     process = subprocess.Popen(
-        [sys.executable, "-m", "tickhouse.cli", "backfill", "--source", "finnhub", "--symbols",
+        [sys.executable, "-m", "ops.cli", "backfill", "--source", "finnhub", "--symbols",
          "IBM,MSFT", "--from", "2001-01-01", "--to", "2012-12-31", "--no-progress"],
         env={**os.environ, "PYTHONUNBUFFERED": "1", **finnhub_env(fake_finnhub, topic)},
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -27,12 +27,12 @@ from typing import Any
 
 import pytest
 
+from ops.airflow_api import AirflowAPI
+from ops.stack.airflow import airflow_env, airflow_home
 from tests.finnhub_server import DAILY_CANDLES, FakeFinnhub
 from tests.integration.producer.conftest import consume_all
-from tickhouse.airflow_api import AirflowAPI
 from tickhouse.config import Settings
 from tickhouse.schemas import parse_candle
-from tickhouse.stack.airflow import airflow_env, airflow_home
 
 pytestmark = pytest.mark.integration
 

@@ -173,20 +173,16 @@ def test_unreachable_broker_spools_then_resends_everything_in_order(
 
 @pytest.fixture
 def broker_control(settings: Settings) -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
-    """(stop, start) for the Kafka broker of the local stack, via tickhouse.stack.
+    """(stop, start) for the Kafka broker of the local stack, via ops.stack.
 
-    Skipped unless the broker at KAFKA_BOOTSTRAP_SERVERS is one that tickhouse.stack started
+    Skipped unless the broker at KAFKA_BOOTSTRAP_SERVERS is one that ops.stack started
     (its pid is recorded in the state dir): a broker this test does not own is never stopped.
     """
-    try:
-        from tickhouse.stack import kafka_broker
-    except ImportError as err:
-        pytest.skip(f"tickhouse.stack.kafka_broker is not available ({err})")
-    if not hasattr(kafka_broker, "stop") or not hasattr(kafka_broker, "start"):
-        pytest.skip("tickhouse.stack.kafka_broker has no stop/start")
+    from ops.stack import kafka_broker
+
     if kafka_broker.service(settings).pid() is None:
         pytest.skip(f"the broker at {settings.kafka_bootstrap_servers} was not started by "
-                    f"tickhouse.stack (no pid under {settings.state_dir}); not stopping it")
+                    f"ops.stack (no pid under {settings.state_dir}); not stopping it")
 
     def stop() -> None:
         kafka_broker.stop(settings)

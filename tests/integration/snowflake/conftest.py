@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from drain.runner import drain_once
+from drain.stats import DrainResult
 from tests.integration.drain.conftest import Topics
 from tickhouse.config import Settings, load_settings
-from tickhouse.drain.runner import DrainResult, drain_once
 
 
 @pytest.fixture(scope="session")

@@ -32,10 +32,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from drain.targets.postgres.copy_rows import alert_line, trade_line
 from tests.integration.dbt.oracles import pandas_bars
 from tests.integration.dbt.raw_rows import OffsetCounter, RawTrade, random_walk_trades, with_coordinates
 from tickhouse.config import load_settings
-from tickhouse.drain.rows import alert_line, trade_line
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ class Account:
 
     def load_trades(self, trades: list[RawTrade]) -> None:
         """Through the drain's Snowflake loader: staged, then inserted in one transaction."""
-        from tickhouse.drain.snowflake_loader import SnowflakeLoader
+        from drain.targets.snowflake.loader import SnowflakeLoader
 
         loader = SnowflakeLoader(self.conn)
         block = b"".join(
@@ -94,7 +94,7 @@ class Account:
         self._move(loader, TOPIC, "trades", [t.ts for t in trades])
 
     def load_alerts(self, count: int) -> None:
-        from tickhouse.drain.snowflake_loader import SnowflakeLoader
+        from drain.targets.snowflake.loader import SnowflakeLoader
 
         loader = SnowflakeLoader(self.conn)
         for i in range(count):
@@ -108,8 +108,8 @@ class Account:
 
     def _move(self, loader: Any, topic: str, kind: str, event_ms: list[int]) -> None:
         """Rows and their LOAD_STATS row in one transaction, with one load time (as the drain does)."""
-        from tickhouse.drain.snowflake_loader import write_load_stats
-        from tickhouse.drain.stats import TopicStats
+        from drain.stats import TopicStats
+        from drain.targets.snowflake.loader import write_load_stats
 
         self.loads += 1
         now = datetime.now(UTC)
@@ -126,7 +126,7 @@ class Account:
 def dbt(*args: str) -> dict[str, str]:
     """dbt in-process, as `tickhouse transform` runs it (WAREHOUSE=snowflake selects the
     snowflake target); returns {node name: status}."""
-    from tickhouse.transform import dbt_environment, run_dbt
+    from transform.dbt_runner import dbt_environment, run_dbt
 
     assert dbt_environment(load_settings())["DBT_TARGET"] == "snowflake"
     result = run_dbt(args)

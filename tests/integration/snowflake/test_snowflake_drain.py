@@ -5,29 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
+from drain.targets.snowflake import loader as snowflake_loader
+from tests.faults import SNOWFLAKE_STAGES, STAGES, crash_at
 from tests.integration.drain.helpers import NOW_MS, alert, candle, quote, trade
 from tests.integration.snowflake.conftest import Snow, SnowTopics
-from tickhouse.drain import snowflake_loader
-from tickhouse.drain.runner import STAGES
-from tickhouse.drain.snowflake_loader import SNOWFLAKE_STAGES
+from tickhouse import kafka
 
 pytestmark = pytest.mark.integration
 
 
 def high_watermarks(topics: SnowTopics, topic: str) -> dict[int, int]:
-    consumer = Consumer(
-        {"bootstrap.servers": topics.settings.kafka_bootstrap_servers, "group.id": "probe"}
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in meta.partitions
-        }
-    finally:
-        consumer.close()
+    """One past the last offset of each partition of `topic`."""
+    marks = kafka.watermarks(topics.settings.kafka_bootstrap_servers, topic)
+    return {p: high for p, (_low, high) in marks.items()}
 
 
 def assert_exactly_once(snow: Snow, topics: SnowTopics, table: str, topic: str) -> None:
@@ -99,18 +90,15 @@ def test_crash_at_each_stage_then_rerun(
     monkeypatch.setattr(snowflake_loader, "FLUSH_ROWS", 300)
     topics.produce(topics.trades, [*map(trade, range(1_000)), b"\xff"])
     topics.produce(topics.quotes, [quote(i) for i in range(5)])
-    from tickhouse.drain.runner import drain_once
-
     fired: list[str] = []
 
-    def hook(at: str) -> None:
-        fired.append(at)
-        if at == stage:
-            raise Crash(at)
+    def crash() -> None:
+        fired.append(stage)
+        raise Crash(stage)
 
-    with pytest.raises(Crash):
-        drain_once(topics.settings, topics.options(), fault_hook=hook)
-    assert fired[-1] == stage
+    with pytest.raises(Crash), crash_at(stage, crash):
+        topics.drain()
+    assert fired == [stage]
 
     loaded = len(snow.coordinates("raw.trades", topics.trades))
     if stage == "after_commit_before_kafka_commit":
@@ -199,24 +187,21 @@ def test_values_arrive_with_their_types(snow: Snow, topics: SnowTopics) -> None:
 
 def test_a_drain_that_lost_the_race_writes_nothing(snow: Snow, topics: SnowTopics) -> None:
     """Two drains of one group: the one whose offsets moved under it rolls back."""
-    from tickhouse.drain.offsets import OffsetConflict
+    from drain.errors import OffsetConflict
 
     topics.produce(topics.trades, [trade(i) for i in range(50)], partition=0)
     topics.drain_until_caught_up()
     topics.produce(topics.trades, [trade(i) for i in range(50, 80)], partition=0)
 
-    def other_drain_commits_first(stage: str) -> None:
-        if stage == "after_copy_before_commit":
-            snow.query(
-                "update raw.kafka_offsets set next_offset = next_offset + 1"
-                " where consumer_group = %s",
-                (topics.group,),
-            )
+    def other_drain_commits_first() -> None:
+        snow.query(
+            "update raw.kafka_offsets set next_offset = next_offset + 1"
+            " where consumer_group = %s",
+            (topics.group,),
+        )
 
-    from tickhouse.drain.runner import drain_once
-
-    with pytest.raises(OffsetConflict):
-        drain_once(topics.settings, topics.options(), fault_hook=other_drain_commits_first)
+    with pytest.raises(OffsetConflict), crash_at("after_copy_before_commit", other_drain_commits_first):
+        topics.drain()
     assert len(snow.coordinates("raw.trades", topics.trades)) == 50
 
 
@@ -224,7 +209,7 @@ def test_drain_cli_loads_into_snowflake_without_postgres_credentials(
     snow: Snow, topics: SnowTopics, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tickhouse.drain.cli import main
+    from drain.cli import main
 
     for name, value in {
         **topics.env(), "DRAIN_MAX_SECONDS": "20",

@@ -3,9 +3,9 @@ on the LocalExecutor using the connections setup provisioned."""
 
 from __future__ import annotations
 
-from tickhouse.airflow_api import AirflowAPI
+from ops.airflow_api import AirflowAPI
+from ops.stack.airflow import viewer_password
 from tickhouse.config import Settings
-from tickhouse.stack.airflow import viewer_password
 
 
 def test_api_refuses_requests_without_a_token(settings: Settings) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from ops.stack import kafka_broker
 from tickhouse.config import Settings
-from tickhouse.stack import kafka_broker
 
 
 def _consume(consumer: Consumer, count: int, timeout: float = 30.0) -> list[bytes]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ops.stack import kafka_broker
+from ops.stack.processes import pid_alive, port_open
 from tickhouse.config import Settings
-from tickhouse.stack import kafka_broker
-from tickhouse.stack.processes import pid_alive, port_open
 
 TICKHOUSE = str(Path(sys.executable).parent / "tickhouse")
 

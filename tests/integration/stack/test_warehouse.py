@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from tickhouse.config import Settings
+from tickhouse.raw_tables import COLUMNS, KINDS, table
 from tickhouse.warehouse import connect
 
 
@@ -49,8 +50,20 @@ def test_roles_read_and_write_where_they_should(settings: Settings, raw_and_mart
 def test_bi_reader_is_refused_outside_reading_marts(
     settings: Settings, raw_and_mart_tables: str, statement: str
 ) -> None:
-    with connect(settings, "bi_reader") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute(statement.format(name=raw_and_mart_tables))
+    with psycopg.connect(settings.conninfo("bi_reader"), autocommit=True) as conn:
+        # bi_reader's sessions are read-only by default (migration 010), but any session may switch
+        # that off: the privileges must refuse on their own
+        conn.execute("set default_transaction_read_only = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement.format(name=raw_and_mart_tables))
+
+
+def test_bi_reader_sessions_are_read_only_by_default(settings: Settings) -> None:
+    with psycopg.connect(settings.conninfo("bi_reader"), autocommit=True) as conn:
+        assert conn.execute("show default_transaction_read_only").fetchone() == ("on",)
+        assert conn.execute("show search_path").fetchone()[0].startswith("marts")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("create temporary table scratch (id int)")
 
 
 def test_loader_cannot_touch_marts(settings: Settings, raw_and_mart_tables: str) -> None:
@@ -82,3 +95,21 @@ def test_only_airflow_may_connect_to_airflows_database(settings: Settings, role:
     with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
         connect(settings, role, dbname=settings.airflow_db).close()
     connect(settings, "airflow").close()
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "quarantine"])
+def test_the_migrations_give_each_raw_table_the_columns_a_load_writes(
+    settings: Settings, kind: str
+) -> None:
+    """tickhouse.raw_tables is the one shape of the raw tables in code; the migrations agree."""
+    schema, name = table(kind).split(".")
+    with connect(settings, "owner") as conn:
+        columns = {
+            row[0]
+            for row in conn.execute(
+                "select column_name from information_schema.columns"
+                " where table_schema = %s and table_name = %s",
+                (schema, name),
+            )
+        }
+    assert columns == {*COLUMNS[kind], "loaded_at"}

@@ -1,4 +1,4 @@
-"""tickhouse.transform without a database: how dbt is pointed at the project and profile."""
+"""transform.dbt_runner without a database: how dbt is pointed at the project and profile."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-from tickhouse import transform
 from tickhouse.config import load_settings
+from transform import cli
+from transform import dbt_runner as transform
 
 pytestmark = pytest.mark.unit
 
@@ -51,7 +52,7 @@ def test_paths_point_at_the_project_and_the_root_profile() -> None:
 
 
 def test_main_help_does_not_run_dbt(capsys: pytest.CaptureFixture[str]) -> None:
-    assert transform.main(["--help"]) == 0
+    assert cli.main(["--help"]) == 0
     assert "dbt build" in capsys.readouterr().out
 
 
@@ -61,6 +62,6 @@ def test_main_reports_a_failed_build(
     def failing_build(extra_args: list[str], settings: object = None) -> None:
         raise transform.TransformError(f"fct_bars: error (args {extra_args})")
 
-    monkeypatch.setattr(transform, "build", failing_build)
-    assert transform.main(["--full-refresh"]) == 1
+    monkeypatch.setattr(cli, "build", failing_build)
+    assert cli.main(["--full-refresh"]) == 1
     assert "fct_bars: error (args ['--full-refresh'])" in capsys.readouterr().err

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from drain.assets import RAW_TABLE_ASSETS
 from tickhouse.config import PROJECT_ROOT
-from tickhouse.drain.assets import RAW_TABLE_ASSETS
 
 pytestmark = pytest.mark.unit
 

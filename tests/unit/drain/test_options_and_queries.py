@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from drain.options import DrainOptions, load_options
+from drain.rows import MS_PER_DAY
+from drain.stats import TopicStats
+from drain.targets.postgres.loader import copy_statement
+from drain.targets.postgres.offsets import lock_key
+from drain.targets.postgres.partitions import Partition
+from drain.targets.postgres.quality import batch_query, contiguity_query, partition_ranges
+from drain.targets.postgres.retention import expired
 from tickhouse.config import ConfigError, load_settings
-from tickhouse.drain.loader import copy_statement
-from tickhouse.drain.offsets import lock_key
-from tickhouse.drain.options import DrainOptions, load_options
-from tickhouse.drain.partitions import MS_PER_DAY, Partition
-from tickhouse.drain.quality import batch_query, contiguity_query, partition_ranges
-from tickhouse.drain.retention import expired
-from tickhouse.drain.stats import TopicStats
 
 pytestmark = pytest.mark.unit
 

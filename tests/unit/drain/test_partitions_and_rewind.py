@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tickhouse.drain.partitions import MS_PER_DAY, CoveredRanges, Partition
-from tickhouse.drain.runner import rewound_message
+from drain.errors import rewound_message
+from drain.rows import MS_PER_DAY
+from drain.targets.postgres.partitions import CoveredRanges, Partition
 
 pytestmark = pytest.mark.unit
 

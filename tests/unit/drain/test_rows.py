@@ -1,4 +1,4 @@
-"""COPY text building and the warehouse-level checks on top of CONTRACT §3 (pure)."""
+"""Typed rows as PostgreSQL COPY text, and the warehouse-level checks on top of CONTRACT §3 (pure)."""
 
 from __future__ import annotations
 
@@ -6,22 +6,42 @@ import hashlib
 
 import pytest
 
-from tickhouse.drain.rows import (
-    COLUMNS,
-    alert_line,
-    candle_line,
+from drain.rows import Rejected
+from drain.targets.postgres import copy_rows
+from drain.targets.postgres.copy_rows import (
     copy_bytea,
     copy_text,
     copy_text_array,
     copy_timestamp,
     kafka_timestamp,
-    quarantine_line,
-    quote_line,
-    trade_line,
 )
-from tickhouse.schemas import InvalidMessage
+from tickhouse.raw_tables import COLUMNS
+from tickhouse.schemas import InvalidMessage, parse_alert, parse_candle, parse_quote, parse_trade
 
 pytestmark = pytest.mark.unit
+
+
+def trade_line(payload: bytes, topic: str, partition: int, offset: int, kafka_ts: int | None) -> bytes:
+    return copy_rows.trade_line(parse_trade(payload), topic, partition, offset, kafka_ts)
+
+
+def quote_line(payload: bytes, topic: str, partition: int, offset: int, kafka_ts: int | None) -> bytes:
+    return copy_rows.quote_line(parse_quote(payload), topic, partition, offset, kafka_ts)
+
+
+def alert_line(payload: bytes, topic: str, partition: int, offset: int, kafka_ts: int | None) -> bytes:
+    return copy_rows.alert_line(parse_alert(payload), topic, partition, offset, kafka_ts)
+
+
+def candle_line(payload: bytes, topic: str, partition: int, offset: int, kafka_ts: int | None) -> bytes:
+    return copy_rows.candle_line(parse_candle(payload), topic, partition, offset, kafka_ts)
+
+
+def quarantine_line(
+    topic: str, partition: int, offset: int, key: bytes | None, kafka_ts: int | None,
+    payload: bytes | None, error: str,
+) -> bytes:
+    return copy_rows.quarantine_line(Rejected.of(topic, partition, offset, key, kafka_ts, payload, error))
 
 
 def fields(line: bytes) -> list[str]:
@@ -30,12 +50,11 @@ def fields(line: bytes) -> list[str]:
 
 
 def test_trade_line_has_every_column_in_order() -> None:
-    line, event_ms = trade_line(
+    line = trade_line(
         b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123,'
         b'"conditions":["1","12"],"source":"finnhub"}',
         "market.trades", 2, 41, 1763649000200,
     )
-    assert event_ms == 1763649000123
     assert fields(line) == [
         "AAPL", "178.45", "100", "1763649000123", "2025-11-20 14:30:00.123+00", '{"1","12"}',
         "finnhub", "market.trades", "2", "41", "2025-11-20 14:30:00.200+00",
@@ -44,13 +63,13 @@ def test_trade_line_has_every_column_in_order() -> None:
 
 
 def test_optional_fields_become_null() -> None:
-    line, _ = trade_line(b'{"symbol":"A","price":1,"volume":0,"ts":0}', "t", 0, 0, None)
+    line = trade_line(b'{"symbol":"A","price":1,"volume":0,"ts":0}', "t", 0, 0, None)
     assert fields(line)[4:7] == ["1970-01-01 00:00:00.000+00", "\\N", "\\N"]
     assert fields(line)[-1] == "\\N"
 
 
 def test_decimal_digits_are_kept_exactly() -> None:
-    line, _ = trade_line(
+    line = trade_line(
         b'{"symbol":"A","price":0.1000000000000000055511151231257827,"volume":1E+3,"ts":5}',
         "t", 0, 0, None,
     )
@@ -99,7 +118,7 @@ def test_values_postgres_cannot_store_are_rejected(payload: bytes, reason: str) 
 
 
 def test_numeric_scale_at_the_limit_is_accepted() -> None:
-    line, _ = trade_line(b'{"symbol":"A","price":1e-16383,"volume":1,"ts":1}', "t", 0, 0, None)
+    line = trade_line(b'{"symbol":"A","price":1e-16383,"volume":1,"ts":1}', "t", 0, 0, None)
     assert fields(line)[1] == "1E-16383"
 
 
@@ -109,12 +128,11 @@ def test_schema_reasons_pass_through() -> None:
 
 
 def test_quote_line() -> None:
-    line, event_ms = quote_line(
+    line = quote_line(
         b'{"symbol":"A","price":2,"change":null,"change_pct":-0.5,"high":3,"low":1,"open":2,'
         b'"prev_close":2.5,"ts":1000}',
         "q", 1, 7, None,
     )
-    assert event_ms == 1000
     assert fields(line) == [
         "A", "2", "\\N", "-0.5", "3", "1", "2", "2.5", "1000", "1970-01-01 00:00:01.000+00",
         "\\N", "q", "1", "7", "\\N",
@@ -122,12 +140,11 @@ def test_quote_line() -> None:
 
 
 def test_alert_line_event_time_is_the_trade_time_and_details_are_json() -> None:
-    line, event_ms = alert_line(
+    line = alert_line(
         b'{"alert_id":"x","symbol":"A","rule":"r","severity":"critical","message":"m\\tn",'
         b'"trade_ts":2000,"detected_ts":3000,"details":{"z":1.5,"k":["v"]}}',
         "a", 0, 1, None,
     )
-    assert event_ms == 2000
     parts = fields(line)
     assert parts[4] == "m\\tn"
     assert parts[7] == "1970-01-01 00:00:02.000+00"
@@ -169,12 +186,11 @@ def test_quarantine_line_keeps_at_most_64_kib_with_the_full_length_and_sha256() 
 
 
 def test_candle_line_has_every_column_in_order() -> None:
-    line, event_ms = candle_line(
+    line = candle_line(
         b'{"symbol":"AAPL","resolution":"D","bar_start":1732060800000,"open":228.06,'
         b'"high":229.93,"low":225.89,"close":229,"volume":35169566,"source":"finnhub"}',
         "market.candles", 1, 7, 1763649000200,
     )
-    assert event_ms == 1732060800000
     assert fields(line) == [
         "AAPL", "D", "1732060800000", "2024-11-20 00:00:00.000+00", "228.06", "229.93", "225.89",
         "229", "35169566", "finnhub", "market.candles", "1", "7", "2025-11-20 14:30:00.200+00",

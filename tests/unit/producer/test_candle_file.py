@@ -180,7 +180,7 @@ def test_argument_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[s
 
 
 def test_registered_in_the_tickhouse_command(capsys: pytest.CaptureFixture[str]) -> None:
-    from tickhouse.cli import main as tickhouse
+    from ops.cli import main as tickhouse
 
     assert tickhouse(["backfill", "--help"]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The drain's COPY lines -> Snowflake staging rows, and the loader's SQL on fakesnow (in-process)."""
+"""Typed rows -> Snowflake staging rows, and the loader's SQL on fakesnow (in-process)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,17 @@ from typing import Any
 
 import pytest
 
-from tickhouse.drain.offsets import OffsetConflict
-from tickhouse.drain.rows import alert_line, candle_line, quarantine_line, quote_line, trade_line
-from tickhouse.drain.snowflake_loader import (
+from drain.batches import BatchResult, Item, parse_batch
+from drain.errors import OffsetConflict
+from drain.stats import TopicStats
+from drain.targets.snowflake.loader import (
     SnowflakeLoader,
     read_offsets,
     save_offsets,
     write_load_stats,
 )
-from tickhouse.drain.snowflake_rows import split_copy_line, staging_row, text_array_json
-from tickhouse.drain.stats import TopicStats
+from drain.targets.snowflake.staging_rows import ENCODING
+from tickhouse.raw_tables import COLUMNS
 from tickhouse.snowflake.schema import ddl_statements, setup_raw
 
 pytestmark = pytest.mark.unit
@@ -30,49 +31,55 @@ TRADE = json.dumps({
 }).encode()
 
 
-def test_copy_lines_split_back_into_their_values() -> None:
-    line, _ = trade_line(TRADE, "market.trades", 2, 41, 1763649000200)
-    row = staging_row("trades", line.decode())
-    assert row == [
+def batch(kind: str, topic: str, items: list[Item]) -> BatchResult:
+    return parse_batch(kind, topic, items, ENCODING)
+
+
+def row(kind: str, payload: bytes, topic: str, partition: int, offset: int,
+        kafka_ts: int | None) -> list[str | None]:
+    [staged] = batch(kind, topic, [(payload, partition, offset, kafka_ts, None)]).rows
+    assert len(staged) == len(COLUMNS[kind])
+    return list(staged)
+
+
+def test_trade_values_are_staged_as_text_in_column_order() -> None:
+    assert row("trades", TRADE, "market.trades", 2, 41, 1763649000200) == [
         "BRK.B", "412.5", "0", "1763649000123", "1763649000123",
         json.dumps(["1", 'q"uote', "back\\slash", "tab\tnew\nline"], ensure_ascii=False),
         "ünï\\code", "market.trades", "2", "41", "1763649000200",
     ]
 
 
-def test_null_fields_and_quarantine_bytes() -> None:
-    line = quarantine_line("t", 0, 7, None, None, b"\x00\xff\\N\t", "not UTF-8: \\ bad\tx")
-    assert staging_row("quarantine", line.decode()) == [
-        "t", "0", "7", None, None, "00ff5c4e09", "5",
-        hashlib.sha256(b"\x00\xff\\N\t").hexdigest(), "not UTF-8: \\ bad\tx",
-    ]
-    assert split_copy_line("a\t\\N\tb\\\\N\n") == ["a", None, "b\\N"]
-    assert text_array_json(None) is None
-    assert text_array_json("{}") == "[]"
+def test_quarantine_bytes_are_staged_as_hex() -> None:
+    rejected = batch("trades", "t", [(b"\x00\xff\\N\t", 0, 7, None, None)]).rejected
+    assert [r[:8] for r in rejected] == [[
+        "t", "0", "7", None, None, "00ff5c4e09", "5", hashlib.sha256(b"\x00\xff\\N\t").hexdigest(),
+    ]]
+    assert rejected[0][8].startswith("not UTF-8")
 
 
-def test_quote_and_alert_lines() -> None:
-    qline, _ = quote_line(
+def test_quote_and_alert_rows() -> None:
+    quote = row(
+        "quotes",
         b'{"symbol":"AAPL","price":1,"change":null,"change_pct":0.5,"high":2,"low":0.5,'
         b'"open":1,"prev_close":1,"ts":1000}', "q", 0, 1, None,
     )
-    assert staging_row("quotes", qline.decode())[1:4] == ["1", None, "0.5"]
-    aline, _ = alert_line(
+    assert quote[1:4] == ["1", None, "0.5"]
+    alert = row(
+        "alerts",
         json.dumps({"alert_id": "x", "symbol": "A", "rule": "r", "severity": "info",
                     "message": "m\tn", "trade_ts": 5, "detected_ts": 6,
                     "details": {"k": "v\\"}}).encode(), "a", 0, 1, None,
     )
-    row = staging_row("alerts", aline.decode())
-    assert row[4] == "m\tn" and json.loads(row[8]) == {"k": "v\\"}  # type: ignore[arg-type]
+    assert alert[4] == "m\tn" and json.loads(alert[8]) == {"k": "v\\"}  # type: ignore[arg-type]
 
 
 CANDLE = (b'{"symbol":"IBM","resolution":"D","bar_start":951868800000,"open":102.0,"high":105.5,'
           b'"low":100.06,"close":100.25,"volume":10807800}')
 
 
-def test_candle_lines() -> None:
-    line, _ = candle_line(CANDLE, "market.candles", 1, 3, None)
-    assert staging_row("candles", line.decode()) == [
+def test_candle_rows() -> None:
+    assert row("candles", CANDLE, "market.candles", 1, 3, None) == [
         "IBM", "D", "951868800000", "951868800000", "102.0", "105.5", "100.06", "100.25",
         "10807800", None, "market.candles", "1", "3", None,
     ]
@@ -80,9 +87,7 @@ def test_candle_lines() -> None:
 
 def test_staged_candles_land_in_raw_candles_with_their_types(conn: Any) -> None:
     loader = SnowflakeLoader(conn)
-    block = b"".join(candle_line(CANDLE, "market.candles", 0, o, 1763649000200)[0]
-                     for o in range(3))
-    loader.add_block("candles", block, set())
+    loader.add(batch("candles", "market.candles", [(CANDLE, 0, o, 1763649000200, None) for o in range(3)]))
     loader.finish()
     cur = conn.cursor()
     assert loader.move_staged_rows(cur) == {"candles": 3}
@@ -98,7 +103,8 @@ def test_staged_candles_land_in_raw_candles_with_their_types(conn: Any) -> None:
 def test_ddl_file_splits_into_statements() -> None:
     statements = ddl_statements()
     assert statements[0] == "create schema if not exists raw"
-    assert sum(s.startswith("create table if not exists raw.") for s in statements) == 7
+    # the seven Kafka-fed tables and the trading calendar (reference data)
+    assert sum(s.startswith("create table if not exists raw.") for s in statements) == 8
     assert not any("--" in s for s in statements)
 
 
@@ -117,11 +123,8 @@ def conn() -> Iterator[Any]:
 
 def _stage(conn: Any, offsets: range) -> SnowflakeLoader:
     loader = SnowflakeLoader(conn)
-    block = b"".join(
-        trade_line(TRADE, "market.trades", 0, o, None)[0] for o in offsets
-    )
-    loader.add_block("trades", block, set())
-    loader.add_quarantine(quarantine_line("market.trades", 0, 99, b"k", None, b"\xff", "bad"))
+    loader.add(batch("trades", "market.trades", [(TRADE, 0, o, None, None) for o in offsets]))
+    loader.add(batch("trades", "market.trades", [(b"\xff", 0, 99, None, b"k")]))
     loader.finish()
     return loader
 
@@ -136,7 +139,8 @@ def test_staged_rows_are_inserted_once_however_often_they_are_moved(conn: Any) -
     assert [int(o) for (o,) in cur.fetchall()] == list(range(8))
     cur.execute("select payload, kafka_key, error, payload_length, payload_sha256 from raw.quarantine")
     assert [(*row[:3], int(row[3]), row[4]) for row in cur.fetchall()] == [
-        (b"\xff", b"k", "bad", 1, hashlib.sha256(b"\xff").digest())
+        (b"\xff", b"k", "not UTF-8: invalid byte at position 0", 1,
+         hashlib.sha256(b"\xff").digest())
     ]
 
 

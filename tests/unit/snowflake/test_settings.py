@@ -6,14 +6,14 @@ import json
 
 import pytest
 
+from drain.options import DrainOptions, load_options
 from tickhouse.config import ConfigError, load_settings
-from tickhouse.drain.options import DrainOptions, load_options
 from tickhouse.snowflake.settings import (
     define_airflow_connection,
     load_snowflake_settings,
     selected_warehouse,
 )
-from tickhouse.transform import dbt_environment
+from transform.dbt_runner import dbt_environment
 
 pytestmark = pytest.mark.unit
 
@@ -110,7 +110,7 @@ def test_bad_snowflake_settings_name_the_variable(env: dict[str, str], message: 
 def test_drain_cli_refuses_an_unknown_warehouse(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tickhouse.drain.cli import main
+    from drain.cli import main
 
     monkeypatch.setenv("WAREHOUSE", "redshift")
     assert main(["--once"]) == 2

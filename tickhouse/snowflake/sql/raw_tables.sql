@@ -2,7 +2,7 @@
 -- (tickhouse/sql/002_raw_tables.sql, 003_drain_stats_and_quality.sql, 005_raw_candles.sql).
 -- Idempotent.
 -- Snowflake does not enforce unique constraints: the drain inserts a message only when its
--- Kafka coordinates are not there yet (tickhouse/drain/snowflake_loader.py).
+-- Kafka coordinates are not there yet (drain/targets/snowflake/loader.py).
 -- Numbers are DOUBLE: every number CONTRACT §3 admits is a finite double, so no message can fail
 -- the load (NUMBER(38, s) would reject or round some). No day partitions: Snowflake prunes
 -- micro-partitions by event_time on its own; add `cluster by (to_date(event_time))` on big tables.

@@ -1,0 +1,33 @@
+"""`tickhouse metrics [--port N]`: the pipeline exporter (lag, loads, freshness, marts coverage)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from exporter.collector import serve_metrics
+from tickhouse.config import load_settings
+
+METRICS_PORT_DEFAULT = 9102
+
+
+def main(argv: list[str]) -> int:
+    """`tickhouse metrics [--port N]`: the pipeline exporter (lag, loads, freshness)."""
+    parser = argparse.ArgumentParser(prog="tickhouse metrics", description=main.__doc__)
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PIPELINE_METRICS_PORT", METRICS_PORT_DEFAULT)),
+        help=f"Prometheus port (env PIPELINE_METRICS_PORT, default {METRICS_PORT_DEFAULT})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        serve_metrics(load_settings(), args.port)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

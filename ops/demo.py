@@ -1,0 +1,413 @@
+"""`make demo` / `tickhouse demo`: the whole pipeline on bundled data, as a newcomer sees it.
+
+Steps: start the stack and Tickhouse's services (alert service, metrics exporter, dashboard),
+unpause the DAGs, replay the bundled real trades (data/sample_trades.csv.gz) plus a minute of
+synthetic real-time trades and a few deliberately malformed messages, trigger the drain, wait until
+Kafka is fully drained and `transform_marts` has built the marts from the last load, then print a
+summary. The stack stays up; `make down` stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ops.stack.processes import tickhouse_command
+from tickhouse.config import Settings, load_settings
+
+SAMPLE_FILE = Path("data/sample_trades.csv.gz")
+SYNTHETIC_SYMBOLS = ("NVDA", "TSLA", "AMD")
+DAGS = ("ingest_market_data", "transform_marts")
+# Malformed messages published on purpose so the quarantine path is visible in the summary.
+MALFORMED = (
+    b'{"symbol": "AAPL", "price": "178.45", "volume": 100, "ts": 1763649000123}',
+    b'{"symbol": "AAPL", "price": -1, "volume": 100, "ts": 1763649000123}',
+    b"\xff\xfe not UTF-8",
+    b"not JSON at all",
+    b'{"symbol": "DROP TABLE trades;--", "price": 1, "volume": 1, "ts": 1763649000123}',
+)
+
+
+@dataclass
+class FreshnessProbe:
+    """Polls marts.fct_bars (1m) for the synthetic symbols and remembers when each bar reached each
+    trade count, so every synthetic trade's event time -> visible-in-marts delay can be computed."""
+
+    settings: Settings
+    symbols: tuple[str, ...]
+    interval_s: float = 1.0
+    seen: dict[tuple[str, datetime], list[tuple[int, float]]] = field(default_factory=dict)
+    started_ms: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.started_ms = int(time.time() * 1000)
+        self._thread = threading.Thread(target=self._run, name="freshness-probe", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        from tickhouse.warehouse import connect
+
+        while not self._stop.is_set():
+            try:
+                with connect(self.settings, "bi_reader", autocommit=True) as conn:
+                    while not self._stop.is_set():
+                        rows = conn.execute(
+                            "select symbol, bar_start, trade_count from marts.fct_bars "
+                            "where bar_interval = '1m' and symbol = any(%s) "
+                            "and bar_start > now() - interval '30 minutes'",
+                            (list(self.symbols),),
+                        ).fetchall()
+                        now = time.time()
+                        for symbol, bar_start, count in rows:
+                            history = self.seen.setdefault((symbol, bar_start), [])
+                            if not history or history[-1][0] != count:
+                                history.append((int(count), now))
+                        self._stop.wait(self.interval_s)
+            except Exception:
+                self._stop.wait(self.interval_s)
+
+    def delays(self) -> list[float]:
+        """Seconds from each synthetic trade's event time to the poll that first showed it."""
+        from tickhouse.warehouse import connect
+
+        with connect(self.settings, "owner") as conn:
+            trades = conn.execute(
+                "select symbol, date_trunc('minute', event_time), ts from raw.trades "
+                "where symbol = any(%s) and source = 'synthetic' "
+                "and event_time > now() - interval '30 minutes' "
+                "order by symbol, ts, kafka_partition, kafka_offset",
+                (list(self.symbols),),
+            ).fetchall()
+        out: list[float] = []
+        rank: dict[tuple[str, datetime], int] = {}
+        for symbol, bar_start, ts in trades:
+            key = (symbol, bar_start)
+            rank[key] = rank.get(key, 0) + 1
+            if ts < self.started_ms:
+                continue  # an earlier demo's trade: counted in its bar, not timed
+            for count, seen_at in self.seen.get(key, []):
+                if count >= rank[key]:
+                    out.append(max(0.0, seen_at - ts / 1000))
+                    break
+        return out
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, console: Console) -> None:
+    deadline = time.monotonic() + timeout
+    with console.status(f"waiting: {what}"):
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(2)
+    raise RuntimeError(
+        f"timed out after {timeout:.0f} s waiting for {what}; "
+        "see `tickhouse status` and the logs in .local/logs"
+    )
+
+
+def _produce_malformed(settings: Settings) -> int:
+    from tickhouse import kafka
+
+    producer = kafka.producer(settings.kafka_bootstrap_servers, "tickhouse-demo", log_level=3)
+    for payload in MALFORMED:
+        producer.produce(settings.trades_topic, value=payload, key=b"demo-malformed")
+    producer.flush(30)
+    return len(MALFORMED)
+
+
+def _run(argv: list[str], what: str, timeout: float = 600) -> None:
+    result = subprocess.run(argv, text=True, capture_output=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"{what} failed (exit {result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+
+
+def _fully_drained(settings: Settings) -> bool:
+    from exporter.pipeline import drain_lag
+
+    parts = drain_lag(settings)
+    return bool(parts) and all(p.lag == 0 for p in parts if p.end_offset > 0)
+
+
+def _latest_run(api: Any, dag_id: str) -> dict[str, Any] | None:
+    status, body = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=1")
+    if status != 200 or not body.get("dag_runs"):
+        return None
+    run: dict[str, Any] = body["dag_runs"][0]
+    return run
+
+
+def _marts_summary(settings: Settings) -> dict[str, Any]:
+    from tickhouse.warehouse import connect
+
+    with connect(settings, "bi_reader") as conn:
+        bars = dict(
+            conn.execute("select bar_interval, count(*) from marts.fct_bars group by 1 order by 1").fetchall()
+        )
+        days = conn.execute(
+            "select count(distinct bar_start) from marts.fct_bars where bar_interval = '1d'"
+        ).fetchone()
+        alerts = conn.execute("select count(*) from marts.fct_alerts").fetchone()
+        technicals = conn.execute("select count(*) from marts.fct_technicals").fetchone()
+    return {
+        "bars": bars,
+        "trading_days": days[0] if days else 0,
+        "alerts_in_marts": alerts[0] if alerts else 0,
+        "technicals": technicals[0] if technicals else 0,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SampleInfo:
+    path: Path
+    trades: int
+    symbols: tuple[str, ...]
+    first_ts: int
+    last_ts: int
+
+
+def _sample_info(path: Path) -> SampleInfo:
+    import csv
+    import gzip
+
+    symbols: set[str] = set()
+    count, first, last = 0, None, None
+    with gzip.open(path, "rt", newline="") as handle:
+        for row in csv.DictReader(handle):
+            ts = int(row["ts"])
+            symbols.add(row["symbol"])
+            count += 1
+            first = ts if first is None else min(first, ts)
+            last = ts if last is None else max(last, ts)
+    if first is None or last is None:
+        raise RuntimeError(f"{path} holds no trades")
+    return SampleInfo(path, count, tuple(sorted(symbols)), first, last)
+
+
+def _sample_rows_loaded(settings: Settings, sample: SampleInfo) -> int:
+    from tickhouse.warehouse import connect
+
+    with connect(settings, "owner") as conn:
+        row = conn.execute(
+            "select count(*) from raw.trades where source = 'replay' and symbol = any(%s) "
+            "and ts between %s and %s",
+            (list(sample.symbols), sample.first_ts, sample.last_ts),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _sample_days(settings: Settings, sample: SampleInfo) -> tuple[int, int]:
+    """(trading days of the sample in marts.fct_bars 1d, distinct trading days in raw)."""
+    from tickhouse.warehouse import connect
+
+    with connect(settings, "owner") as conn:
+        in_raw = conn.execute(
+            "select count(distinct (event_time at time zone 'America/New_York')::date) from raw.trades "
+            "where source = 'replay' and symbol = any(%s) and ts between %s and %s",
+            (list(sample.symbols), sample.first_ts, sample.last_ts),
+        ).fetchone()
+        in_marts = conn.execute(
+            "select count(distinct bar_start) from marts.fct_bars where bar_interval = '1d' "
+            "and symbol = any(%s) and bar_start between to_timestamp(%s / 1000.0) - interval '1 day' "
+            "and to_timestamp(%s / 1000.0)",
+            (list(sample.symbols), sample.first_ts, sample.last_ts),
+        ).fetchone()
+    return (int(in_marts[0]) if in_marts else 0, int(in_raw[0]) if in_raw else 0)
+
+
+def _drain_and_transform(settings: Settings, api: Any, console: Console) -> None:
+    """Trigger a drain, wait until Kafka is empty, then until transform_marts ran after the load."""
+    api.request("POST", "/api/v2/dags/ingest_market_data/dagRuns", {"logical_date": None})
+    _wait("Kafka drained into raw (lag 0)", lambda: _fully_drained(settings), 600, console)
+    last_load = _last_load_finished(settings)
+
+    def transformed() -> bool:
+        run = _latest_run(api, "transform_marts")
+        if run is None or run.get("state") != "success" or not run.get("start_date"):
+            return False
+        return last_load is None or datetime.fromisoformat(run["start_date"]) >= last_load
+
+    _wait("transform_marts (dbt via Cosmos) to succeed after the last load", transformed, 900, console)
+
+
+def run_demo(synthetic_seconds: float | None = None) -> int:
+    """Run the demo; returns the process exit code."""
+    from exporter.pipeline import topic_loads
+    from ops.airflow_api import AirflowAPI
+    from ops.stack import airflow
+    from ops.stack.apps import APPS, start_apps
+    from ops.stack.manager import up
+
+    console = Console()
+    seconds = (
+        synthetic_seconds
+        if synthetic_seconds is not None
+        else float(os.environ.get("DEMO_SYNTHETIC_SECONDS", "60"))
+    )
+    t_start = time.monotonic()
+    console.rule("[bold]Tickhouse demo")
+    console.print("[bold]1/6[/] starting the local stack (PostgreSQL, Kafka, Airflow)")
+    up(say=lambda line: console.print(f"    {line}"))
+    settings = load_settings()
+    console.print("[bold]2/6[/] starting the alert service, the metrics exporter and the dashboard")
+    start_apps(settings)
+    api = AirflowAPI(settings.airflow_url, "admin", airflow.admin_password(settings))
+    for dag_id in DAGS:
+        api.wait_for_dag(dag_id, timeout=180)
+        api.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    before = {load.topic: load for load in topic_loads(settings)}
+
+    sample = _sample_info(settings.project_root / SAMPLE_FILE)
+    console.print(
+        f"[bold]3/6[/] history: {SAMPLE_FILE} ({sample.trades:,} trades of {', '.join(sample.symbols)}, "
+        "real daily bars expanded into trades)"
+    )
+    replayed = 0
+    if _sample_rows_loaded(settings, sample) >= sample.trades:
+        console.print("    already in the warehouse from an earlier demo: not replayed again")
+    else:
+        _run(
+            [
+                tickhouse_command(),
+                "produce",
+                "--source",
+                "replay",
+                "--file",
+                str(sample.path),
+                "--speed",
+                "0",
+                "--metrics-port",
+                "0",
+                "--no-status",
+            ],
+            "replay of the sample file",
+        )
+        replayed = sample.trades
+        console.print(f"    {replayed:,} trades published to {settings.trades_topic}")
+    _drain_and_transform(settings, api, console)
+    in_marts, in_raw = _sample_days(settings, sample)
+    if in_marts < in_raw:
+        # the marts equal raw after every transform, whatever the event time of the rows
+        raise RuntimeError(
+            f"the marts hold {in_marts} of the {in_raw} sample days raw holds after a transform; "
+            "see the transform_marts task logs"
+        )
+
+    console.print(
+        f"[bold]4/6[/] real time: {seconds:.0f} s of synthetic trades for {', '.join(SYNTHETIC_SYMBOLS)} "
+        f"plus {len(MALFORMED)} malformed messages"
+    )
+    probe = FreshnessProbe(settings, SYNTHETIC_SYMBOLS)
+    probe.start()
+    malformed = _produce_malformed(settings)
+    synthetic = subprocess.Popen(
+        [
+            tickhouse_command(),
+            "produce",
+            "--source",
+            "synthetic",
+            "--symbols",
+            ",".join(SYNTHETIC_SYMBOLS),
+            "--rate",
+            "20",
+            "--duration",
+            str(int(seconds)),
+            "--metrics-port",
+            "0",
+            "--no-status",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with console.status("synthetic trades flowing; Airflow drains every minute"):
+        _, err = synthetic.communicate(timeout=seconds + 120)
+    if synthetic.returncode != 0:
+        raise RuntimeError(f"synthetic producer failed: {err[-2000:]}")
+
+    console.print("[bold]5/6[/] waiting for the drain to empty Kafka and dbt to build the marts")
+    _drain_and_transform(settings, api, console)
+    time.sleep(2)
+    probe.stop()
+
+    console.print("[bold]6/6[/] summary")
+    after = {load.topic: load for load in topic_loads(settings)}
+    marts = _marts_summary(settings)
+    in_marts, in_raw = _sample_days(settings, sample)
+    delays = probe.delays()
+    trades = settings.trades_topic
+
+    def grew(topic: str, field_name: str) -> int:
+        new = getattr(after[topic], field_name) if topic in after else 0
+        old = getattr(before[topic], field_name) if topic in before else 0
+        return int(new - old)
+
+    table = Table(title="Tickhouse demo", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row(
+        "trades produced (this run)",
+        f"{replayed:,} replayed + {grew(trades, 'loaded') - replayed:,} synthetic, {malformed} malformed",
+    )
+    table.add_row("trades loaded into raw.trades (this run)", f"{grew(trades, 'loaded'):,}")
+    table.add_row("messages quarantined (this run, raw.quarantine)", f"{grew(trades, 'quarantined'):,}")
+    for interval in ("1m", "5m", "15m", "1h", "1d"):
+        table.add_row(f"bars {interval} (marts.fct_bars)", f"{marts['bars'].get(interval, 0):,}")
+    table.add_row("sample trading days in marts", f"{in_marts} of {in_raw}")
+    table.add_row("technicals rows (marts.fct_technicals)", f"{marts['technicals']:,}")
+    table.add_row(
+        "alerts raised (this run / all in marts.fct_alerts)",
+        f"{grew(settings.alerts_topic, 'loaded'):,} / {marts['alerts_in_marts']:,}",
+    )
+    if delays:
+        table.add_row(
+            "freshness: trade event time -> visible in marts.fct_bars",
+            f"p50 {statistics.median(delays):.1f} s, p95 {_percentile(delays, 0.95):.1f} s "
+            f"({len(delays):,} synthetic trades, polled every second)",
+        )
+    else:
+        table.add_row("freshness", "no synthetic trades observed in marts")
+    table.add_row("Airflow UI", f"{settings.airflow_url}  (admin / {airflow.admin_password(settings)})")
+    urls = {app.name: app.url() for app in APPS}
+    table.add_row("dashboard", urls["dashboard"])
+    table.add_row("metrics (Prometheus)", f"pipeline {urls['metrics']}, alerts {urls['alerts']}")
+    table.add_row("demo took", f"{time.monotonic() - t_start:.0f} s")
+    console.print(table)
+    console.print("The stack keeps running: `make down` stops it, `tickhouse status` shows it.")
+    ok = in_marts == in_raw and in_raw > 0 and bool(delays)
+    if not ok:
+        console.print("[red]the marts do not cover everything the demo produced; see the table above[/]")
+    return 0 if ok else 1
+
+
+def _last_load_finished(settings: Settings) -> datetime | None:
+    """When the last drain run that loaded rows committed (transform must start after it)."""
+    from tickhouse.warehouse import connect
+
+    with connect(settings, "owner") as conn:
+        row = conn.execute("select max(finished_at) from raw.load_stats where loaded > 0").fetchone()
+    return row[0] if row else None

@@ -1,0 +1,143 @@
+"""dbt on dbt_project/: `dbt build` the way the transform_marts DAG runs it, and `dbt parse`.
+
+dbt runs in-process through its programmatic entry point (`dbtRunner`), with the project at
+`dbt_project/` and the profile `tickhouse` read from `profiles.yml` at the repository root.
+The profile takes its connection from environment variables, which are set here from
+`load_settings()` so that the generated credentials (setup's secrets file) reach dbt.
+`WAREHOUSE=snowflake` selects the profile's `snowflake` output (DBT_TARGET).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tickhouse.config import (
+    PROJECT_ROOT,
+    Settings,
+    load_settings,
+    merged_environment,
+)
+from tickhouse.errors import TickhouseError
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+PROFILES_DIR = PROJECT_ROOT
+MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+
+class TransformError(TickhouseError, RuntimeError):
+    """dbt could not run or reported failures."""
+
+
+def dbt_environment(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment variables profiles.yml reads, from the Tickhouse settings.
+
+    `DBT_TARGET` (the profile's output) follows `WAREHOUSE` (postgres or snowflake) unless it is
+    set explicitly; the SNOWFLAKE_* variables are passed on from the environment or `.env`.
+    """
+    from tickhouse.snowflake.settings import selected_warehouse
+
+    merged = merged_environment(environ)
+    values = {
+        "POSTGRES_HOST": settings.postgres_host,
+        "POSTGRES_PORT": str(settings.postgres_port),
+        "POSTGRES_DB": settings.postgres_db,
+        "DBT_USER": settings.dbt_user,
+        "DBT_PASSWORD": settings.dbt_password,
+        "BI_READER_USER": settings.bi_reader_user,
+    }
+    target = merged.get("DBT_TARGET", "").strip() or selected_warehouse(environ)
+    if target != "postgres":  # profiles.yml's default
+        values["DBT_TARGET"] = target
+    values.update({k: v for k, v in merged.items() if k.startswith("SNOWFLAKE_")})
+    return values
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_dbt(args: Sequence[str], settings: Settings | None = None) -> Any:
+    """Invoke one dbt command (e.g. ["build", "--full-refresh"]) on the project; returns
+    dbt's `dbtRunnerResult` (`.success`, `.result`, `.exception`)."""
+    from dbt.cli.main import dbtRunner  # heavy import: only when dbt actually runs
+
+    settings = settings or load_settings()
+    command = [
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(PROFILES_DIR),
+    ]
+    with _environment(dbt_environment(settings)):
+        return dbtRunner().invoke(command)
+
+
+# pg_advisory_lock key of "one dbt build at a time" (any 64-bit constant; this spells "dbtbuild")
+BUILD_LOCK_KEY = 0x6462746275696C64
+
+
+@contextmanager
+def one_build_at_a_time(settings: Settings) -> Iterator[None]:
+    """Wait until no other build of this warehouse runs (PostgreSQL; a no-op elsewhere).
+
+    The incremental models take their change sets from what the previous build wrote; two
+    builds at once (the DAG and `tickhouse transform`) would each rebuild half of it.
+    """
+    from tickhouse.snowflake.settings import selected_warehouse
+
+    if selected_warehouse() != "postgres":
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(settings.conninfo("dbt"), autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(%s)", (BUILD_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (BUILD_LOCK_KEY,))
+
+
+def build(extra_args: Sequence[str] = (), settings: Settings | None = None) -> None:
+    """`dbt build` of the whole project; raises TransformError when anything fails."""
+    settings = settings or load_settings()
+    with one_build_at_a_time(settings):
+        result = run_dbt(["build", *extra_args], settings)
+    if not result.success:
+        raise TransformError(_failure_summary(result))
+
+
+def dbt_parse(settings: Settings | None = None) -> Path:
+    """`dbt parse`: writes dbt_project/target/manifest.json (what the DAG loads); returns its path."""
+    result = run_dbt(["--quiet", "parse"], settings)
+    if not result.success or not MANIFEST_PATH.is_file():
+        raise TransformError(f"dbt parse did not write {MANIFEST_PATH}: {_failure_summary(result)}")
+    return MANIFEST_PATH
+
+
+def _failure_summary(result: Any) -> str:
+    if result.exception is not None:
+        return f"dbt raised {type(result.exception).__name__}: {result.exception}"
+    failures = []
+    for node_result in getattr(result.result, "results", None) or []:
+        status = str(getattr(node_result, "status", ""))
+        if status.lower() in {"error", "fail", "runtime error"}:
+            failures.append(f"{node_result.node.name}: {status} {node_result.message or ''}".strip())
+    return "; ".join(failures) or "dbt reported failure (see its log above)"
