@@ -43,9 +43,13 @@ def load_sessions(conn: Any) -> bool:
         with SESSIONS_CSV.open(newline="") as handle:
             rows = [tuple(r[c] for c in COLUMNS) for r in csv.DictReader(handle)]
         cur.execute("delete from raw.trading_sessions")
-        placeholders = ", ".join(["%s"] * len(COLUMNS))
-        cur.executemany(
-            f"insert into raw.trading_sessions ({', '.join(COLUMNS)}) values ({placeholders})", rows
-        )
+        # one bulk load (the connector's write_pandas: PUT + COPY INTO), not a statement per session
+        import pandas as pd
+        from snowflake.connector.pandas_tools import write_pandas
+
+        frame = pd.DataFrame(rows, columns=[c.upper() for c in COLUMNS])
+        frame["TRADING_DATE"] = pd.to_datetime(frame["TRADING_DATE"]).dt.date
+        frame["SESSION_NUMBER"] = frame["SESSION_NUMBER"].astype("int64")
+        write_pandas(conn, frame, "TRADING_SESSIONS", schema="RAW", quote_identifiers=False)
         cur.execute(f"comment on table raw.trading_sessions is '{digest}'")
     return True
