@@ -25,6 +25,8 @@ def test_dbt_runs_from_a_fresh_shell_after_eval_of_tickhouse_env(settings: Setti
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_USE_COLORS": "false",
     }
+    if "TICKHOUSE_ENV_FILE" in os.environ:  # the test stack's env file stands in for the project's .env
+        fresh["TICKHOUSE_ENV_FILE"] = os.environ["TICKHOUSE_ENV_FILE"]
     script = (
         'cd dbt_project && eval "$(../.venv/bin/tickhouse env --export)" '
         "&& ../.venv/bin/dbt debug --profiles-dir .. && ../.venv/bin/dbt parse --profiles-dir .."
