@@ -5,12 +5,15 @@ raw message bytes with `parse_trade` / `parse_quote` / `parse_alert`, which rais
 with a reason that names the problem and the offending value. Numbers are parsed as `Decimal` so that
 the warehouse stores exactly the digits that were published.
 
-`parse_trade` has a fast path (msgspec) for the common case, a trade exactly as a compact JSON encoder
-writes it: the payload is decoded and re-encoded, and only when the two are byte for byte the same
-(so it has no duplicated key, no whitespace, no escape that could hide one, no number written in a
-second spelling) and the cheap field checks pass is the trade accepted there. Everything else, every
-rejection included, goes through the full checks, which decide and word the error: the fast path
-accepts nothing the full checks reject (tests/unit/test_schemas.py proves it with hypothesis).
+`wire_trade` is the fast path (msgspec) of the common case, a trade exactly as a producer's compact
+JSON writes it with plain decimal numbers: it keeps the numbers as their JSON text, so the drain copies
+them into its COPY lines as published and `parse_trade` builds its record from them. Behind it,
+`parse_trade` has a second fast path for other compact payloads (numbers with an exponent, say).
+Both decode the payload and re-encode it, and only when the two are byte for byte the same (so it has
+no duplicated key, no whitespace, no escape that could hide one, no number written in a second
+spelling) and the cheap field checks pass is the trade accepted there. Everything else, every
+rejection included, goes through the full checks, which decide and word the error: the fast paths
+accept nothing the full checks reject (tests/unit/test_schemas.py proves it with hypothesis).
 """
 
 from __future__ import annotations
