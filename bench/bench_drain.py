@@ -5,17 +5,22 @@ In one run, over the same N trades:
   drain        `drain_once` over N trades already in Kafka (one run, DQ off: timed separately)
   (a) COPY     the same rows as COPY text from a local file into the same table: the database's
                limit for this table and its indexes
+  (h) heap     the same file COPYed into an index-free heap with the same columns (a plain logged
+               table, no partitions, no constraint but NOT NULL): what raw.trades' indexes, unique
+               constraint and partitioning cost
   (b) naive    a consumer that INSERTs row by row and commits per row, as the common tutorials do;
                time-boxed (--naive-seconds) and extrapolated to N
   formats      building + COPYing a sample as hand-made COPY text (what the drain does) vs psycopg's
                binary `write_row`: why the drain uses text
 
-Targets: drain >= 60% of (a), drain >= 20x (b).
+Targets (issue 13): drain >= 80% of (a); (a) >= 60% of (h); drain >= 20x (b).
+`--index-costs` also COPYs the file into the heap with one of raw.trades' indexes at a time (and
+two alternatives), and into a partitioned copy without indexes: what each costs.
 
 The rows get event times in 1971 (valid per CONTRACT §3, and a range no real data uses), so the
 bench loads into day partitions of its own and drops them afterwards; its topic is unique.
 
-    .venv/bin/python bench/bench_drain.py [--rows 2000000] [--naive-seconds 20] [--keep]
+    .venv/bin/python bench/bench_drain.py [--rows 2000000] [--naive-seconds 20] [--index-costs] [--keep]
 """
 
 from __future__ import annotations
@@ -112,6 +117,73 @@ def copy_from_file(settings: Settings, path: Path) -> float:
         return time.perf_counter() - start
 
 
+# what --index-costs adds to the index-free heap, one at a time: raw.trades' own definitions
+HEAP_VARIANTS = {
+    "heap + unique (topic, partition, offset, event_time)": (
+        "alter table {t} add unique (kafka_topic, kafka_partition, kafka_offset, event_time)"
+    ),
+    "heap + btree (symbol, event_time)": "create index on {t} (symbol, event_time)",
+    "heap + brin (loaded_at)": "create index on {t} using brin (loaded_at)",
+    # alternatives, not in the schema: the same unique key offset first (inserts near its right
+    # edge), and a BRIN on event time in place of the (symbol, event_time) btree
+    "heap + unique (offset, partition, topic, event_time)": (
+        "alter table {t} add unique (kafka_offset, kafka_partition, kafka_topic, event_time)"
+    ),
+    "heap + brin (event_time)": "create index on {t} using brin (event_time)",
+}
+
+
+def copy_into_heap(settings: Settings, path: Path, extra: str | None = None) -> float:
+    """COPY the file into a new logged heap with raw.trades' columns (and `extra` DDL), timed;
+    the table is dropped afterwards."""
+    name = f"raw.bench_heap_{uuid.uuid4().hex[:8]}"
+    columns = ", ".join(COLUMNS["trades"])
+    with psycopg.connect(settings.conninfo("loader")) as conn:
+        conn.execute(f"create table {name} (like raw.trades including defaults)")
+        if extra:
+            conn.execute(extra.format(t=name))
+        conn.commit()
+        try:
+            start = time.perf_counter()
+            with conn.cursor() as cur, cur.copy(f"copy {name} ({columns}) from stdin") as copy, \
+                    path.open("rb") as f:
+                while block := f.read(1 << 20):
+                    copy.write(block)
+            conn.commit()
+            return time.perf_counter() - start
+        finally:
+            conn.rollback()
+            conn.execute(f"drop table {name}")
+            conn.commit()
+
+
+def copy_into_bare_partitions(settings: Settings, path: Path) -> float:
+    """COPY the file into a copy of raw.trades partitioned the same way, without any index."""
+    name = f"bench_parts_{uuid.uuid4().hex[:8]}"
+    columns = ", ".join(COLUMNS["trades"])
+    with psycopg.connect(settings.conninfo("loader")) as conn:
+        conn.execute(
+            f"create table raw.{name} (like raw.trades including defaults) partition by range (event_time)"
+        )
+        conn.execute(
+            f"create table raw.{name}_1971 partition of raw.{name}"
+            " for values from ('1971-01-01 00:00+00') to ('1971-02-01 00:00+00')"
+        )
+        conn.commit()
+        try:
+            start = time.perf_counter()
+            with conn.cursor() as cur, cur.copy(f"copy raw.{name} ({columns}) from stdin") as copy, \
+                    path.open("rb") as f:
+                while block := f.read(1 << 20):
+                    copy.write(block)
+            conn.commit()
+            return time.perf_counter() - start
+        finally:
+            conn.rollback()
+            conn.execute(f"drop table raw.{name}")
+            conn.commit()
+
+
 def naive_consumer(settings: Settings, topic: str, seconds: float) -> tuple[int, float]:
     """The tutorial consumer: poll one message, INSERT it, COMMIT, repeat."""
     consumer = Consumer(
@@ -206,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--format-sample", type=int, default=100_000)
     parser.add_argument("--parse-workers", type=int, default=0, help="DRAIN_PARSE_WORKERS")
+    parser.add_argument("--index-costs", action="store_true", help="COPY into the heap with each index")
     parser.add_argument("--keep", action="store_true", help="keep the bench rows and topic")
     args = parser.parse_args(argv)
 
@@ -227,9 +300,15 @@ def main(argv: list[str] | None = None) -> int:
             for i, value in enumerate(values):
                 f.write(trade_line(parse_trade(value), topic, i % args.partitions, i, BASE_TS + i * 50))
         size_mb = path.stat().st_size / 1e6
+        heap_s = copy_into_heap(settings, path)
         copy_s = copy_from_file(settings, path)
+        variants: dict[str, float] = {}
+        if args.index_costs:
+            variants["partitioned by month, no index"] = copy_into_bare_partitions(settings, path)
+            for label, ddl in HEAP_VARIANTS.items():
+                variants[label] = copy_into_heap(settings, path, ddl)
     drop_bench_partitions(settings)  # the drain then loads into the same, empty, partitions
-    print(f"  (a) COPY from a {size_mb:.0f} MB file: {copy_s:.1f}s")
+    print(f"  (a) COPY from a {size_mb:.0f} MB file: {copy_s:.1f}s; (h) into a heap: {heap_s:.1f}s")
 
     options = DrainOptions(
         topics={topic: "trades"},
@@ -263,16 +342,20 @@ def main(argv: list[str] | None = None) -> int:
     copy_rate = n / copy_s
     naive_rate = naive_rows / naive_s
     print()
-    print(f"{'method':<44}{'rows/s':>12}{'time for N':>14}")
-    print(f"{'drain (Kafka -> raw.trades, exactly once)':<44}{drain_rate:>12,.0f}{drain_s:>13.1f}s")
-    print(f"{'(a) COPY from local file':<44}{copy_rate:>12,.0f}{copy_s:>13.1f}s")
+    print(f"{'method':<58}{'rows/s':>12}{'time for N':>14}")
+    print(f"{'drain (Kafka -> raw.trades, exactly once)':<58}{drain_rate:>12,.0f}{drain_s:>13.1f}s")
+    print(f"{'(a) COPY from local file':<58}{copy_rate:>12,.0f}{copy_s:>13.1f}s")
+    print(f"{'(h) COPY into an index-free heap':<58}{n / heap_s:>12,.0f}{heap_s:>13.1f}s")
+    for label, seconds in variants.items():
+        print(f"{'    ' + label:<58}{n / seconds:>12,.0f}{seconds:>13.1f}s")
     print(
-        f"{'(b) row by row, commit per row (extrap.)':<44}{naive_rate:>12,.0f}"
+        f"{'(b) row by row, commit per row (extrap.)':<58}{naive_rate:>12,.0f}"
         f"{n / naive_rate:>13.1f}s"
     )
-    print(f"{'GX checks of the drained batch':<44}{'':>12}{dq_s:>13.1f}s")
+    print(f"{'GX checks of the drained batch':<58}{'':>12}{dq_s:>13.1f}s")
     print()
-    print(f"drain / (a) = {drain_rate / copy_rate:.0%}   (target >= 60%)")
+    print(f"drain / (a) = {drain_rate / copy_rate:.0%}   (target >= 80%)")
+    print(f"(a) / (h)   = {copy_rate / (n / heap_s):.0%}   (target >= 60%)")
     print(f"drain / (b) = {drain_rate / naive_rate:.1f}x   (target >= 20x)")
     print(
         f"COPY formats over {args.format_sample:,} rows (parse + build + COPY): text "

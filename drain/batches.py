@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drain.rows import EVENT_MS, MS_PER_DAY, PARSERS, Encoding, Rejected
-from tickhouse.schemas import InvalidMessage
+from tickhouse.schemas import InvalidMessage, now_ms
 
 # (value, partition, offset, kafka timestamp ms or None, key)
 Item = tuple[bytes | None, int, int, int | None, bytes | None]
@@ -42,23 +42,31 @@ def parse_batch(kind: str, topic: str, items: list[Item], encoding: Encoding) ->
     """Every message of `items` becomes a row of raw.<kind> or a rejected row of raw.quarantine."""
     parse = PARSERS[kind]
     encode = encoding.rows[kind]
+    wire = encoding.wire.get(kind)
     event_ms_of = EVENT_MS[kind]
+    now = now_ms()  # one "now" per batch for the "at most a day ahead" rule
     rows: list[Any] = []
     days: set[int] = set()
     rejected: list[Any] = []
     low: int | None = None
     high: int | None = None
     for value, partition, offset, kafka_ts, key in items:
-        try:
-            record = parse(value)
-            row = encode(record, topic, partition, offset, kafka_ts)
-        except InvalidMessage as err:
-            rejected.append(
-                encoding.rejected(Rejected.of(topic, partition, offset, key, kafka_ts, value, str(err)))
-            )
-            continue
+        hit = None if wire is None else wire(value, topic, partition, offset, kafka_ts, now)
+        if hit is not None:
+            row, event_ms = hit
+        else:
+            try:
+                record = parse(value, now)
+                row = encode(record, topic, partition, offset, kafka_ts)
+            except InvalidMessage as err:
+                rejected.append(
+                    encoding.rejected(
+                        Rejected.of(topic, partition, offset, key, kafka_ts, value, str(err))
+                    )
+                )
+                continue
+            event_ms = event_ms_of(record)
         rows.append(row)
-        event_ms = event_ms_of(record)
         days.add(event_ms // MS_PER_DAY)
         if low is None or event_ms < low:
             low = event_ms

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -35,8 +35,8 @@ MS_PER_DAY = 86_400_000
 
 Record = Trade | Quote | Alert | Candle
 
-# kind -> message bytes to its record (raises InvalidMessage with the reason)
-PARSERS: dict[str, Callable[[bytes | None], Any]] = {
+# kind -> (message bytes, now ms) to its record (raises InvalidMessage with the reason)
+PARSERS: dict[str, Callable[[bytes | None, int | None], Any]] = {
     "trades": parse_trade,
     "quotes": parse_quote,
     "alerts": parse_alert,
@@ -102,18 +102,24 @@ class Rejected:
 
 # (record, topic, partition, offset, Kafka timestamp ms or None) -> the target's row
 RowEncoder = Callable[[Any, str, int, int, "int | None"], Any]
+# (message bytes, topic, partition, offset, Kafka timestamp ms or None, now ms) -> (the target's
+# row, its event time ms), or None to take the kind's parser and RowEncoder
+WireEncoder = Callable[[bytes | None, str, int, int, "int | None", int], "tuple[Any, int] | None"]
 
 
 @dataclass(frozen=True, slots=True)
 class Encoding:
     """How a target writes rows: an encoder per kind, one for rejected messages, and what one
     batch of encoded rows becomes on its way to the target's loader (PostgreSQL joins its COPY
-    lines into one block). Module-level functions only: an Encoding travels to the worker
-    processes of DRAIN_PARSE_WORKERS."""
+    lines into one block). `wire` may give a kind a fast path from the message bytes to the row
+    (which must equal what the parser and RowEncoder make of what it takes; it declines the rest).
+    Module-level functions only: an Encoding travels to the worker processes of
+    DRAIN_PARSE_WORKERS."""
 
     rows: Mapping[str, RowEncoder]
     rejected: Callable[[Rejected], Any]
     batch: Callable[[list[Any]], Any]
+    wire: Mapping[str, WireEncoder] = field(default_factory=dict)
 
 
 def _has_char(value: Any, char: str) -> bool:

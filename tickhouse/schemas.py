@@ -5,18 +5,22 @@ raw message bytes with `parse_trade` / `parse_quote` / `parse_alert`, which rais
 with a reason that names the problem and the offending value. Numbers are parsed as `Decimal` so that
 the warehouse stores exactly the digits that were published.
 
-`parse_trade` has a fast path (msgspec) for the common case, a trade exactly as a compact JSON encoder
-writes it: the payload is decoded and re-encoded, and only when the two are byte for byte the same
-(so it has no duplicated key, no whitespace, no escape that could hide one, no number written in a
-second spelling) and the cheap field checks pass is the trade accepted there. Everything else, every
-rejection included, goes through the full checks, which decide and word the error: the fast path
-accepts nothing the full checks reject (tests/unit/test_schemas.py proves it with hypothesis).
+`wire_trade` is the fast path (msgspec) of the common case, a trade exactly as a producer's compact
+JSON writes it with plain decimal numbers: it keeps the numbers as their JSON text, so the drain copies
+them into its COPY lines as published and `parse_trade` builds its record from them. Behind it,
+`parse_trade` has a second fast path for other compact payloads (numbers with an exponent, say).
+Both decode the payload and re-encode it, and only when the two are byte for byte the same (so it has
+no duplicated key, no whitespace, no escape that could hide one, no number written in a second
+spelling) and the cheap field checks pass is the trade accepted there. Everything else, every
+rejection included, goes through the full checks, which decide and word the error: the fast paths
+accept nothing the full checks reject (tests/unit/test_schemas.py proves it with hypothesis).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -493,6 +497,65 @@ def parse_trade_values(payload: bytes | None, now: int | None = None) -> tuple[s
     return trade.symbol, float(trade.price), float(trade.volume), trade.ts
 
 
+class WireTrade(msgspec.Struct, omit_defaults=True, gc=False):
+    """A trade as a producer's compact JSON writes it, its numbers still as their JSON text: what
+    `wire_trade` gives when every field is plainly valid (CONTRACT §3)."""
+
+    symbol: str
+    price: msgspec.Raw
+    volume: msgspec.Raw
+    ts: int
+    conditions: list[str] | None = None
+    source: str | None = None
+
+
+_WIRE_DECODE = msgspec.json.Decoder(WireTrade).decode
+_WIRE_ENCODE = msgspec.json.Encoder().encode
+# A number the wire path takes: plain digits, no sign, no exponent, at most 18 digits either side of
+# the point, so it is finite, inside a double's range, its double is 0 only when it is 0, and its
+# text is what `str` of the full checks' int or Decimal writes (anything else: the full checks).
+_PLAIN_DIGITS = re.compile(rb"(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,18})?").fullmatch
+
+
+def wire_trade(payload: bytes | None, now: int | None = None) -> WireTrade | None:
+    """The trade of `payload` with its numbers as their JSON text, when the payload is exactly the
+    compact encoding of a plainly valid trade; None for anything else, valid or not (then
+    `parse_trade` decides, and words the error).
+
+    The one fast path of every trade consumer: `parse_trade` builds its record from it, the alert
+    service reads doubles from it (`parse_trade_values`), the drain writes the number texts into
+    its COPY lines as they are. Re-encoding the decoded struct must give back the payload byte for
+    byte, which rules out duplicated keys, whitespace, escapes that could hide a key, extra keys
+    and other key orders; tests/unit/test_schemas.py holds it against the full checks."""
+    if type(payload) is not bytes or len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        wire = _WIRE_DECODE(payload)
+        if _WIRE_ENCODE(wire) != payload:
+            return None
+    except (ValueError, RecursionError):  # msgspec.DecodeError / ValidationError, bad Unicode
+        return None
+    price = bytes(wire.price)
+    volume = bytes(wire.volume)
+    ts = wire.ts
+    if (
+        _PLAIN_DIGITS(price) is not None
+        and float(price) > 0
+        and _PLAIN_DIGITS(volume) is not None
+        # a zero is written "0" by the full checks (they fold 0.0 and 0E-5 into one zero)
+        and (volume == b"0" or float(volume) > 0)
+        and 0 <= ts <= (now_ms() if now is None else now) + MAX_FUTURE_MS
+        and _valid_symbol(wire.symbol)
+    ):
+        return wire
+    return None
+
+
+def _wire_number(text: bytes) -> Number:
+    """The full checks' value of a plain JSON number: int without a point, else its Decimal."""
+    return Decimal(text.decode("ascii")) if b"." in text else int(text)
+
+
 def _parse_trade_full(payload: bytes | None, now: int | None = None) -> Trade:
     """`parse_trade` without any fast path: the reference the fast paths are tested against."""
     return _validate_trade_full(decode_object(payload), now_ms() if now is None else now)
@@ -501,6 +564,17 @@ def _parse_trade_full(payload: bytes | None, now: int | None = None) -> Trade:
 def parse_trade(payload: bytes | None, now: int | None = None) -> Trade:
     """Message bytes from `market.trades` -> Trade (raises InvalidMessage)."""
     current = now_ms() if now is None else now
+    wire = wire_trade(payload, current)
+    if wire is not None:
+        conditions = wire.conditions
+        return _new_trade(
+            wire.symbol,
+            _wire_number(bytes(wire.price)),
+            _wire_number(bytes(wire.volume)),
+            wire.ts,
+            tuple(conditions) if conditions is not None else None,
+            wire.source,
+        )
     obj = _canonical_object(payload)
     if obj is not None:
         trade = _fast_trade(obj, current)

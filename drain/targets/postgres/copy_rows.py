@@ -13,7 +13,7 @@ import time
 from decimal import Decimal
 
 from drain.rows import Encoding, Rejected, check_storable, details_json, text_fields
-from tickhouse.schemas import Alert, Candle, InvalidMessage, Quote, Trade
+from tickhouse.schemas import Alert, Candle, InvalidMessage, Quote, Trade, wire_trade
 
 # PostgreSQL numeric keeps at most 16383 digits after the decimal point
 _MAX_NUMERIC_SCALE = 16383
@@ -41,6 +41,7 @@ def copy_bytea(value: bytes | None) -> str:
 
 
 _second_cache: dict[int, str] = {}
+_MILLIS = tuple(f".{millis:03d}+00" for millis in range(1000))
 
 
 def copy_timestamp(ms: int) -> str:
@@ -52,7 +53,7 @@ def copy_timestamp(ms: int) -> str:
             _second_cache.clear()
         prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
         _second_cache[seconds] = prefix
-    return f"{prefix}.{millis:03d}+00"
+    return prefix + _MILLIS[millis]
 
 
 def kafka_timestamp(ms: int | None) -> str:
@@ -117,6 +118,82 @@ def trade_line(t: Trade, topic: str, partition: int, offset: int, kafka_ts: int 
     return _finish(line, t)
 
 
+# The wire path works in bytes: COPY fields of values that repeat (a second's timestamp prefix, a
+# source, a list of conditions) are made once. Bounded: a producer that invents values only makes
+# the caches stop growing.
+_CACHE_MAX = 10_000
+_second_bytes: dict[int, bytes] = {}
+_MILLIS_BYTES = tuple(millis.encode("ascii") for millis in _MILLIS)
+_NULL_BYTES = NULL.encode("ascii")
+# what _plain_field gives for text that is not plain: a NUL, which no plain field holds
+_NOT_PLAIN = b"\x00"
+_source_fields: dict[str | None, bytes] = {}
+_conditions_fields: dict[tuple[str, ...] | None, bytes] = {}
+
+
+def _timestamp_bytes(ms: int) -> bytes:
+    """`copy_timestamp` as bytes."""
+    seconds, millis = divmod(ms, 1000)
+    prefix = _second_bytes.get(seconds)
+    if prefix is None:
+        if len(_second_bytes) > 100_000:
+            _second_bytes.clear()
+        prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)).encode("ascii")
+        _second_bytes[seconds] = prefix
+    return prefix + _MILLIS_BYTES[millis]
+
+
+def _plain_field(text: str) -> bytes:
+    """A COPY field as bytes when it is plain ASCII without NUL; `_NOT_PLAIN` when it needs the
+    checks of `check_storable` (the record path makes them)."""
+    return text.encode("ascii") if text.isascii() and "\x00" not in text else _NOT_PLAIN
+
+
+def trade_wire_line(
+    payload: bytes | None, topic: str, partition: int, offset: int, kafka_ts: int | None, now: int
+) -> tuple[bytes, int] | None:
+    """The COPY line of a trades message and its event time, straight from the payload, when it is
+    a plainly valid trade in compact JSON (`tickhouse.schemas.wire_trade`) with plain ASCII text:
+    its numbers are written as they were published, with no Decimal in between. None for anything
+    else: then the message takes `parse_trade` and `trade_line`, which make the same line of
+    whatever this takes (tests/unit/drain/test_rows.py)."""
+    w = wire_trade(payload, now)
+    if w is None:
+        return None
+    source = w.source
+    source_field = _source_fields.get(source)
+    if source_field is None:
+        source_field = _plain_field(copy_optional(source))
+        if len(_source_fields) < _CACHE_MAX:
+            _source_fields[source] = source_field
+    conditions = None if w.conditions is None else tuple(w.conditions)
+    conditions_field = _conditions_fields.get(conditions)
+    if conditions_field is None:
+        conditions_field = _plain_field(copy_text_array(conditions))
+        if len(_conditions_fields) < _CACHE_MAX:
+            _conditions_fields[conditions] = conditions_field
+    if source_field is _NOT_PLAIN or conditions_field is _NOT_PLAIN:
+        return None
+    ts = w.ts
+    if kafka_ts is None or not 0 <= kafka_ts < _MAX_TIMESTAMP_MS:
+        kafka_field = _NULL_BYTES
+    else:
+        kafka_field = _timestamp_bytes(kafka_ts)
+    line = b"\t".join(
+        (
+            w.symbol.encode("ascii"),  # SYMBOL_PATTERN: ASCII, nothing to escape
+            w.price,  # msgspec.Raw: the published digits
+            w.volume,
+            b"%d" % ts,
+            _timestamp_bytes(ts),
+            conditions_field,
+            source_field,
+            b"%s\t%d\t%d\t%s\n" % (topic.encode("ascii"), partition, offset, kafka_field),
+        )
+    )
+    return line, ts
+
+
 def quote_line(q: Quote, topic: str, partition: int, offset: int, kafka_ts: int | None) -> bytes:
     """A raw.quotes row as one COPY line; raises InvalidMessage."""
     line = (
@@ -174,4 +251,5 @@ ENCODING = Encoding(
     rows={"trades": trade_line, "quotes": quote_line, "alerts": alert_line, "candles": candle_line},
     rejected=quarantine_line,
     batch=join_lines,
+    wire={"trades": trade_wire_line},
 )

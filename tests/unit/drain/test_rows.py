@@ -218,3 +218,127 @@ def test_bad_candles_are_rejected_with_the_reason(change: dict[str, object], rea
     with pytest.raises(InvalidMessage) as err:
         candle_line(json.dumps(body).encode(), "market.candles", 0, 0, None)
     assert reason in str(err.value)
+
+
+# --- the wire path (trade_wire_line) against parse_trade + trade_line -------------------------------
+
+_WIRE_NOW = 1_763_649_000_000
+
+
+def _line_outcome(payload: bytes | None, kafka_ts: int | None) -> tuple[str, object]:
+    """What the record path (the full checks, then `trade_line`) makes of a trades message."""
+    from tickhouse.schemas import _parse_trade_full
+
+    try:
+        trade = _parse_trade_full(payload, now=_WIRE_NOW)
+        return ("line", copy_rows.trade_line(trade, "market.trades", 2, 41, kafka_ts))
+    except InvalidMessage as err:
+        return ("rejected", str(err))
+
+
+def _wire_agrees(payload: bytes | None, kafka_ts: int | None = 1_763_649_000_456) -> bool:
+    """The wire path makes the record path's line of what it takes; returns whether it took it."""
+    hit = copy_rows.trade_wire_line(payload, "market.trades", 2, 41, kafka_ts, _WIRE_NOW)
+    if hit is None:
+        return False
+    line, event_ms = hit
+    assert _line_outcome(payload, kafka_ts) == ("line", line), payload
+    assert event_ms == parse_trade(payload, now=_WIRE_NOW).ts
+    return True
+
+
+def test_wire_path_takes_the_producers_compact_trades_and_writes_the_same_line() -> None:
+    from tickhouse.schemas import Trade, to_json
+
+    taken = [
+        b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123,"conditions":["1","12"],"source":"finnhub"}',
+        b'{"symbol":"BRK.B","price":0.0001,"volume":0,"ts":0}',
+        b'{"symbol":"X","price":178.450,"volume":0.25,"ts":1763649000123,"conditions":[],"source":"a\\tb\\\\c"}',
+        b'{"symbol":"X","price":1,"volume":1,"ts":1,"conditions":["a\\"b","{c}"]}',
+        to_json(Trade("BINANCE:BTCUSDT", 97123.5, 0.0031, _WIRE_NOW, ("1",), "synthetic")),
+    ]
+    for payload in taken:
+        assert _wire_agrees(payload), payload
+    assert _wire_agrees(taken[0], kafka_ts=None) and _wire_agrees(taken[0], kafka_ts=-1)
+    declined = [
+        b'{"symbol":"AAPL","price":1.7845e2,"volume":100,"ts":1}',  # exponent: the record path
+        b'{"symbol":"AAPL","price":1,"volume":0.0,"ts":1}',  # a zero the full checks write as 0
+        b'{"symbol":"AAPL","price":1,"volume":-0,"ts":1}',
+        b'{"symbol":"AAPL","price":0,"volume":1,"ts":1}',  # rejected
+        b'{"symbol":"AAPL","price":"1","volume":1,"ts":1}',  # rejected: a number as a string
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"price":2}',  # rejected: duplicated key
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"x":1}',  # extra key: the record path
+        b'{"price":1,"symbol":"AAPL","volume":1,"ts":1}',  # another key order: the record path
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"source":"\\u0000"}',  # rejected: NUL
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"source":"\xc3\xa9"}',  # non-ASCII text
+        b'{"symbol":"AAPL","price":' + b"1" * 19 + b',"volume":1,"ts":1}',  # long: the record path
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":' + str(_WIRE_NOW + 86_400_001).encode() + b"}",
+        None,
+        b"",
+    ]
+    for payload in declined:
+        assert not _wire_agrees(payload), payload
+
+
+def test_wire_path_agrees_with_the_record_path_on_generated_trades() -> None:
+    """Trades written the way producers write them (mostly compact and valid, with numbers in
+    every spelling, any text, keys dropped, added, reordered or repeated): the wire path takes only
+    what the record path accepts, and writes its line byte for byte."""
+    import json
+    from decimal import Decimal
+
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
+
+    plain = st.integers(0, 8).flatmap(
+        lambda places: st.decimals(min_value=Decimal("0.01"), max_value=Decimal("1e6"), places=places)
+    ).map(str)
+    numbers = st.one_of(
+        plain,
+        plain,
+        plain,
+        st.integers(min_value=-5, max_value=10**20).map(str),
+        st.integers(0, 20).flatmap(
+            lambda places: st.decimals(min_value=Decimal("-1"), max_value=Decimal("1e19"), places=places)
+        ).map(str),
+        st.floats(min_value=0, max_value=1e25).map(repr),
+        st.sampled_from(["0", "0.0", "-0", "1e5", "1E-7", "0.000001", "178.45", '"1"', "true", "null"]),
+    )
+    text = st.one_of(st.sampled_from(["finnhub", "1", "12", "a\tb", "q\"\\{"]), st.text(max_size=4))
+    fields = {
+        "symbol": st.one_of(st.sampled_from(["AAPL", "BRK.B", "BINANCE:BTCUSDT", "AAPL", "A" * 33, ""]), text)
+        .map(json.dumps),
+        "price": numbers,
+        "volume": numbers,
+        "ts": st.one_of(st.integers(-1, _WIRE_NOW + 2 * 86_400_000), st.just(_WIRE_NOW + 86_400_001))
+        .map(str),
+        "conditions": st.one_of(st.none(), st.lists(text, max_size=3)).map(
+            lambda v: json.dumps(v, ensure_ascii=False)
+        ),
+        "source": st.one_of(st.none(), text).map(lambda v: json.dumps(v, ensure_ascii=False)),
+    }
+
+    @st.composite
+    def payloads(draw: st.DrawFn) -> bytes:
+        keys = [k for k in fields if k not in ("conditions", "source") or draw(st.booleans())]
+        if draw(st.integers(0, 9)) == 0:
+            keys = draw(st.permutations(keys))
+        if draw(st.integers(0, 9)) == 0:
+            keys.append(draw(st.sampled_from([*fields, "extra"])))
+        parts = [f'"{k}":{draw(fields.get(k, numbers))}' for k in keys]
+        sep = "," if draw(st.integers(0, 9)) else ", "
+        return ("{" + sep.join(parts) + "}").encode("utf-8", "surrogatepass")
+
+    taken = []
+
+    # derandomized: the same examples every run, so the count below is stable
+    @hsettings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+               derandomize=True)
+    @given(payloads())
+    def check(payload: bytes) -> None:
+        if _wire_agrees(payload):
+            taken.append(payload)
+
+    check()
+    assert len(taken) > 50, f"the wire path took only {len(taken)} payloads: the test checks little"
