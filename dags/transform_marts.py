@@ -4,7 +4,9 @@ Cosmos renders every dbt model (with its tests, TestBehavior.BUILD) and seed as 
 task, from the manifest `dbt parse` wrote at setup (`transform.dbt_runner.dbt_parse()`), so
 parsing this file runs no dbt. The run is scheduled on the raw Assets the ingest DAG emits for the
 tables the marts read: trades, candles and alerts (no mart reads raw.quotes, so new quotes alone
-do not start a build).
+do not start a build). The ingest DAG publishes those Assets when its drain loop ends (every few
+minutes while data flows): this is the slow path, the full build with every test; the marts'
+bars are kept fresh in between by the hot loop (`transform.hot`, run by the ingest DAG).
 dbt reads its connection from the environment through profiles.yml (POSTGRES_HOST,
 POSTGRES_PORT, POSTGRES_DB, DBT_USER, DBT_PASSWORD, BI_READER_USER).
 """
@@ -20,6 +22,7 @@ from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, Render
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from drain.assets import RAW_TABLE_ASSETS
+from transform.dbt_runner import hold_build_lock, release_build_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -54,8 +57,15 @@ transform_marts = DbtDag(
         should_detach_multiple_parents_tests=True,
         emit_datasets=False,
     ),
-    # a failed data test is a finding, not a transient error: never retry
-    operator_args={"install_deps": False, "retries": 0},
+    # a failed data test is a finding, not a transient error: never retry. Every task holds the
+    # build lock while its dbt runs, so no model is written by this DAG and the ingest DAG's hot
+    # loop (transform.hot) at once: a task waits for the lock, it never fails for it.
+    operator_args={
+        "install_deps": False,
+        "retries": 0,
+        "pre_execute": hold_build_lock,
+        "post_execute": release_build_lock,
+    },
     default_args={"owner": "tickhouse", "retries": 0},
     # any new raw data triggers a build; the incremental models make it cheap
     schedule=AssetAny(*(Asset(RAW_TABLE_ASSETS[table]) for table in MART_INPUTS)),
