@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import Asset, AssetAny
 from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from drain.assets import RAW_TABLE_ASSETS
-from transform.dbt_runner import hold_build_lock, release_build_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -30,6 +30,22 @@ MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 # the raw tables the marts read, as the ingest DAG names their Assets (drain.assets)
 MART_INPUTS = ("raw.trades", "raw.candles", "raw.alerts")
+
+
+
+def hold_build_lock(context: Any) -> None:
+    """pre_execute: wait for the one-build-at-a-time lock (transform.dbt_runner)."""
+    from transform.dbt_runner import hold_build_lock as hold
+
+    hold(context)
+
+
+def release_build_lock(context: Any, result: Any = None) -> None:
+    """post_execute: release it (a failed task's process exit releases it too)."""
+    from transform.dbt_runner import release_build_lock as release
+
+    release(context, result)
+
 
 transform_marts = DbtDag(
     dag_id="transform_marts",

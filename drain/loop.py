@@ -5,6 +5,10 @@ for the next drain of this loop (well under a second when data flows) instead of
 tick plus a task start-up. Each iteration is one ordinary `drain_once` (its own transaction and
 offsets), so a kill or a retry anywhere resumes from the last commit, as before.
 
+The steps after each drain's commit (retention, the Great Expectations checks) run in one worker
+thread, in order, off the way of the next drain and of the hot models; the loop waits for them
+before it returns, and a `DataQualityError` of theirs (DRAIN_DQ_POLICY=fail) is raised then.
+
 After every iteration that loaded rows, `after_load` runs (the DAG passes the hot dbt models,
 `transform.hot`); a failure there is logged and retried with the next load, never allowed to stop
 the drain: the loads stay pending for dbt, which rebuilds from them whenever it next succeeds.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from drain.errors import TopicRewound
@@ -58,7 +63,7 @@ def drain_continuously(
     poll_seconds: float = 0.2,
     max_poll_seconds: float = 1.0,
     after_load: Callable[[DrainResult], object] | None = None,
-    drain: Callable[[Settings, DrainOptions], DrainResult] = drain_once,
+    drain: Callable[..., DrainResult] = drain_once,
 ) -> LoopResult:
     """Run `drain` until `seconds` passed or nothing arrived for `idle_seconds`; between empty
     drains it waits `poll_seconds`, doubling up to `max_poll_seconds`.
@@ -66,13 +71,42 @@ def drain_continuously(
     `DataQualityError` (DRAIN_DQ_POLICY=fail) and connection errors propagate: the rows of that
     drain are committed (or rolled back whole), and the caller fails or retries the task.
     """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-checks") as checks:
+        pending: list[Future[None]] = []
+
+        def defer(steps: Callable[[], None]) -> None:
+            pending.append(checks.submit(steps))
+
+        try:
+            outcome = _loop(settings, options, seconds, idle_seconds, poll_seconds,
+                            max_poll_seconds, after_load,
+                            lambda: drain(settings, options, defer=defer))
+        finally:
+            # the checks of every committed drain run to the end, whatever ended the loop
+            errors = [f.exception() for f in pending]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+        return outcome
+
+
+def _loop(
+    settings: Settings,
+    options: DrainOptions,
+    seconds: float,
+    idle_seconds: float,
+    poll_seconds: float,
+    max_poll_seconds: float,
+    after_load: Callable[[DrainResult], object] | None,
+    drain: Callable[[], DrainResult],
+) -> LoopResult:
     outcome = LoopResult()
     started = time.monotonic()
     last_data = started
     pause = poll_seconds
     while True:
         try:
-            result = drain(settings, options)
+            result = drain()
         except TopicRewound as err:
             outcome.add(err.result)
             outcome.stopped = str(err)

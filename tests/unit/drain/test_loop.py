@@ -32,7 +32,7 @@ def _scripted(loads: list[int]) -> tuple[Callable[..., DrainResult], list[int]]:
     """A drain that loads loads[i] trades on its i-th call, then nothing."""
     calls: list[int] = []
 
-    def drain(settings: object, options: object) -> DrainResult:
+    def drain(settings: object, options: object, defer: object = None) -> DrainResult:
         calls.append(len(calls))
         i = len(calls) - 1
         return _result(i, loads[i] if i < len(loads) else 0)
@@ -56,7 +56,7 @@ def test_drains_until_idle_runs_after_load_per_load_and_sums_tables() -> None:
 
 
 def test_ends_after_its_time_while_data_flows_and_survives_a_failing_after_load() -> None:
-    def drain(settings: object, options: object) -> DrainResult:
+    def drain(settings: object, options: object, defer: object = None) -> DrainResult:
         time.sleep(0.01)
         return _result(0, 1)
 
@@ -74,7 +74,7 @@ def test_ends_after_its_time_while_data_flows_and_survives_a_failing_after_load(
 def test_a_rewound_topic_ends_the_loop_with_what_was_committed() -> None:
     results = iter([_result(0, 4)])
 
-    def drain(settings: object, options: object) -> DrainResult:
+    def drain(settings: object, options: object, defer: object = None) -> DrainResult:
         for result in results:
             return result
         raise TopicRewound("market.quotes[0] was rewound", _result(1, 2))
@@ -82,3 +82,32 @@ def test_a_rewound_topic_ends_the_loop_with_what_was_committed() -> None:
     outcome = drain_continuously(load_settings(), OPTIONS, seconds=60, idle_seconds=60, drain=drain)
     assert outcome.stopped == "market.quotes[0] was rewound"
     assert outcome.loaded_by_table["raw.trades"] == 6 and outcome.run_ids == ["run0", "run1"]
+
+
+def test_checks_after_commit_run_beside_the_loop_and_their_failure_is_raised_at_its_end() -> None:
+    from drain.errors import DataQualityError
+
+    checked: list[str] = []
+    calls: list[int] = []
+
+    def drain(settings: object, options: object, defer: Callable[..., object]) -> DrainResult:
+        calls.append(len(calls))
+        result = _result(len(calls), 3 if len(calls) <= 3 else 0)
+
+        def steps() -> None:
+            time.sleep(0.2)  # Great Expectations' pace
+            checked.append(result.run_id)
+            if result.run_id == "run2":
+                raise DataQualityError("2 expectations failed", result)
+
+        defer(steps)
+        return result
+
+    hot: list[float] = []
+    with pytest.raises(DataQualityError, match="2 expectations failed"):
+        drain_continuously(load_settings(), OPTIONS, seconds=60, idle_seconds=0.2,
+                           poll_seconds=0.05, after_load=lambda r: hot.append(time.monotonic()),
+                           drain=drain)
+    # the three loads were not held up by 0.2 s checks each, and every check still ran
+    assert len(hot) == 3 and hot[-1] - hot[0] < 0.3
+    assert checked == [f"run{i}" for i in range(1, len(calls) + 1)]
