@@ -113,7 +113,6 @@ def _loop(
             return outcome
         loaded = outcome.add(result)
         if loaded:
-            last_data = time.monotonic()
             pause = poll_seconds
             if after_load is not None:
                 try:
@@ -121,6 +120,8 @@ def _loop(
                 except Exception:  # the marts catch up with the next success; keep draining
                     outcome.after_load_failures += 1
                     log.exception("after-load step failed; the loads stay pending for dbt")
+            # idle time counts from the end of this load's work, however long it took
+            last_data = time.monotonic()
         now = time.monotonic()
         if now - started >= seconds or now - last_data >= idle_seconds:
             return outcome

@@ -111,3 +111,12 @@ def test_checks_after_commit_run_beside_the_loop_and_their_failure_is_raised_at_
     # the three loads were not held up by 0.2 s checks each, and every check still ran
     assert len(hot) == 3 and hot[-1] - hot[0] < 0.3
     assert checked == [f"run{i}" for i in range(1, len(calls) + 1)]
+
+
+def test_a_slow_after_load_does_not_count_as_idle_time() -> None:
+    drain, _calls = _scripted([5, 0, 0])
+    outcome = drain_continuously(load_settings(), OPTIONS, seconds=60, idle_seconds=0.3,
+                                 poll_seconds=0.05, after_load=lambda r: time.sleep(0.5),
+                                 drain=drain)
+    # the loop kept draining after the 0.5 s hot run instead of ending as idle at once
+    assert outcome.drains >= 3
