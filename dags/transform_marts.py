@@ -33,11 +33,21 @@ MART_INPUTS = ("raw.trades", "raw.candles", "raw.alerts")
 
 
 
-def hold_build_lock(context: Any) -> None:
-    """pre_execute: wait for the one-build-at-a-time lock (transform.dbt_runner)."""
-    from transform.dbt_runner import hold_build_lock as hold
+def _writes_a_hot_model(context: Any) -> bool:
+    from transform.hot import HOT_MODELS
 
-    hold(context)
+    return str(context["task"].task_id).removesuffix("_model_build") in HOT_MODELS
+
+
+def hold_build_lock(context: Any) -> None:
+    """pre_execute: a task that writes one of the hot models (transform.hot) waits for the
+    one-build-at-a-time lock, so it never writes a table the ingest DAG's hot run is writing.
+    The other tasks (views, stock_analytics, the tests) only read those tables: they do not
+    queue behind the hot runs, nor the hot runs behind them."""
+    if _writes_a_hot_model(context):
+        from transform.dbt_runner import hold_build_lock as hold
+
+        hold(context)
 
 
 def release_build_lock(context: Any, result: Any = None) -> None:
@@ -73,9 +83,9 @@ transform_marts = DbtDag(
         should_detach_multiple_parents_tests=True,
         emit_datasets=False,
     ),
-    # a failed data test is a finding, not a transient error: never retry. Every task holds the
-    # build lock while its dbt runs, so no model is written by this DAG and the ingest DAG's hot
-    # loop (transform.hot) at once: a task waits for the lock, it never fails for it.
+    # a failed data test is a finding, not a transient error: never retry. The tasks that write a
+    # hot model hold the build lock while they run, so no model is written by this DAG and the
+    # ingest DAG's hot loop (transform.hot) at once: a task waits for the lock, never fails.
     operator_args={
         "install_deps": False,
         "retries": 0,
@@ -88,5 +98,8 @@ transform_marts = DbtDag(
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # leave task slots (AIRFLOW_PARALLELISM, 4) to the ingest DAG's drain loop and its publish
+    # tasks: the slow path must never starve the hot one
+    max_active_tasks=2,
     tags=["tickhouse", "dbt"],
 )
