@@ -4,7 +4,9 @@ Cosmos renders every dbt model (with its tests, TestBehavior.BUILD) and seed as 
 task, from the manifest `dbt parse` wrote at setup (`transform.dbt_runner.dbt_parse()`), so
 parsing this file runs no dbt. The run is scheduled on the raw Assets the ingest DAG emits for the
 tables the marts read: trades, candles and alerts (no mart reads raw.quotes, so new quotes alone
-do not start a build).
+do not start a build). The ingest DAG publishes those Assets when its drain loop ends (every few
+minutes while data flows): this is the slow path, the full build with every test; the marts'
+bars are kept fresh in between by the hot loop (`transform.hot`, run by the ingest DAG).
 dbt reads its connection from the environment through profiles.yml (POSTGRES_HOST,
 POSTGRES_PORT, POSTGRES_DB, DBT_USER, DBT_PASSWORD, BI_READER_USER).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import Asset, AssetAny
 from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
@@ -27,6 +30,32 @@ MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 # the raw tables the marts read, as the ingest DAG names their Assets (drain.assets)
 MART_INPUTS = ("raw.trades", "raw.candles", "raw.alerts")
+
+
+
+def _writes_a_hot_model(context: Any) -> bool:
+    from transform.hot import HOT_MODELS
+
+    return str(context["task"].task_id).removesuffix("_model_build") in HOT_MODELS
+
+
+def hold_build_lock(context: Any) -> None:
+    """pre_execute: a task that writes one of the hot models (transform.hot) waits for the
+    one-build-at-a-time lock, so it never writes a table the ingest DAG's hot run is writing.
+    The other tasks (views, stock_analytics, the tests) only read those tables: they do not
+    queue behind the hot runs, nor the hot runs behind them."""
+    if _writes_a_hot_model(context):
+        from transform.dbt_runner import hold_build_lock as hold
+
+        hold(context)
+
+
+def release_build_lock(context: Any, result: Any = None) -> None:
+    """post_execute: release it (a failed task's process exit releases it too)."""
+    from transform.dbt_runner import release_build_lock as release
+
+    release(context, result)
+
 
 transform_marts = DbtDag(
     dag_id="transform_marts",
@@ -54,13 +83,23 @@ transform_marts = DbtDag(
         should_detach_multiple_parents_tests=True,
         emit_datasets=False,
     ),
-    # a failed data test is a finding, not a transient error: never retry
-    operator_args={"install_deps": False, "retries": 0},
+    # a failed data test is a finding, not a transient error: never retry. The tasks that write a
+    # hot model hold the build lock while they run, so no model is written by this DAG and the
+    # ingest DAG's hot loop (transform.hot) at once: a task waits for the lock, never fails.
+    operator_args={
+        "install_deps": False,
+        "retries": 0,
+        "pre_execute": hold_build_lock,
+        "post_execute": release_build_lock,
+    },
     default_args={"owner": "tickhouse", "retries": 0},
     # any new raw data triggers a build; the incremental models make it cheap
     schedule=AssetAny(*(Asset(RAW_TABLE_ASSETS[table]) for table in MART_INPUTS)),
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # leave task slots (AIRFLOW_PARALLELISM, 4) to the ingest DAG's drain loop and its publish
+    # tasks: the slow path must never starve the hot one
+    max_active_tasks=2,
     tags=["tickhouse", "dbt"],
 )

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from drain.batches import BatchParser, BatchResult, Item
@@ -39,7 +39,7 @@ from drain.errors import DataQualityError, TopicRewound, rewound_message
 from drain.options import DrainOptions
 from drain.stats import DrainResult, Position, Rewound, TopicStats
 from drain.targets import open_target
-from drain.targets.protocol import Loader
+from drain.targets.protocol import AfterCommit, Loader
 from tickhouse.config import Settings
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,18 @@ _BATCH = 5000
 _TIMESTAMP_NOT_AVAILABLE = 0
 
 
-def drain_once(settings: Settings, options: DrainOptions) -> DrainResult:
-    """Drain every configured topic once; see the module docstring for the guarantees."""
+def drain_once(
+    settings: Settings,
+    options: DrainOptions,
+    defer: Callable[[Callable[[], None]], object] | None = None,
+) -> DrainResult:
+    """Drain every configured topic once; see the module docstring for the guarantees.
+
+    `defer`: when given, the steps after the commit (retention, data-quality checks) are handed
+    to it as one callable instead of running before this returns (`drain.loop` runs them in a
+    worker thread, off the way of the next drain); the callable raises `DataQualityError` as
+    this function would.
+    """
     run_id = uuid.uuid4().hex
     started_at = datetime.now(UTC)
     deadline = time.monotonic() + options.max_seconds
@@ -101,16 +111,32 @@ def drain_once(settings: Settings, options: DrainOptions) -> DrainResult:
         rewound=rewound,
     )
     _log_summary(result)
+    steps = target.after_commit()
+    if defer is not None:
+        if steps:
+            defer(lambda: _run_steps(steps, result))
+    else:
+        _after_commit(steps, result, rewound, options)
+    if rewound:
+        raise TopicRewound(rewound_message(rewound, options.group), result)
+    return result
+
+
+def _run_steps(steps: Sequence[AfterCommit], result: DrainResult) -> None:
+    for step in steps:
+        step(result)
+
+
+def _after_commit(
+    steps: Sequence[AfterCommit], result: DrainResult, rewound: Rewound,
+    options: DrainOptions,
+) -> None:
     try:
-        for step in target.after_commit():
-            step(result)
+        _run_steps(steps, result)
     except DataQualityError as err:
         if rewound:  # the rewound topic is the one that needs a person first
             raise TopicRewound(f"{rewound_message(rewound, options.group)} Also: {err}", result) from err
         raise
-    if rewound:
-        raise TopicRewound(rewound_message(rewound, options.group), result)
-    return result
 
 
 def _into(loader: Loader, stats: dict[str, TopicStats]) -> Callable[[BatchResult], None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +72,10 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_dbt(args: Sequence[str], settings: Settings | None = None) -> Any:
+def run_dbt(args: Sequence[str], settings: Settings | None = None, manifest: Any = None) -> Any:
     """Invoke one dbt command (e.g. ["build", "--full-refresh"]) on the project; returns
-    dbt's `dbtRunnerResult` (`.success`, `.result`, `.exception`)."""
+    dbt's `dbtRunnerResult` (`.success`, `.result`, `.exception`). `manifest`: one a `parse`
+    of this process returned, so that dbt does not parse the project again."""
     from dbt.cli.main import dbtRunner  # heavy import: only when dbt actually runs
 
     settings = settings or load_settings()
@@ -86,7 +87,7 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None) -> Any:
         str(PROFILES_DIR),
     ]
     with _environment(dbt_environment(settings)):
-        return dbtRunner().invoke(command)
+        return dbtRunner(manifest=manifest).invoke(command)
 
 
 # pg_advisory_lock key of "one dbt build at a time" (any 64-bit constant; this spells "dbtbuild")
@@ -115,24 +116,48 @@ def one_build_at_a_time(settings: Settings) -> Iterator[None]:
             conn.execute("select pg_advisory_unlock(%s)", (BUILD_LOCK_KEY,))
 
 
+_task_lock: ExitStack | None = None
+
+
+def hold_build_lock(context: Any = None) -> None:
+    """Airflow `pre_execute` hook of a task that runs dbt (transform_marts' Cosmos tasks): waits
+    for the build lock and holds it until `release_build_lock`, or until the task's process ends
+    (a failed task never reaches post_execute; closing its connection releases the lock)."""
+    global _task_lock
+    if _task_lock is not None:
+        return
+    stack = ExitStack()
+    stack.enter_context(one_build_at_a_time(load_settings()))
+    _task_lock = stack
+
+
+def release_build_lock(context: Any = None, result: Any = None) -> None:
+    """Airflow `post_execute` hook: the counterpart of `hold_build_lock`."""
+    global _task_lock
+    stack, _task_lock = _task_lock, None
+    if stack is not None:
+        stack.close()
+
+
 def build(extra_args: Sequence[str] = (), settings: Settings | None = None) -> None:
     """`dbt build` of the whole project; raises TransformError when anything fails."""
     settings = settings or load_settings()
     with one_build_at_a_time(settings):
         result = run_dbt(["build", *extra_args], settings)
     if not result.success:
-        raise TransformError(_failure_summary(result))
+        raise TransformError(failure_summary(result))
 
 
 def dbt_parse(settings: Settings | None = None) -> Path:
     """`dbt parse`: writes dbt_project/target/manifest.json (what the DAG loads); returns its path."""
     result = run_dbt(["--quiet", "parse"], settings)
     if not result.success or not MANIFEST_PATH.is_file():
-        raise TransformError(f"dbt parse did not write {MANIFEST_PATH}: {_failure_summary(result)}")
+        raise TransformError(f"dbt parse did not write {MANIFEST_PATH}: {failure_summary(result)}")
     return MANIFEST_PATH
 
 
-def _failure_summary(result: Any) -> str:
+def failure_summary(result: Any) -> str:
+    """The failed nodes of a dbt result (or its exception), in one line."""
     if result.exception is not None:
         return f"dbt raised {type(result.exception).__name__}: {result.exception}"
     failures = []

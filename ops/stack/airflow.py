@@ -85,6 +85,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow_url}/execution/",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_uri,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "3",
+            # the metadata database is the warehouse's PostgreSQL server: the scheduler rides out
+            # a restart of it (~30 s of retries with backoff) instead of exiting after ~3 s
+            "AIRFLOW__DATABASE__MAX_DB_RETRIES": "10",
             "AIRFLOW__API__HOST": settings.airflow_host,
             "AIRFLOW__API__PORT": str(settings.airflow_port),
             "AIRFLOW__API__WORKERS": "1",

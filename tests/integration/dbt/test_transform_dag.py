@@ -29,10 +29,16 @@ print(json.dumps({
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "seconds": seconds,
     "tasks": {
-        t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids)} for t in dag.tasks
+        t.task_id: {
+            "retries": t.retries,
+            "upstream": sorted(t.upstream_task_ids),
+            "locks": [getattr(t._pre_execute_hook, "__name__", None),
+                      getattr(t._post_execute_hook, "__name__", None)],
+        } for t in dag.tasks
     } if dag else {},
     "schedule": repr(dag.timetable) if dag else "",
     "max_active_runs": dag.max_active_runs if dag else None,
+    "max_active_tasks": dag.max_active_tasks if dag else None,
 }))
 """
 
@@ -73,8 +79,12 @@ def test_transform_marts_dag_parses_from_the_manifest(tmp_path: Path) -> None:
     assert "int_bars_model_build" in tasks["int_technicals_model_build"]["upstream"]
     assert "symbol_reference_seed_build" in tasks
     assert all(task["retries"] == 0 for task in tasks.values())
-    for asset in ("tickhouse.raw.trades", "tickhouse.raw.quotes", "tickhouse.raw.alerts",
-                  "tickhouse.raw.candles"):
+    # the tasks that write a hot model hold the build lock (hooks on every task; they decide)
+    assert all(task["locks"] == ["hold_build_lock", "release_build_lock"] for task in tasks.values())
+    for asset in ("tickhouse.raw.trades", "tickhouse.raw.alerts", "tickhouse.raw.candles"):
         assert f"name='{asset}'" in result["schedule"]
+    # no mart reads raw.quotes: new quotes alone start no build
+    assert "name='tickhouse.raw.quotes'" not in result["schedule"]
     assert "AssetAny" in result["schedule"]
     assert result["max_active_runs"] == 1
+    assert result["max_active_tasks"] < 4  # slots left for the ingest DAG's drain loop

@@ -36,7 +36,10 @@ SCRIPT = textwrap.dedent(
     print(json.dumps({
         "errors": {k: str(v) for k, v in bag.import_errors.items()},
         "found": dag is not None,
-        "timetable": None if dag is None else dag.timetable.expression,
+        "timetable": None if dag is None else (
+            getattr(dag.timetable, "expression", None) or type(dag.timetable).__name__),
+        "execution_timeout_s": None if dag is None else (
+            dag.get_task("drain").execution_timeout.total_seconds()),
         "max_active_runs": None if dag is None else dag.max_active_runs,
         "catchup": None if dag is None else dag.catchup,
         "tasks": tasks,
@@ -60,7 +63,9 @@ def test_dag_parses_with_schedule_limits_and_assets(tmp_path: Path) -> None:
     parsed = parse_dag(tmp_path)
     assert parsed["errors"] == {}
     assert parsed["found"] is True
-    assert parsed["timetable"] == "* * * * *"
+    assert parsed["timetable"] == "ContinuousTimetable"
+    # the task outlives its loop (DRAIN_LOOP_SECONDS, 300 s) by a margin for the last drain
+    assert parsed["execution_timeout_s"] > 300
     assert (parsed["max_active_runs"], parsed["catchup"]) == (1, False)
     tasks = parsed["tasks"]
     assert isinstance(tasks, dict)
