@@ -19,7 +19,7 @@ from ops.stack.processes import (
     tickhouse_command,
     wait_until,
 )
-from ops.stack.supervisor import read_restarts, reset_restarts, supervisor_service
+from ops.stack.restarts import read_restarts, reset_restarts, supervisor_service
 from tickhouse.config import Settings
 
 

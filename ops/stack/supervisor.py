@@ -13,8 +13,6 @@ configure).
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sys
 import time
@@ -24,51 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from ops.stack.apps import APPS, launch_app
 from ops.stack.processes import Service, port_open
+from ops.stack.restarts import read_restarts, write_restarts
+from tickhouse.config import load_settings
 
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 60.0
 STABLE_S = 60.0
 POLL_S = 0.5
-
-
-def supervisor_service(state_dir: Path) -> Service:
-    return Service("supervisor", state_dir)
-
-
-def restarts_file(state_dir: Path) -> Path:
-    return state_dir / "run" / "restarts.json"
-
-
-def read_restarts(state_dir: Path) -> dict[str, dict[str, object]]:
-    """{app: {"restarts": n, "last_restart": iso time}} as the supervisor last wrote it."""
-    try:
-        data = json.loads(restarts_file(state_dir).read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def restart_count(state_dir: Path, name: str) -> int:
-    entry = read_restarts(state_dir).get(name) or {}
-    count = entry.get("restarts", 0) if isinstance(entry, dict) else 0
-    return int(count) if isinstance(count, int) else 0
-
-
-def _write_restarts(state_dir: Path, data: dict[str, dict[str, object]]) -> None:
-    path = restarts_file(state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)  # atomic: status never reads half a file
-
-
-def reset_restarts(state_dir: Path, names: Iterable[str]) -> None:
-    """Start counting afresh for apps that `tickhouse up` / the demo has just started."""
-    data = read_restarts(state_dir)
-    for name in names:
-        data.pop(name, None)
-    _write_restarts(state_dir, data)
 
 
 @dataclass(slots=True)
@@ -120,7 +82,7 @@ def supervise(
                 "last_restart": datetime.now(UTC).isoformat(timespec="seconds"),
                 "backoff_s": watch.backoff,
             }
-            _write_restarts(state_dir, data)
+            write_restarts(state_dir, data)
             next_backoff = min(watch.backoff * 2, MAX_BACKOFF_S)
             say(f"{name}: was gone (pid {watch.seen_pid}); restarted as pid {new_pid} "
                 f"(restart {data[name]['restarts']}, next backoff {next_backoff:.0f} s)")
@@ -130,9 +92,6 @@ def supervise(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ops.stack.apps import APPS, launch_app
-    from tickhouse.config import load_settings
-
     names = list(sys.argv[1:] if argv is None else argv)
     settings = load_settings()
     apps = {app.name: app for app in APPS}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ops.stack.apps import APPS, app_status, start_apps, stop_apps
 from ops.stack.processes import Service, wait_until
-from ops.stack.supervisor import restart_count, supervisor_service
+from ops.stack.restarts import restart_count, supervisor_service
 from tests.reliability.conftest import Scenario
 from tickhouse.config import Settings
 
