@@ -20,7 +20,7 @@ from ops.stack.processes import (
     wait_until,
 )
 from ops.stack.restarts import read_restarts, reset_restarts, supervisor_service
-from tickhouse.config import Settings
+from tickhouse.config import Settings, env_file, read_env_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,10 @@ class App:
     health_path: str
 
     def port(self) -> int:
-        return int(os.environ.get(self.port_variable, self.default_port))
+        # the environment, then the project's .env (as for every other setting): a port set in .env
+        # must not be ignored in favour of the default another checkout's stack may use
+        value = os.environ.get(self.port_variable) or read_env_file(env_file()).get(self.port_variable)
+        return int(value or self.default_port)
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port()}{self.health_path}"
@@ -55,7 +58,7 @@ def _answers(url: str) -> bool:
 
 def launch_app(settings: Settings, app: App) -> int:
     """Start one app detached (its pid file and log under the state dir); returns its pid."""
-    env = {**os.environ, **settings.as_env()}
+    env = {**os.environ, **settings.as_env(), app.port_variable: str(app.port())}
     return Service(app.name, settings.state_dir).start(
         [tickhouse_command(), *app.argv], env=env, cwd=settings.project_root
     )
