@@ -13,7 +13,7 @@ help:  ## list the targets
 install:  ## install what is missing: .venv, Kafka broker jars
 	@bash scripts/bootstrap.sh
 
-up: install  ## start the local stack (PostgreSQL, Kafka KRaft broker, Airflow)
+up: install  ## start the local stack (PostgreSQL, Kafka KRaft broker, Airflow) and the supervised services
 	@$(VENV_BIN)/tickhouse up
 
 down:  ## stop the local stack

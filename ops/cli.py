@@ -91,7 +91,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     started: list[str] = []
     try:
-        up(_components(args.only), started=started)
+        # the whole stack (no --only) brings Tickhouse's own services too, supervised
+        up(_components(args.only), started=started, apps=not args.only)
     finally:
         if args.record:
             Path(args.record).write_text("".join(f"{name}\n" for name in started))
@@ -127,14 +128,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     from ops.stack.apps import app_status
 
-    for name, url, running, answers in app_status(settings):
-        if running:
+    for app in app_status(settings):
+        if app.running or app.restarts:
             table.add_row(
-                name,
-                url,
-                "[green]yes[/]",
-                "[green]yes[/]" if answers else "[red]no[/]",
-                "started by make demo",
+                app.name,
+                app.url,
+                "[green]yes[/]" if app.running else "[red]no[/]",
+                "[green]yes[/]" if app.answers else "[red]no[/]",
+                f"restarts: {app.restarts}"
+                + ("" if app.supervised else " [yellow](no supervisor running)[/]"),
             )
     console = Console()
     if not console.is_terminal:
@@ -253,7 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tickhouse", description=__doc__.splitlines()[0] if __doc__ else None
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("up", help="start the local stack (PostgreSQL, Kafka, Airflow)")
+    p = sub.add_parser(
+        "up",
+        help="start the local stack (PostgreSQL, Kafka, Airflow) and, without --only, the alert "
+        "service, exporter and dashboard under a supervisor that restarts them",
+    )
     p.add_argument("--only", help=COMPONENT_HELP)
     p.add_argument("--record", help="write the components this call started to FILE")
     p.set_defaults(func=cmd_up)

@@ -5,8 +5,12 @@ librdkafka itself while the broker is away (idempotence keeps retries exactly-on
 When that queue stays full without any delivery progress for `stall_seconds`, the broker is taken
 to be unreachable and every further message is appended to the on-disk spool, in order. Once the
 queue drains again the spool is replayed, oldest first, before new messages are accepted directly.
-At shutdown whatever the broker did not acknowledge within the flush timeout is purged from the
-queue and written to the front of the spool, so the next run sends it first.
+A spooled message leaves the spool file only once the broker has acknowledged it: the spool is
+sent in chunks of `SPOOL_CHUNK`, and the spool's confirmed offset moves past a chunk (fsync'd) only
+when nothing is left in librdkafka's queue, so a SIGKILL while the spool drains loses nothing (it
+resends at most the chunk in flight). At shutdown whatever the broker did not acknowledge within
+the flush timeout is purged from the queue and written to the front of the spool, so the next run
+sends it first.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ _CONTENT_ERRORS = frozenset(
     }
 )
 _POLL_EVERY = 512  # serve delivery reports once per this many produce() calls
+# The spool is sent in chunks; each is confirmed (every message acknowledged) before the spool's
+# confirmed offset moves past it, so a kill resends at most one chunk.
+SPOOL_CHUNK = 2_000
+_CONFIRM_WAIT_S = 0.2
 
 
 class PublisherError(ProducerError, RuntimeError):
@@ -131,6 +139,7 @@ class Publisher:
         self.stats.spool_depth = self._spool.depth
         self._closing = False
         self._rescued: list[Record] = []
+        self._unhanded: list[Record] = []  # read from the spool, not yet accepted by librdkafka
         self._fatal: KafkaError | None = None
         self._since_poll = 0
         self._handed = 0  # messages given to librdkafka (published directly or from the spool)
@@ -279,30 +288,59 @@ class Publisher:
         self.stats.spool_depth = self._spool.depth
 
     def _drain_spool(self) -> None:
-        room = self._max_queue // 2 - len(self._producer)
-        while room > 0 and self._spool.depth > 0:
-            batch = self._spool.read(min(room, 10_000))
-            for index, (topic, key, value) in enumerate(batch):
-                try:
-                    self._produce(topic, value, key)
-                except BufferError:
-                    # Put the rest back in front; rare, since `room` was checked.
-                    rest = batch[index:]
-                    self._spool.rewrite(rest + self._spool.unread())
-                    return
-                self._handed += 1
-                self.stats.unspooled += 1
-            room = self._max_queue // 2 - len(self._producer)
-        if self._spool.depth == 0:
-            self._spooling = False
-            log.info("spool drained; publishing directly again")
+        """Send the spool in chunks; each chunk is confirmed before the next is read."""
+        while True:
+            if self._unhanded and not self._hand_unhanded():
+                return
+            if self._spool.uncommitted and not self._confirm_chunk():
+                return
+            if self._spool.depth == 0:
+                break
+            room = min(self._max_queue // 2 - len(self._producer), SPOOL_CHUNK)
+            if room <= 0:
+                return
+            self._unhanded = self._spool.read(room)
+        self._spooling = False
+        log.info("spool drained; publishing directly again")
+
+    def _hand_unhanded(self) -> bool:
+        for index, (topic, key, value) in enumerate(self._unhanded):
+            try:
+                self._produce(topic, value, key)
+            except BufferError:
+                # rare, since the room was checked; the rest stays in memory (and in the file)
+                self._unhanded = self._unhanded[index:]
+                return False
+            self._handed += 1
+            self.stats.unspooled += 1
+        self._unhanded = []
+        return True
+
+    def _confirm_chunk(self) -> bool:
+        """True once every message handed to librdkafka is acknowledged (or failed and back in the
+        spool): then the spool's confirmed offset moves past the chunk, on disk."""
+        wait = _CONFIRM_WAIT_S if time.monotonic() - self._last_progress < self._stall_seconds else 0.0
+        if self._producer.flush(wait) > 0:
+            self._account()
+            return False
+        self._account()
+        if self._rescued:
+            # failed ones go back to the end of the spool; commit() syncs them before the offset
+            self.stats.spooled += len(self._rescued)
+            self._spool.append_many(self._rescued)
+            self._rescued.clear()
+        if self._fatal is not None:
+            return False
+        self._spool.commit()
+        return True
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait up to `timeout` s for everything queued (and spooled) to be acknowledged."""
         deadline = time.monotonic() + timeout
         while True:
             self.service(0)
-            remaining = len(self._producer) + self._spool.depth + len(self._rescued)
+            remaining = (len(self._producer) + self._spool.depth + len(self._rescued)
+                         + len(self._unhanded) + int(self._spool.uncommitted))
             if remaining == 0 or time.monotonic() >= deadline:
                 return remaining
             self._producer.flush(min(0.05, max(deadline - time.monotonic(), 0)))
@@ -319,9 +357,10 @@ class Publisher:
             self._producer.poll(0)
             self._producer.flush(0)
         self._account()
-        rescued = self._rescued
-        self._rescued = []
-        leftover = rescued + self._spool.unread()
+        rescued, unhanded = self._rescued, self._unhanded
+        self._rescued, self._unhanded = [], []
+        # what was read from the spool and acknowledged is dropped; what was purged is in `rescued`
+        leftover = rescued + unhanded + self._spool.unread()
         self._spool.rewrite(leftover)
         self._spool.close()
         self.stats.spool_depth = self._spool.depth

@@ -3,7 +3,8 @@
 # Benchmarks print ratios against a baseline measured in the same run; they assert nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/tickhouse up
+# the stack only: the supervised services (alerts, exporter, dashboard) would compete for the CPU
+.venv/bin/tickhouse up --only postgres,kafka,airflow
 shopt -s nullglob
 benches=(bench/bench_*.py)
 if [[ ${#benches[@]} -eq 0 ]]; then

@@ -1,15 +1,26 @@
 """Tickhouse's own long-running services beside the stack: the alert service, the dashboard and the
-pipeline metrics exporter. `make demo` starts them; `make down` stops them with the stack."""
+pipeline metrics exporter. `tickhouse up` (the whole stack) and `make demo` start them with their
+supervisor (`ops/stack/supervisor.py`), which restarts any that dies; `make down` stops them with the
+stack."""
 
 from __future__ import annotations
 
 import os
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from ops.stack.processes import Service, port_open, require_port_free, tickhouse_command, wait_until
-from tickhouse.config import Settings
+from ops.stack.processes import (
+    Service,
+    StackError,
+    port_open,
+    require_port_free,
+    tickhouse_command,
+    wait_until,
+)
+from ops.stack.restarts import read_restarts, reset_restarts, supervisor_service
+from tickhouse.config import Settings, env_file, read_env_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +32,10 @@ class App:
     health_path: str
 
     def port(self) -> int:
-        return int(os.environ.get(self.port_variable, self.default_port))
+        # the environment, then the project's .env (as for every other setting): a port set in .env
+        # must not be ignored in favour of the default another checkout's stack may use
+        value = os.environ.get(self.port_variable) or read_env_file(env_file()).get(self.port_variable)
+        return int(value or self.default_port)
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port()}{self.health_path}"
@@ -42,19 +56,38 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_apps(settings: Settings, names: tuple[str, ...] | None = None) -> list[str]:
-    """Start the named apps (all by default) that are not running; returns those started."""
+def launch_app(settings: Settings, app: App) -> int:
+    """Start one app detached (its pid file and log under the state dir); returns its pid."""
+    env = {**os.environ, **settings.as_env(), app.port_variable: str(app.port())}
+    return Service(app.name, settings.state_dir).start(
+        [tickhouse_command(), *app.argv], env=env, cwd=settings.project_root
+    )
+
+
+def start_apps(
+    settings: Settings,
+    names: tuple[str, ...] | None = None,
+    say: object = None,
+) -> list[str]:
+    """Start the named apps (all by default) that are not running, then their supervisor; returns
+    the apps started. With `say` (a callable), an app whose port is taken is reported and skipped
+    instead of failing the whole start."""
     started = []
-    env = {**os.environ, **settings.as_env()}
     for app in APPS:
         if names is not None and app.name not in names:
             continue
-        svc = Service(app.name, settings.state_dir)
-        if svc.pid() is not None:
+        if Service(app.name, settings.state_dir).pid() is not None:
             continue
-        require_port_free("127.0.0.1", app.port(), app.port_variable)
-        svc.start([tickhouse_command(), *app.argv], env=env, cwd=settings.project_root)
+        try:
+            require_port_free("127.0.0.1", app.port(), app.port_variable)
+        except StackError as err:
+            if not callable(say):
+                raise
+            say(f"{app.name:<10} not started: {err}")
+            continue
+        launch_app(settings, app)
         started.append(app.name)
+    reset_restarts(settings.state_dir, started)
     for app in APPS:
         if app.name in started:
             svc = Service(app.name, settings.state_dir)
@@ -64,17 +97,58 @@ def start_apps(settings: Settings, names: tuple[str, ...] | None = None) -> list
                 f"{app.name} (port {app.port()})",
                 svc.log_file,
             )
+    _start_supervisor(settings)
     return started
 
 
+def _start_supervisor(settings: Settings) -> None:
+    """(Re)start the supervisor over every app that now runs (a running one is replaced so that it
+    watches apps started after it)."""
+    running = [app.name for app in APPS if Service(app.name, settings.state_dir).pid() is not None]
+    supervisor = supervisor_service(settings.state_dir)
+    supervisor.stop(timeout=10)
+    if not running:
+        return
+    supervisor.start(
+        [sys.executable, "-m", "ops.stack.supervisor", *running],
+        env={**os.environ, **settings.as_env()},
+        cwd=settings.project_root,
+    )
+
+
 def stop_apps(settings: Settings) -> list[str]:
+    # the supervisor first: it must not revive what we stop
+    supervisor_service(settings.state_dir).stop(timeout=10)
     return [app.name for app in APPS if Service(app.name, settings.state_dir).stop(timeout=20)]
 
 
-def app_status(settings: Settings) -> list[tuple[str, str, bool, bool]]:
-    """(name, url, running, answers) for each app."""
+@dataclass(frozen=True, slots=True)
+class AppStatus:
+    name: str
+    url: str
+    running: bool
+    answers: bool
+    restarts: int
+    supervised: bool
+
+
+def app_status(settings: Settings) -> list[AppStatus]:
+    """Each app: running, answering, and how often its supervisor restarted it."""
+    restarts = read_restarts(settings.state_dir)
+    supervised = supervisor_service(settings.state_dir).pid() is not None
     out = []
     for app in APPS:
         running = Service(app.name, settings.state_dir).pid() is not None
-        out.append((app.name, app.url(), running, running and _answers(app.url())))
+        entry = restarts.get(app.name) or {}
+        count = entry.get("restarts", 0) if isinstance(entry, dict) else 0
+        out.append(
+            AppStatus(
+                app.name,
+                app.url(),
+                running,
+                running and _answers(app.url()),
+                count if isinstance(count, int) else 0,
+                supervised,
+            )
+        )
     return out

@@ -30,9 +30,12 @@ def up(
     components: Iterable[str] = COMPONENTS,
     say: Callable[[str], None] = print,
     started: list[str] | None = None,
+    apps: bool = False,
 ) -> list[str]:
     """Start what is not running; returns the components this call started. `started` is filled
-    as components come up, so a caller still knows what to stop when a later one fails."""
+    as components come up, so a caller still knows what to stop when a later one fails. With
+    `apps`, Tickhouse's long-running services follow (alert service, exporter, dashboard) under
+    their supervisor, which restarts any that dies."""
     wanted = list(components)
     unknown = set(wanted) - set(COMPONENTS)
     if unknown:
@@ -69,6 +72,15 @@ def up(
             started.append("airflow")
         say(f"Airflow     {settings.airflow_url}  ready ({time.monotonic() - t0:.1f} s)")
         say(f"            login: admin / {airflow.admin_password(settings)}")
+    if apps:
+        from ops.stack.apps import start_apps
+
+        t0 = time.monotonic()
+        names = start_apps(settings, say=say)
+        say(
+            f"Services    {', '.join(names) or 'already running'} "
+            f"({time.monotonic() - t0:.1f} s; restarted by the supervisor if they die)"
+        )
     return started
 
 

@@ -214,7 +214,7 @@ def test_broker_restart_during_production_loses_nothing(
     start_broker()
     producer.finish(timeout=120)
     assert producer.proc.returncode == 0, producer.stderr
-    assert "0 kept in the spool" in producer.stderr.strip().splitlines()[-1]
+    assert "0 kept in the spool" in producer.stderr.strip().splitlines()[-1], producer.stderr[-6000:]
     # the oracle: the same seed regenerates exactly the trades the producer generated
     expected: dict[bytes | None, list[bytes]] = {}
     for trade in generate(config):

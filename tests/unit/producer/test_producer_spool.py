@@ -16,7 +16,7 @@ def records(n: int, start: int = 0) -> list[tuple[str, bytes | None, bytes]]:
             for i in range(start, start + n)]
 
 
-def test_fifo_in_batches_and_removed_when_empty(tmp_path: Path) -> None:
+def test_fifo_in_batches_and_removed_only_once_confirmed(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.bin")
     spool.append_many(records(10))
     assert spool.depth == 10
@@ -24,7 +24,34 @@ def test_fifo_in_batches_and_removed_when_empty(tmp_path: Path) -> None:
     spool.append_many(records(3, start=10))
     assert spool.read(100) == records(9, start=4)
     assert spool.depth == 0
+    assert spool.path.exists(), "removed before Kafka confirmed what was read"
+    spool.commit()
     assert not spool.path.exists()
+
+
+def test_a_kill_resends_from_the_confirmed_offset(tmp_path: Path) -> None:
+    path = tmp_path / "spool.bin"
+    spool = Spool(path)
+    spool.append_many(records(10))
+    spool.flush()
+    assert spool.read(3) == records(3)
+    spool.commit()  # the first 3 are acknowledged
+    assert spool.read(4) == records(4, start=3)  # read and sent, not confirmed: then the kill
+    spool.close()
+    again = Spool(path)
+    assert again.depth == 7
+    assert again.read(100) == records(7, start=3)
+
+
+def test_a_spool_of_the_old_layout_is_read_and_converted(tmp_path: Path) -> None:
+    from producer.spool import encode_record
+
+    path = tmp_path / "spool.bin"
+    path.write_bytes(b"".join(encode_record(*r) for r in records(4)))
+    spool = Spool(path)
+    assert spool.depth == 4
+    assert path.read_bytes().startswith(b"THSPOOL1")
+    assert spool.read(10) == records(4)
 
 
 def test_survives_a_restart_and_ignores_a_torn_record(tmp_path: Path) -> None:
@@ -37,7 +64,8 @@ def test_survives_a_restart_and_ignores_a_torn_record(tmp_path: Path) -> None:
         handle.write(b"\x00\x0dmarket")  # a record cut short by a crash
     again = Spool(path)
     assert again.depth == 6
-    assert again.read(10) == [*records(5), ("market.quotes", None, b"{}")]
+    again.append_many(records(1, start=5))  # after the torn tail was cut off
+    assert again.read(10) == [*records(5), ("market.quotes", None, b"{}"), *records(1, start=5)]
 
 
 def test_rewrite_puts_records_in_front(tmp_path: Path) -> None:
