@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from ops.stack.credentials import service_environment
 from ops.stack.processes import Service, port_open, require_port_free, tickhouse_command, wait_until
 from tickhouse.config import Settings
 
@@ -19,6 +20,8 @@ class App:
     port_variable: str
     default_port: int
     health_path: str
+    # the warehouse roles whose passwords it receives (issue 14: its own only)
+    roles: tuple[str, ...] = ()
 
     def port(self) -> int:
         return int(os.environ.get(self.port_variable, self.default_port))
@@ -29,8 +32,8 @@ class App:
 
 APPS = (
     App("alerts", ("alerts", "--from-beginning"), "ALERTS_METRICS_PORT", 9103, "/metrics"),
-    App("metrics", ("metrics",), "PIPELINE_METRICS_PORT", 9102, "/metrics"),
-    App("dashboard", ("dashboard",), "DASHBOARD_PORT", 8501, "/"),
+    App("metrics", ("metrics",), "PIPELINE_METRICS_PORT", 9102, "/metrics", ("monitor", "bi_reader")),
+    App("dashboard", ("dashboard",), "DASHBOARD_PORT", 8501, "/", ("bi_reader",)),
 )
 
 
@@ -45,7 +48,6 @@ def _answers(url: str) -> bool:
 def start_apps(settings: Settings, names: tuple[str, ...] | None = None) -> list[str]:
     """Start the named apps (all by default) that are not running; returns those started."""
     started = []
-    env = {**os.environ, **settings.as_env()}
     for app in APPS:
         if names is not None and app.name not in names:
             continue
@@ -53,6 +55,7 @@ def start_apps(settings: Settings, names: tuple[str, ...] | None = None) -> list
         if svc.pid() is not None:
             continue
         require_port_free("127.0.0.1", app.port(), app.port_variable)
+        env = service_environment(settings, os.environ, app.roles)
         svc.start([tickhouse_command(), *app.argv], env=env, cwd=settings.project_root)
         started.append(app.name)
     for app in APPS:
