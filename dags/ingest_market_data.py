@@ -16,7 +16,8 @@ imported inside the task so that parsing this file touches no network and loads 
   that topic: the others are committed and their Assets published, and `check_topics` then fails
   the run with the message that says what to do (no retries: retrying cannot fix it).
 - Configuration: the Tickhouse environment (CONTRACT §2 and DRAIN_* variables) of the Airflow
-  worker, read by `tickhouse.config.load_settings()`.
+  worker, read by `tickhouse.config.load_settings()`; the warehouse credentials come from the
+  Airflow connection `tickhouse_warehouse` (`drain.airflow_connection`).
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def ingest_market_data() -> None:
         """One exactly-once micro-batch; returns only counts (rows never travel through XCom)."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from drain.airflow_connection import warehouse_settings
         from drain.errors import DataQualityError, TopicRewound
         from drain.options import load_options
         from drain.runner import drain_once
         from tickhouse.config import load_settings
 
-        settings = load_settings()
+        settings = warehouse_settings(load_settings())  # credentials: connection tickhouse_warehouse
         stopped = None
         try:
             result = drain_once(settings, load_options(settings))

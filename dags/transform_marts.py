@@ -5,21 +5,21 @@ task, from the manifest `dbt parse` wrote at setup (`transform.dbt_runner.dbt_pa
 parsing this file runs no dbt. The run is scheduled on the raw Assets the ingest DAG emits for the
 tables the marts read: trades, candles and alerts (no mart reads raw.quotes, so new quotes alone
 do not start a build).
-dbt reads its connection from the environment through profiles.yml (POSTGRES_HOST,
-POSTGRES_PORT, POSTGRES_DB, DBT_USER, DBT_PASSWORD, BI_READER_USER).
+dbt's PostgreSQL credentials come from the Airflow connection `tickhouse_dbt` (a Cosmos profile
+mapping, `transform.airflow_profile`); the Snowflake target reads profiles.yml.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 from airflow.sdk import Asset, AssetAny
-from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos import DbtDag, ExecutionConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from drain.assets import RAW_TABLE_ASSETS
+from transform.airflow_profile import profile_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -36,12 +36,8 @@ transform_marts = DbtDag(
         manifest_path=MANIFEST_PATH,
         project_name="tickhouse",
     ),
-    profile_config=ProfileConfig(
-        profile_name="tickhouse",
-        # WAREHOUSE=snowflake (or DBT_TARGET) selects the profiles.yml target, as for the CLI
-        target_name=os.environ.get("DBT_TARGET") or os.environ.get("WAREHOUSE") or "postgres",
-        profiles_yml_filepath=REPO_ROOT / "profiles.yml",
-    ),
+    # the Airflow connection tickhouse_dbt (profiles.yml for Snowflake): transform.airflow_profile
+    profile_config=profile_config(REPO_ROOT / "profiles.yml"),
     execution_config=ExecutionConfig(
         execution_mode=ExecutionMode.LOCAL,
         invocation_mode=InvocationMode.DBT_RUNNER,

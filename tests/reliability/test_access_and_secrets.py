@@ -524,6 +524,9 @@ def test_each_process_holds_only_its_own_role(
     assert all(pid in seen for pid in roots), "could not read an Airflow process's environment"
     for pid, environ in seen.items():
         found += [f"airflow pid {pid}: {n}" for n in leaks("airflow", environ)]
+        # the loader's and dbt's passwords are in the connections only (issue 16), not variables
+        names = {item.split(b"=", 1)[0] for item in environ.split(b"\0")}
+        found += [f"airflow pid {pid}: {n.decode()}" for n in names & {b"LOADER_PASSWORD", b"DBT_PASSWORD"}]
     checked["airflow"] = len(seen)
     scenario.messages = sum(checked.values())
     scenario.note(f"environments read: {checked} ({len(new)} processes of the DAG run); owner is no "
@@ -577,3 +580,23 @@ def test_cluster_dir_in_var_tmp_refuses_planted_paths(settings: Settings, scenar
     scenario.messages = 3
     scenario.note("a symlink and a nobody-owned /var/tmp/tickhouse-<hash> refused; "
                   "created 0700, owned by postgres")
+
+
+def test_dags_take_warehouse_credentials_from_connections(
+    settings: Settings, airflow_api: AirflowAPI, scenario: Scenario
+) -> None:
+    """DAG credentials from Airflow connections: transform_marts builds with no password variable."""
+    env = airflow.airflow_env(settings)
+    assert "LOADER_PASSWORD" not in env and "DBT_PASSWORD" not in env
+    assert env["TICKHOUSE_NO_SECRETS_FILE"] == "1"
+    assert settings.dbt_password in env["AIRFLOW_CONN_TICKHOUSE_DBT"]
+    assert settings.loader_password in env["AIRFLOW_CONN_TICKHOUSE_WAREHOUSE"]
+    # the drain's DAG runs (and loads) in tests/integration/drain/test_airflow_dag.py; dbt's here
+    run = airflow_api.run_dag("transform_marts", timeout=900)
+    tis = airflow_api.task_instances("transform_marts", run["dag_run_id"])
+    states = {ti["task_id"]: ti["state"] for ti in tis}
+    assert run["state"] == "success", {t: s for t, s in states.items() if s != "success"}
+    assert any(t.endswith("fct_bars_run") or "fct_bars" in t for t in states), sorted(states)
+    scenario.messages = len(states)
+    scenario.note(f"transform_marts: {len(states)} tasks succeeded as {settings.dbt_user} "
+                  "from connection tickhouse_dbt")

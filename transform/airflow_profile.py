@@ -1,0 +1,42 @@
+"""The dbt profile of the `transform_marts` DAG: from the Airflow connection `tickhouse_dbt`
+(issue 16), so a user's own Airflow works with the connection the README documents and the local
+stack's workers hold no DBT_PASSWORD in their environment (issue 14).
+
+Snowflake (WAREHOUSE=snowflake or DBT_TARGET=snowflake) keeps `profiles.yml`, whose target reads
+the SNOWFLAKE_* variables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cosmos import ProfileConfig
+from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+DBT_CONN_ID = "tickhouse_dbt"
+PROFILE_NAME = "tickhouse"
+
+
+def profile_config(profiles_yml: Path, conn_id: str = DBT_CONN_ID) -> ProfileConfig:
+    """Cosmos' ProfileConfig: the PostgreSQL target mapped from the Airflow connection `conn_id`
+    (read when a task runs, not when the DAG file is parsed), or profiles.yml for Snowflake."""
+    target = os.environ.get("DBT_TARGET") or os.environ.get("WAREHOUSE") or "postgres"
+    if target != "postgres":
+        return ProfileConfig(
+            profile_name=PROFILE_NAME, target_name=target, profiles_yml_filepath=profiles_yml
+        )
+    return ProfileConfig(
+        profile_name=PROFILE_NAME,
+        target_name="postgres",
+        profile_mapping=PostgresUserPasswordProfileMapping(
+            conn_id=conn_id,
+            # what profiles.yml sets beside the credentials
+            profile_args={
+                "schema": "marts",
+                "threads": int(os.environ.get("DBT_THREADS") or 4),
+                "connect_timeout": 10,
+                "keepalives_idle": 0,
+            },
+        ),
+    )
