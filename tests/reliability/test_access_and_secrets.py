@@ -600,3 +600,65 @@ def test_dags_take_warehouse_credentials_from_connections(
     scenario.messages = len(states)
     scenario.note(f"transform_marts: {len(states)} tasks succeeded as {settings.dbt_user} "
                   "from connection tickhouse_dbt")
+
+
+def test_legacy_superuser_owner_is_split_without_data_loss(
+    settings: Settings, scenario: Scenario, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Upgrade: a cluster whose owner was the bootstrap superuser is split, data and logins kept."""
+    import dataclasses
+    import shutil
+
+    from tickhouse.warehouse import setup_warehouse
+
+    old = dataclasses.replace(settings, state_dir=tmp_path / "state", postgres_port=_free_port())
+    # the cluster as versions before issue 14 made it: the owner is the bootstrap superuser
+    monkeypatch.setenv("POSTGRES_SUPERUSER", old.postgres_user)
+    monkeypatch.setenv("POSTGRES_SUPERUSER_PASSWORD", old.postgres_password)
+    home = postgres.cluster_dir(old)
+    try:
+        postgres.initdb(old)
+        postgres.start(old)
+        setup_warehouse(old)
+        with psycopg.connect(old.conninfo("owner"), autocommit=True) as conn:
+            assert conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone() == (
+                True,)
+            conn.execute("create table public.legacy_probe (id int)")
+            conn.execute("insert into public.legacy_probe select generate_series(1, 1000)")
+        with psycopg.connect(old.conninfo("loader"), autocommit=True) as conn:
+            conn.execute(
+                "insert into raw.load_stats (run_id, consumer_group, topic, target_table, started_at,"
+                " finished_at, duration_ms, consumed, loaded, quarantined, partitions)"
+                " values ('legacy', 'legacy', 'legacy', 'raw.trades', now(), now(), 1, 1, 1, 0, '{}')"
+            )
+        new_password = uuid.uuid4().hex
+        monkeypatch.delenv("POSTGRES_SUPERUSER")
+        monkeypatch.setenv("POSTGRES_SUPERUSER_PASSWORD", new_password)
+        assert postgres.split_legacy_owner(old)
+        setup_warehouse(old)
+        postgres.transfer_ownership(old)
+        assert not postgres.split_legacy_owner(old), "a second make up split again"
+        with psycopg.connect(old.conninfo("owner"), autocommit=True) as conn:  # same password
+            assert conn.execute(
+                "select rolsuper, rolcreaterole from pg_roles where rolname = current_user"
+            ).fetchone() == (False, False)
+            assert conn.execute("select count(*) from public.legacy_probe").fetchone() == (1000,)
+            assert conn.execute("select pg_get_userbyid(relowner) from pg_class"
+                                " where relname = 'legacy_probe'").fetchone() == (old.postgres_user,)
+            assert conn.execute("select pg_get_userbyid(datdba) from pg_database"
+                                " where datname = current_database()").fetchone() == (old.postgres_user,)
+            assert conn.execute("select rolname from pg_roles where oid = 10").fetchone() == (
+                "tickhouse_superuser",)
+            assert conn.execute("select count(*) from raw.load_stats where topic = 'legacy'"
+                                ).fetchone() == (1,)
+            conn.execute("drop table public.legacy_probe")  # the owner owns what it had
+        with psycopg.connect(old.conninfo("monitor"), autocommit=True) as conn:
+            assert conn.execute("select count(*) from raw.load_stats").fetchone() == (1,)
+    finally:
+        postgres.stop(old)
+        shutil.rmtree(home.parent if home.parent.name.startswith("tickhouse-") else home,
+                      ignore_errors=True)
+    scenario.messages = 1001
+    scenario.lost = 0
+    scenario.note("owner renamed away from the bootstrap superuser (oid 10 -> tickhouse_superuser); "
+                  "a new ordinary owner with the same password owns the database and its tables")
