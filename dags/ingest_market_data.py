@@ -74,6 +74,7 @@ def ingest_market_data() -> None:
         never travel through XCom)."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from drain.airflow_connection import warehouse_settings
         from drain.errors import DataQualityError
         from drain.loop import drain_continuously
         from drain.options import load_options
@@ -81,10 +82,14 @@ def ingest_market_data() -> None:
         from tickhouse.config import load_settings
         from transform.hot import HotTransform
 
-        settings = load_settings()
+        from transform.airflow_profile import dbt_settings
+
+        # credentials from the Airflow connections: tickhouse_warehouse (the loader) for the drain,
+        # tickhouse_dbt for the hot models
+        settings = warehouse_settings(load_settings())
         after_load = None
         if os.environ.get("DRAIN_HOT_TRANSFORM", "1") != "0":
-            hot = HotTransform(settings)
+            hot = HotTransform(dbt_settings(settings))
 
             def after_load(result: DrainResult) -> None:
                 if any(result.loaded_by_table.get(table, 0) for table in MART_INPUTS):

@@ -7,22 +7,22 @@ tables the marts read: trades, candles and alerts (no mart reads raw.quotes, so 
 do not start a build). The ingest DAG publishes those Assets when its drain loop ends (every few
 minutes while data flows): this is the slow path, the full build with every test; the marts'
 bars are kept fresh in between by the hot loop (`transform.hot`, run by the ingest DAG).
-dbt reads its connection from the environment through profiles.yml (POSTGRES_HOST,
-POSTGRES_PORT, POSTGRES_DB, DBT_USER, DBT_PASSWORD, BI_READER_USER).
+dbt's PostgreSQL credentials come from the Airflow connection `tickhouse_dbt` (a Cosmos profile
+mapping, `transform.airflow_profile`); the Snowflake target reads profiles.yml.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, AssetAny
-from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos import DbtDag, ExecutionConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from drain.assets import RAW_TABLE_ASSETS
+from transform.airflow_profile import profile_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -45,9 +45,11 @@ def hold_build_lock(context: Any) -> None:
     The other tasks (views, stock_analytics, the tests) only read those tables: they do not
     queue behind the hot runs, nor the hot runs behind them."""
     if _writes_a_hot_model(context):
+        from tickhouse.config import load_settings
+        from transform.airflow_profile import dbt_settings
         from transform.dbt_runner import hold_build_lock as hold
 
-        hold(context)
+        hold(context, dbt_settings(load_settings()))  # the dbt role, from tickhouse_dbt
 
 
 def release_build_lock(context: Any, result: Any = None) -> None:
@@ -65,12 +67,8 @@ transform_marts = DbtDag(
         manifest_path=MANIFEST_PATH,
         project_name="tickhouse",
     ),
-    profile_config=ProfileConfig(
-        profile_name="tickhouse",
-        # WAREHOUSE=snowflake (or DBT_TARGET) selects the profiles.yml target, as for the CLI
-        target_name=os.environ.get("DBT_TARGET") or os.environ.get("WAREHOUSE") or "postgres",
-        profiles_yml_filepath=REPO_ROOT / "profiles.yml",
-    ),
+    # the Airflow connection tickhouse_dbt (profiles.yml for Snowflake): transform.airflow_profile
+    profile_config=profile_config(REPO_ROOT / "profiles.yml"),
     execution_config=ExecutionConfig(
         execution_mode=ExecutionMode.LOCAL,
         invocation_mode=InvocationMode.DBT_RUNNER,

@@ -31,10 +31,11 @@ class TopicLoad:
 
 
 def topic_loads(settings: Settings) -> list[TopicLoad]:
-    """Totals and the latest run per topic from `raw.load_stats` ([] before the first drain)."""
+    """Totals and the latest run per topic from `raw.load_stats` ([] before the first drain), read as
+    the monitor role, which may read that table and nothing else of `raw`."""
     from tickhouse.warehouse import connect
 
-    with connect(settings, "loader") as conn:
+    with connect(settings, "monitor") as conn:
         exists = conn.execute("select to_regclass('raw.load_stats') is not null").fetchone()
         if not exists or not exists[0]:
             return []

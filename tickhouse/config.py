@@ -24,6 +24,8 @@ DEFAULT_DRAIN_GROUP = "tickhouse-drain"
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9.:\-_/^=]{1,32}$")
 _TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 _HOST_PORT_PATTERN = re.compile(r"^[A-Za-z0-9.\-]+:(\d{1,5})$")
+# set to "1" in a process's environment: do not read `<state dir>/secrets.env`
+NO_SECRETS_FILE = "TICKHOUSE_NO_SECRETS_FILE"
 _ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -137,6 +139,8 @@ class Settings:
     dbt_password: str
     bi_reader_user: str
     bi_reader_password: str
+    monitor_user: str
+    monitor_password: str
     airflow_db: str
     airflow_db_user: str
     airflow_db_password: str
@@ -170,12 +174,14 @@ class Settings:
         return self.state_dir / "secrets.env"
 
     def conninfo(self, role: str = "owner", dbname: str | None = None) -> str:
-        """libpq connection string for one of the warehouse roles: owner, loader, dbt, bi_reader."""
+        """libpq connection string for one of the warehouse roles: owner, loader, dbt, bi_reader,
+        monitor (the metrics exporter), airflow (Airflow's metadata database)."""
         users = {
             "owner": (self.postgres_user, self.postgres_password),
             "loader": (self.loader_user, self.loader_password),
             "dbt": (self.dbt_user, self.dbt_password),
             "bi_reader": (self.bi_reader_user, self.bi_reader_password),
+            "monitor": (self.monitor_user, self.monitor_password),
             "airflow": (self.airflow_db_user, self.airflow_db_password),
         }
         if role not in users:
@@ -209,6 +215,8 @@ class Settings:
             "DBT_PASSWORD": self.dbt_password,
             "BI_READER_USER": self.bi_reader_user,
             "BI_READER_PASSWORD": self.bi_reader_password,
+            "MONITOR_USER": self.monitor_user,
+            "MONITOR_PASSWORD": self.monitor_password,
             "AIRFLOW_DB": self.airflow_db,
             "AIRFLOW_DB_USER": self.airflow_db_user,
             "AIRFLOW_DB_PASSWORD": self.airflow_db_password,
@@ -241,7 +249,10 @@ def merged_environment(
     env = dict(os.environ if environ is None else environ)
     state_dir = Path(env.get("TICKHOUSE_STATE_DIR") or project_root / ".local")
     merged: dict[str, str] = {}
-    merged.update(read_env_file(state_dir / "secrets.env"))
+    # the local stack starts its services with only their own role's credentials in the
+    # environment and this switch on, so they do not pick up the other roles' from the file
+    if env.get(NO_SECRETS_FILE) != "1":
+        merged.update(read_env_file(state_dir / "secrets.env"))
     merged.update(read_env_file(env_file(env, project_root)))
     merged.update({k: v for k, v in env.items() if v != ""})
     merged.setdefault("TICKHOUSE_STATE_DIR", str(state_dir))
@@ -279,6 +290,8 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
         dbt_password=get("DBT_PASSWORD", ""),
         bi_reader_user=_role("BI_READER_USER", get("BI_READER_USER", "bi_reader")),
         bi_reader_password=get("BI_READER_PASSWORD", ""),
+        monitor_user=_role("MONITOR_USER", get("MONITOR_USER", "tickhouse_monitor")),
+        monitor_password=get("MONITOR_PASSWORD", ""),
         airflow_db=_role("AIRFLOW_DB", get("AIRFLOW_DB", "airflow")),
         airflow_db_user=_role("AIRFLOW_DB_USER", get("AIRFLOW_DB_USER", "airflow")),
         airflow_db_password=get("AIRFLOW_DB_PASSWORD", ""),

@@ -119,7 +119,7 @@ def one_build_at_a_time(settings: Settings) -> Iterator[None]:
 _task_lock: ExitStack | None = None
 
 
-def hold_build_lock(context: Any = None) -> None:
+def hold_build_lock(context: Any = None, settings: Settings | None = None) -> None:
     """Airflow `pre_execute` hook of a task that runs dbt (transform_marts' Cosmos tasks): waits
     for the build lock and holds it until `release_build_lock`, or until the task's process ends
     (a failed task never reaches post_execute; closing its connection releases the lock)."""
@@ -127,7 +127,7 @@ def hold_build_lock(context: Any = None) -> None:
     if _task_lock is not None:
         return
     stack = ExitStack()
-    stack.enter_context(one_build_at_a_time(load_settings()))
+    stack.enter_context(one_build_at_a_time(settings or load_settings()))
     _task_lock = stack
 
 

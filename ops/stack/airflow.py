@@ -15,9 +15,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ops.stack.credentials import service_environment
 from ops.stack.processes import Service, StackError, port_open, require_port_free, wait_until
 from tickhouse.config import Settings, env_file, merged_environment, read_env_file
 
+# the warehouse roles whose passwords are in Airflow's environment as variables: none; the drain's
+# and dbt's reach the tasks only in the connections tickhouse_warehouse and tickhouse_dbt (issue 16)
+WORKER_ROLES: tuple[str, ...] = ()
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
 VIEWER_USER = "viewer"
@@ -62,9 +66,11 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         {"conn_type": "kafka", "extra": {"bootstrap.servers": settings.kafka_bootstrap_servers}}
     )
     # the project's .env reaches the workers too (DRAIN_*, WAREHOUSE, SNOWFLAKE_*, notifiers...);
-    # the process environment wins over it, as everywhere
-    env = {**read_env_file(env_file(project_root=root)), **os.environ}
-    env.update(settings.as_env())
+    # the process environment wins over it, as everywhere. No generated secret reaches Airflow
+    # as a variable; the loader's and dbt's passwords are in its connections only (issue 14).
+    env = service_environment(
+        settings, {**read_env_file(env_file(project_root=root)), **os.environ}, WORKER_ROLES
+    )
     env.update(
         {
             "PATH": f"{_venv_bin()}:{env.get('PATH', '/usr/bin:/bin')}",

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from ops.stack.credentials import GENERATED, service_environment
 from ops.stack.processes import (
     Service,
     StackError,
@@ -30,6 +31,8 @@ class App:
     port_variable: str
     default_port: int
     health_path: str
+    # the warehouse roles whose passwords it receives (issue 14: its own only)
+    roles: tuple[str, ...] = ()
 
     def port(self) -> int:
         # the environment, then the project's .env (as for every other setting): a port set in .env
@@ -43,8 +46,8 @@ class App:
 
 APPS = (
     App("alerts", ("alerts", "--from-beginning"), "ALERTS_METRICS_PORT", 9103, "/metrics"),
-    App("metrics", ("metrics",), "PIPELINE_METRICS_PORT", 9102, "/metrics"),
-    App("dashboard", ("dashboard",), "DASHBOARD_PORT", 8501, "/"),
+    App("metrics", ("metrics",), "PIPELINE_METRICS_PORT", 9102, "/metrics", ("monitor", "bi_reader")),
+    App("dashboard", ("dashboard",), "DASHBOARD_PORT", 8501, "/", ("bi_reader",)),
 )
 
 
@@ -58,7 +61,7 @@ def _answers(url: str) -> bool:
 
 def launch_app(settings: Settings, app: App) -> int:
     """Start one app detached (its pid file and log under the state dir); returns its pid."""
-    env = {**os.environ, **settings.as_env(), app.port_variable: str(app.port())}
+    env = {**service_environment(settings, os.environ, app.roles), app.port_variable: str(app.port())}
     return Service(app.name, settings.state_dir).start(
         [tickhouse_command(), *app.argv], env=env, cwd=settings.project_root
     )
@@ -111,7 +114,9 @@ def _start_supervisor(settings: Settings) -> None:
         return
     supervisor.start(
         [sys.executable, "-m", "ops.stack.supervisor", *running],
-        env={**os.environ, **settings.as_env()},
+        # no password in its environment: it reads the stack's secrets file to give each app the
+        # passwords of its own roles (launch_app)
+        env={k: v for k, v in {**os.environ, **settings.as_env()}.items() if k not in GENERATED},
         cwd=settings.project_root,
     )
 

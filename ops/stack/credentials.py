@@ -1,6 +1,12 @@
 """Credentials generated at setup and kept in a git-ignored file (`<state dir>/secrets.env`, 0600).
 
 A value given in the environment (or `.env`) wins over the file and is never written to it.
+
+Least privilege (issue 14): the file is read by setup and by the user's `tickhouse` commands; the
+processes the stack starts (Airflow, the alert service, dashboard, exporter) get an environment made
+by `service_environment`: no secret but the passwords of their own roles, and the switch that keeps
+them from reading the file. `POSTGRES_SUPERUSER_PASSWORD`, of the cluster's bootstrap superuser,
+never leaves setup.
 """
 
 from __future__ import annotations
@@ -8,15 +14,20 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tickhouse.config import read_env_file
+from tickhouse.config import NO_SECRETS_FILE, Settings, read_env_file
+
+SUPERUSER_PASSWORD = "POSTGRES_SUPERUSER_PASSWORD"
 
 GENERATED = (
+    SUPERUSER_PASSWORD,
     "POSTGRES_PASSWORD",
     "LOADER_PASSWORD",
     "DBT_PASSWORD",
     "BI_READER_PASSWORD",
+    "MONITOR_PASSWORD",
     "AIRFLOW_DB_PASSWORD",
     "AIRFLOW_ADMIN_PASSWORD",
     "AIRFLOW_VIEWER_PASSWORD",
@@ -52,3 +63,29 @@ def ensure_credentials(secrets_file: Path, environ: dict[str, str] | None = None
                 out.write(f"{name}={value}\n")
         tmp.replace(secrets_file)
     return generated
+
+
+# the password variable of each warehouse role (Settings.conninfo's names)
+ROLE_PASSWORDS = {
+    "owner": "POSTGRES_PASSWORD",
+    "loader": "LOADER_PASSWORD",
+    "dbt": "DBT_PASSWORD",
+    "bi_reader": "BI_READER_PASSWORD",
+    "monitor": "MONITOR_PASSWORD",
+    "airflow": "AIRFLOW_DB_PASSWORD",
+}
+
+
+def service_environment(
+    settings: Settings, base: Mapping[str, str], roles: Iterable[str]
+) -> dict[str, str]:
+    """The environment of a process the stack starts: `base` and the configuration without any
+    generated secret, plus the passwords of `roles` only; the secrets file is not read either."""
+    env = {k: v for k, v in base.items() if k not in GENERATED}
+    env.update({k: v for k, v in settings.as_env().items() if k not in GENERATED})
+    passwords = settings.as_env()
+    for role in roles:
+        name = ROLE_PASSWORDS[role]
+        env[name] = passwords[name]
+    env[NO_SECRETS_FILE] = "1"
+    return env

@@ -49,7 +49,14 @@ def up(
             say(f"PostgreSQL cluster created in {postgres.data_dir(settings)}")
         if postgres.start(settings):
             started.append("postgres")
+        if postgres.split_legacy_owner(settings):
+            say(
+                f"PostgreSQL  upgraded: {settings.postgres_user} is now an ordinary role owning the "
+                "warehouse; the bootstrap superuser is tickhouse_superuser (password only in "
+                f"{settings.secrets_file})"
+            )
         applied = setup_warehouse(settings)
+        postgres.transfer_ownership(settings)
         say(
             f"PostgreSQL  {settings.postgres_host}:{settings.postgres_port}  ready "
             f"({time.monotonic() - t0:.1f} s{', migrations: ' + ', '.join(applied) if applied else ''})"

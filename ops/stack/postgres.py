@@ -2,21 +2,33 @@
 
 PostgreSQL refuses to run as root, so when setup runs as root the cluster belongs to the `postgres`
 system user (Debian's server package creates it) and every server command runs as that user.
+
+The cluster's bootstrap superuser is `tickhouse_superuser` (password `POSTGRES_SUPERUSER_PASSWORD`
+in the generated credentials, read by setup only); the warehouse owner `POSTGRES_USER` is an
+ordinary role it creates. A cluster made by an older version, whose bootstrap superuser *was* the
+owner, is split at the next `make up` (`split_legacy_owner`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
 import pwd
+import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from ops.stack.processes import StackError, pid_alive, port_open, require_port_free
 from tickhouse.config import Settings
+from tickhouse.warehouse import admin_conninfo, superuser
 
 SERVER_USER = "postgres"
 
@@ -61,7 +73,45 @@ def cluster_dir(settings: Settings) -> Path:
     if _server_user_can_use(settings.state_dir):
         return preferred
     digest = hashlib.sha256(str(settings.state_dir).encode()).hexdigest()[:12]
-    return Path("/var/tmp") / f"tickhouse-{digest}" / "postgres"
+    shared = Path("/var/tmp") / f"tickhouse-{digest}"
+    private_dir(shared)
+    return shared / "postgres"
+
+
+def private_dir(path: Path) -> None:
+    """Make `path` a directory only the server user can enter (0700, owned by it), created
+    atomically; refuse a symlink or a directory someone else owns, checked with lstat and fixed
+    through a descriptor opened without following links (issue 14: /var/tmp is shared)."""
+    entry = pwd.getpwnam(SERVER_USER) if _as_root() else pwd.getpwuid(os.geteuid())
+    # fails if anything, a planted link included, is there already
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise StackError(
+            f"{path} exists and is not a plain directory (a symlink or a file someone planted?); "
+            "setup will not use it: remove it, or set TICKHOUSE_STATE_DIR to a directory the "
+            f"'{SERVER_USER}' user can reach"
+        )
+    if info.st_uid not in (0, entry.pw_uid):
+        try:
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            owner = str(info.st_uid)
+        raise StackError(
+            f"{path} belongs to {owner!r}, not to {entry.pw_name!r} or root: someone else "
+            "created it; setup will not use it. Remove it, or set TICKHOUSE_STATE_DIR to a "
+            f"directory the '{entry.pw_name}' user can reach"
+        )
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        # the same directory lstat saw, not one swapped in since
+        if os.fstat(fd).st_ino != info.st_ino:
+            raise StackError(f"{path} changed while setup checked it; run `make up` again")
+        os.fchown(fd, entry.pw_uid, entry.pw_gid)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def data_dir(settings: Settings) -> Path:
@@ -94,7 +144,10 @@ def initdb(settings: Settings) -> bool:
     if (data / "PG_VERSION").exists():
         return False
     home = cluster_dir(settings)
-    home.mkdir(parents=True, exist_ok=True)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    if home.is_symlink():
+        raise StackError(f"{home} is a symlink; setup will not create the cluster through it")
+    home.mkdir(mode=0o700, exist_ok=True)
     _chown_to_server_user(home)
     if _as_root():
         try:
@@ -104,8 +157,11 @@ def initdb(settings: Settings) -> bool:
                 "running as root but there is no 'postgres' system user to own the cluster; "
                 "install Debian's postgresql package or run as a non-root user"
             ) from None
+    admin = superuser()
+    if admin is None:
+        raise StackError("POSTGRES_SUPERUSER_PASSWORD is missing; run `make up` to generate it")
     with tempfile.NamedTemporaryFile("w", dir=home, delete=False) as pwfile:
-        pwfile.write(settings.postgres_password + "\n")
+        pwfile.write(admin[1] + "\n")
     pw_path = Path(pwfile.name)
     _chown_to_server_user(pw_path)
     try:
@@ -115,7 +171,7 @@ def initdb(settings: Settings) -> bool:
                 "-D",
                 str(data),
                 "-U",
-                settings.postgres_user,
+                admin[0],
                 f"--pwfile={pw_path}",
                 "--auth-local=scram-sha-256",
                 "--auth-host=scram-sha-256",
@@ -209,3 +265,118 @@ def stop(settings: Settings) -> bool:
     if result.returncode != 0:
         raise StackError(f"PostgreSQL did not stop:\n{result.stdout}{result.stderr}")
     return True
+
+
+def _connects(conninfo: str) -> bool:
+    try:
+        psycopg.connect(conninfo).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def split_legacy_owner(settings: Settings) -> bool:
+    """Upgrade a cluster whose bootstrap superuser is the warehouse owner (made before issue 14):
+    that role is renamed to the bootstrap superuser (it stays the superuser, with its new
+    password), a new ordinary owner role takes POSTGRES_USER's name and password, and it is given
+    what the old one owned in the warehouse. No data moves. Returns True when it did so."""
+    admin = superuser()
+    if admin is None or admin[0] == settings.postgres_user or _connects(admin_conninfo(settings)):
+        return False
+    with psycopg.connect(settings.conninfo("owner", "postgres"), autocommit=True) as conn:
+        row = conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()
+        if not row or not row[0]:
+            raise StackError(
+                f"cannot log in as the bootstrap superuser {admin[0]!r} and the owner "
+                f"{settings.postgres_user!r} is no superuser: was POSTGRES_SUPERUSER_PASSWORD "
+                f"removed from {settings.secrets_file}?"
+            )
+        # a session's own role cannot be renamed: a one-off superuser does it
+        helper = f"tickhouse_setup_{secrets.token_hex(4)}"
+        helper_password = secrets.token_hex(16)
+        conn.execute(
+            sql.SQL("create role {} superuser login password {}").format(
+                sql.Identifier(helper), sql.Literal(helper_password)
+            )
+        )
+    helper_info = (
+        f"host={settings.postgres_host} port={settings.postgres_port} dbname=postgres "
+        f"user={helper} password={helper_password} connect_timeout=5"
+    )
+    try:
+        with psycopg.connect(helper_info, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("alter role {} rename to {}").format(
+                    sql.Identifier(settings.postgres_user), sql.Identifier(admin[0])
+                )
+            )
+            conn.execute(
+                sql.SQL("alter role {} password {}").format(sql.Identifier(admin[0]), sql.Literal(admin[1]))
+            )
+            conn.execute(
+                sql.SQL(
+                    "create role {} login nosuperuser nocreaterole nocreatedb password {}"
+                ).format(sql.Identifier(settings.postgres_user), sql.Literal(settings.postgres_password))
+            )
+    finally:
+        with psycopg.connect(admin_conninfo(settings), autocommit=True) as conn:
+            conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(helper)))
+    transfer_ownership(settings)
+    return True
+
+
+def transfer_ownership(settings: Settings) -> int:
+    """Give the owner role what the bootstrap superuser owns in the warehouse database (its
+    database, schemas, tables, views, sequences, functions, types); idempotent, returns how many
+    objects changed hands."""
+    admin = superuser()
+    if admin is None or admin[0] == settings.postgres_user:
+        return 0
+    owner = sql.Identifier(settings.postgres_user)
+    with psycopg.connect(admin_conninfo(settings, settings.postgres_db), autocommit=True) as conn:
+        su = "(select oid from pg_roles where rolname = %s)"
+        system = "not in ('pg_catalog', 'information_schema', 'pg_toast')"
+        statements: list[sql.Composed] = []
+        if conn.execute(f"select 1 from pg_database where datname = current_database() and datdba = {su}",
+                        (admin[0],)).fetchone():
+            statements.append(sql.SQL("alter database {} owner to {}").format(
+                sql.Identifier(settings.postgres_db), owner))
+        for (name,) in conn.execute(
+            f"select nspname from pg_namespace where nspowner = {su} and nspname {system}"
+            " and nspname not like 'pg_temp%%' and nspname not like 'pg_toast%%'", (admin[0],)
+        ).fetchall():
+            statements.append(sql.SQL("alter schema {} owner to {}").format(sql.Identifier(name), owner))
+        for schema, name, kind in conn.execute(
+            f"select n.nspname, c.relname, c.relkind from pg_class c"
+            f" join pg_namespace n on n.oid = c.relnamespace"
+            f" where c.relowner = {su} and n.nspname {system} and c.relkind in ('r','p','v','m','S','f')"
+            # a sequence owned by a column follows its table
+            " and not (c.relkind = 'S' and exists (select 1 from pg_depend d where d.objid = c.oid"
+            "  and d.classid = 'pg_class'::regclass and d.deptype in ('a', 'i')))",
+            (admin[0],),
+        ).fetchall():
+            what = {"v": "view", "m": "materialized view", "S": "sequence", "f": "foreign table"}
+            statements.append(sql.SQL("alter {} {}.{} owner to {}").format(
+                sql.SQL(what.get(kind, "table")), sql.Identifier(schema), sql.Identifier(name), owner))
+        for (signature,) in conn.execute(
+            f"select p.oid::regprocedure::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+            f" where p.proowner = {su} and n.nspname {system}", (admin[0],)
+        ).fetchall():
+            statements.append(sql.SQL("alter routine {} owner to {}").format(sql.SQL(signature), owner))
+        for (name,) in conn.execute(
+            f"select t.oid::regtype::text from pg_type t join pg_namespace n on n.oid = t.typnamespace"
+            f" where t.typowner = {su} and n.nspname {system} and t.typtype in ('d', 'e', 'r')",
+            (admin[0],),
+        ).fetchall():
+            statements.append(sql.SQL("alter type {} owner to {}").format(sql.SQL(name), owner))
+        if statements:
+            # what migration 001 granted on the owner's future tables in raw, for the new owner
+            raw_defaults = "alter default privileges for role {} in schema raw grant {} on tables to {}"
+            if conn.execute("select 1 from pg_namespace where nspname = 'raw'").fetchone():
+                statements.append(sql.SQL(raw_defaults).format(
+                    owner, sql.SQL("select"), sql.Identifier(settings.dbt_user)))
+                statements.append(sql.SQL(raw_defaults).format(
+                    owner, sql.SQL("select, insert, update, delete"), sql.Identifier(settings.loader_user)))
+        for statement in statements:
+            conn.execute(statement)
+    return len(statements)

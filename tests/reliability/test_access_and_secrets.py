@@ -3,6 +3,7 @@ log, Kafka message or Airflow page, symbols validated before SQL or a URL."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -423,3 +424,254 @@ def test_symbols_validated_before_sql_or_url(settings: Settings, scenario: Scena
     with pytest.raises(ConfigError):
         load_settings({**os.environ, "SYMBOLS": "AAPL,MSFT;drop"})
     scenario.messages = len(HOSTILE_SYMBOLS) * 3 + 5
+
+
+# --- least privilege (issue 14) ----------------------------------------------------------------
+
+
+def _environ(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_each_process_holds_only_its_own_role(
+    settings: Settings, airflow_api: AirflowAPI, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Least privilege: owner no superuser, each process holds only its own role's password."""
+    from exporter.pipeline import topic_loads
+    from ops.stack.credentials import SUPERUSER_PASSWORD
+    from tickhouse.config import read_env_file
+
+    superuser_password = read_env_file(settings.secrets_file).get(SUPERUSER_PASSWORD, "")
+    assert len(superuser_password) >= 16, "setup generated no bootstrap superuser password"
+    with psycopg.connect(settings.conninfo("owner"), autocommit=True) as conn:
+        row = conn.execute(
+            "select rolsuper, rolcreaterole, rolcreatedb, rolbypassrls from pg_roles"
+            " where rolname = current_user").fetchone()
+        assert row == (False, False, False, False), f"the owner role has {row}"
+        assert conn.execute("select count(*) from pg_roles where rolsuper").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("alter role current_user superuser")
+    # the exporter's role reads the drain's bookkeeping and nothing else of raw
+    assert isinstance(topic_loads(settings), list)
+    with psycopg.connect(settings.conninfo("monitor"), autocommit=True) as conn, pytest.raises(
+        psycopg.errors.InsufficientPrivilege
+    ):
+        conn.execute("select 1 from raw.trades limit 1")
+
+    every = {
+        "owner": settings.postgres_password,
+        "superuser": superuser_password,
+        "loader": settings.loader_password,
+        "dbt": settings.dbt_password,
+        "bi_reader": settings.bi_reader_password,
+        "monitor": settings.monitor_password,
+        "airflow admin": airflow.admin_password(settings),
+    }
+    allowed = {
+        "airflow": {"loader", "dbt"},
+        "alerts": set(),
+        "metrics": {"monitor", "bi_reader"},
+        "dashboard": {"bi_reader"},
+    }
+
+    def leaks(kind: str, environ: bytes) -> list[str]:
+        return [n for n, v in every.items() if n not in allowed[kind] and v.encode() in environ]
+
+    # the apps, on free ports, as `make demo` starts them
+    for app in apps.APPS:
+        monkeypatch.setenv(app.port_variable, str(_free_port()))
+    started = apps.start_apps(settings)
+    found: list[str] = []
+    checked: dict[str, int] = {}
+    try:
+        for app in apps.APPS:
+            pid = Service(app.name, settings.state_dir).pid()
+            assert pid, f"{app.name} is not running"
+            environ = _environ(pid)
+            assert environ is not None and b"TICKHOUSE_NO_SECRETS_FILE=1" in environ
+            found += [f"{app.name}: {n}" for n in leaks(app.name, environ)]
+            checked[app.name] = 1
+    finally:
+        for name in started:
+            Service(name, settings.state_dir).stop(timeout=20)
+
+    # Airflow's four processes and every process below them while a DAG runs (its tasks included)
+    roots = {svc.pid(): svc.name for svc in airflow.services(settings)}
+    assert None not in roots, f"an Airflow component is not running: {roots}"
+    before = set(_stack_pids(settings))
+    seen: dict[int, bytes] = {}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        run = pool.submit(airflow_api.run_dag, "stack_healthcheck", None, 180)
+        while not run.done():
+            for pid, name in _stack_pids(settings).items():
+                if name.startswith("airflow-") and pid not in seen:
+                    environ = _environ(pid)
+                    if environ:
+                        seen[pid] = environ
+            time.sleep(0.05)
+        assert run.result()["state"] == "success", run.result()
+    new = [pid for pid in seen if pid not in before]
+    assert new, "saw no task process of the DAG run"
+    assert all(pid in seen for pid in roots), "could not read an Airflow process's environment"
+    for pid, environ in seen.items():
+        found += [f"airflow pid {pid}: {n}" for n in leaks("airflow", environ)]
+        # the loader's and dbt's passwords are in the connections only (issue 16), not variables
+        names = {item.split(b"=", 1)[0] for item in environ.split(b"\0")}
+        found += [f"airflow pid {pid}: {n.decode()}" for n in names & {b"LOADER_PASSWORD", b"DBT_PASSWORD"}]
+    checked["airflow"] = len(seen)
+    scenario.messages = sum(checked.values())
+    scenario.note(f"environments read: {checked} ({len(new)} processes of the DAG run); owner is no "
+                  "superuser; exporter reads raw.load_stats as the monitor role")
+    assert not found, "passwords of other roles found in process environments:\n" + "\n".join(found)
+
+
+def test_cluster_dir_in_var_tmp_refuses_planted_paths(settings: Settings, scenario: Scenario) -> None:
+    """Cluster dir in /var/tmp: a planted symlink or foreign-owned dir is refused, never followed."""
+    import dataclasses
+    import hashlib
+    import pwd
+    import shutil
+    import stat
+    import tempfile
+
+    from ops.stack.processes import StackError
+
+    if os.geteuid() != 0:
+        pytest.skip("the /var/tmp cluster home is used only when setup runs as root")
+    server = pwd.getpwnam(postgres.SERVER_USER)
+    unreachable = Path(tempfile.mkdtemp(prefix="rel-state-"))  # 0700 root: `postgres` cannot enter
+    settings_for = dataclasses.replace(settings, state_dir=unreachable)
+    shared = Path("/var/tmp") / f"tickhouse-{hashlib.sha256(str(unreachable).encode()).hexdigest()[:12]}"
+    victim = Path(tempfile.mkdtemp(prefix="rel-victim-"))
+    victim_mode = victim.stat().st_mode
+    try:
+        os.symlink(victim, shared)
+        with pytest.raises(StackError, match="not a plain directory"):
+            postgres.cluster_dir(settings_for)
+        assert os.lstat(shared).st_mode & stat.S_IFLNK and victim.stat().st_mode == victim_mode
+        assert victim.stat().st_uid == 0 and not any(victim.iterdir()), "setup followed the link"
+        shared.unlink()
+        os.mkdir(shared, 0o777)
+        os.chown(shared, 65534, 65534)  # another local user's (nobody's) directory
+        with pytest.raises(StackError, match="belongs to"):
+            postgres.cluster_dir(settings_for)
+        assert os.lstat(shared).st_uid == 65534
+        shared.rmdir()
+        home = postgres.cluster_dir(settings_for)
+        info = os.lstat(shared)
+        assert home.parent == shared and stat.S_ISDIR(info.st_mode)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (server.pw_uid, 0o700)
+    finally:
+        if shared.is_symlink() or shared.is_file():
+            shared.unlink()
+        elif shared.exists():
+            shutil.rmtree(shared)
+        shutil.rmtree(unreachable)
+        shutil.rmtree(victim)
+    scenario.messages = 3
+    scenario.note("a symlink and a nobody-owned /var/tmp/tickhouse-<hash> refused; "
+                  "created 0700, owned by postgres")
+
+
+def test_dags_take_warehouse_credentials_from_connections(
+    settings: Settings, airflow_api: AirflowAPI, scenario: Scenario
+) -> None:
+    """DAG credentials from Airflow connections: a transform_marts task builds, no password variable."""
+    env = airflow.airflow_env(settings)
+    assert "LOADER_PASSWORD" not in env and "DBT_PASSWORD" not in env
+    assert env["TICKHOUSE_NO_SECRETS_FILE"] == "1"
+    assert settings.dbt_password in env["AIRFLOW_CONN_TICKHOUSE_DBT"]
+    assert settings.loader_password in env["AIRFLOW_CONN_TICKHOUSE_WAREHOUSE"]
+    # the drain's DAG runs (and loads) in tests/integration/drain/test_airflow_dag.py; one dbt
+    # task of transform_marts here, in a worker's environment (a whole run takes minutes)
+    task = "stg_tickhouse__trades_model_build"
+    relation = "select oid, pg_get_userbyid(relowner) from pg_class" \
+        " where oid = to_regclass('staging.stg_tickhouse__trades')"
+    with psycopg.connect(settings.conninfo("dbt"), autocommit=True) as conn:
+        before = conn.execute(relation).fetchone()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "tasks", "test", "transform_marts", task],
+        env=env, cwd=airflow.airflow_home(settings), capture_output=True, text=True, timeout=600,
+        check=False,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    with psycopg.connect(settings.conninfo("dbt"), autocommit=True) as conn:
+        after = conn.execute(relation).fetchone()
+    # dbt builds a view anew (a new relation swapped in), as the connection's role
+    assert after is not None and after != before and after[1] == settings.dbt_user, (before, after)
+    assert settings.dbt_password not in out, "dbt's password in the task's output"
+    scenario.messages = 1
+    scenario.note(f"transform_marts.{task} built as {settings.dbt_user} from connection tickhouse_dbt"
+                  ", no password variable in the worker's environment")
+
+
+def test_legacy_superuser_owner_is_split_without_data_loss(
+    settings: Settings, scenario: Scenario, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Upgrade: a cluster whose owner was the bootstrap superuser is split, data and logins kept."""
+    import dataclasses
+    import shutil
+
+    from tickhouse.warehouse import setup_warehouse
+
+    old = dataclasses.replace(settings, state_dir=tmp_path / "state", postgres_port=_free_port())
+    # the cluster as versions before issue 14 made it: the owner is the bootstrap superuser
+    monkeypatch.setenv("POSTGRES_SUPERUSER", old.postgres_user)
+    monkeypatch.setenv("POSTGRES_SUPERUSER_PASSWORD", old.postgres_password)
+    home = postgres.cluster_dir(old)
+    try:
+        postgres.initdb(old)
+        postgres.start(old)
+        setup_warehouse(old)
+        with psycopg.connect(old.conninfo("owner"), autocommit=True) as conn:
+            assert conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone() == (
+                True,)
+            conn.execute("create table public.legacy_probe (id int)")
+            conn.execute("insert into public.legacy_probe select generate_series(1, 1000)")
+        with psycopg.connect(old.conninfo("loader"), autocommit=True) as conn:
+            conn.execute(
+                "insert into raw.load_stats (run_id, consumer_group, topic, target_table, started_at,"
+                " finished_at, duration_ms, consumed, loaded, quarantined, partitions)"
+                " values ('legacy', 'legacy', 'legacy', 'raw.trades', now(), now(), 1, 1, 1, 0, '{}')"
+            )
+        new_password = uuid.uuid4().hex
+        monkeypatch.delenv("POSTGRES_SUPERUSER")
+        monkeypatch.setenv("POSTGRES_SUPERUSER_PASSWORD", new_password)
+        assert postgres.split_legacy_owner(old)
+        setup_warehouse(old)
+        postgres.transfer_ownership(old)
+        assert not postgres.split_legacy_owner(old), "a second make up split again"
+        with psycopg.connect(old.conninfo("owner"), autocommit=True) as conn:  # same password
+            assert conn.execute(
+                "select rolsuper, rolcreaterole from pg_roles where rolname = current_user"
+            ).fetchone() == (False, False)
+            assert conn.execute("select count(*) from public.legacy_probe").fetchone() == (1000,)
+            assert conn.execute("select pg_get_userbyid(relowner) from pg_class"
+                                " where relname = 'legacy_probe'").fetchone() == (old.postgres_user,)
+            assert conn.execute("select pg_get_userbyid(datdba) from pg_database"
+                                " where datname = current_database()").fetchone() == (old.postgres_user,)
+            assert conn.execute("select rolname from pg_roles where oid = 10").fetchone() == (
+                "tickhouse_superuser",)
+            assert conn.execute("select count(*) from raw.load_stats where topic = 'legacy'"
+                                ).fetchone() == (1,)
+            conn.execute("drop table public.legacy_probe")  # the owner owns what it had
+        with psycopg.connect(old.conninfo("monitor"), autocommit=True) as conn:
+            assert conn.execute("select count(*) from raw.load_stats").fetchone() == (1,)
+    finally:
+        postgres.stop(old)
+        shutil.rmtree(home.parent if home.parent.name.startswith("tickhouse-") else home,
+                      ignore_errors=True)
+    scenario.messages = 1001
+    scenario.lost = 0
+    scenario.note("owner renamed away from the bootstrap superuser (oid 10 -> tickhouse_superuser); "
+                  "a new ordinary owner with the same password owns the database and its tables")

@@ -1,0 +1,70 @@
+"""The dbt profile of the `transform_marts` DAG: from the Airflow connection `tickhouse_dbt`
+(issue 16), so a user's own Airflow works with the connection the README documents and the local
+stack's workers hold no DBT_PASSWORD in their environment (issue 14).
+
+Snowflake (WAREHOUSE=snowflake or DBT_TARGET=snowflake) keeps `profiles.yml`, whose target reads
+the SNOWFLAKE_* variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from cosmos import ProfileConfig
+from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+from tickhouse.config import Settings
+
+DBT_CONN_ID = "tickhouse_dbt"
+PROFILE_NAME = "tickhouse"
+
+
+def profile_config(profiles_yml: Path, conn_id: str = DBT_CONN_ID) -> ProfileConfig:
+    """Cosmos' ProfileConfig: the PostgreSQL target mapped from the Airflow connection `conn_id`
+    (read when a task runs, not when the DAG file is parsed), or profiles.yml for Snowflake."""
+    target = os.environ.get("DBT_TARGET") or os.environ.get("WAREHOUSE") or "postgres"
+    if target != "postgres":
+        return ProfileConfig(
+            profile_name=PROFILE_NAME, target_name=target, profiles_yml_filepath=profiles_yml
+        )
+    return ProfileConfig(
+        profile_name=PROFILE_NAME,
+        target_name="postgres",
+        profile_mapping=PostgresUserPasswordProfileMapping(
+            conn_id=conn_id,
+            # what profiles.yml sets beside the credentials
+            profile_args={
+                "schema": "marts",
+                "threads": int(os.environ.get("DBT_THREADS") or 4),
+                "connect_timeout": 10,
+                "keepalives_idle": 0,
+            },
+        ),
+    )
+
+
+def dbt_settings(settings: Settings, conn_id: str = DBT_CONN_ID) -> Settings:
+    """`settings` with the dbt role's connection from the Airflow connection `conn_id`, for what
+    runs dbt or takes its build lock inside a task (the hot models, Cosmos' lock hook). Snowflake:
+    unchanged (its credentials are SNOWFLAKE_* variables)."""
+    target = os.environ.get("DBT_TARGET") or os.environ.get("WAREHOUSE") or "postgres"
+    if target.strip().lower() != "postgres":
+        return settings
+    from airflow.sdk import BaseHook  # only inside a running task
+
+    conn = BaseHook.get_connection(conn_id)
+    if not conn.login or conn.password is None:
+        raise ValueError(
+            f"the Airflow connection {conn_id!r} has no login or password; set it to the "
+            "warehouse's dbt role (e.g. postgresql://tickhouse_dbt:...@host:5432/tickhouse)"
+        )
+    return dataclasses.replace(
+        settings,
+        postgres_host=conn.host or settings.postgres_host,
+        postgres_port=int(conn.port or settings.postgres_port),
+        postgres_db=conn.schema or settings.postgres_db,
+        dbt_user=conn.login,
+        dbt_password=conn.password,
+    )
