@@ -48,6 +48,12 @@ def _transform(argv: list[str]) -> int:
     return main(argv)
 
 
+def _docs(argv: list[str]) -> int:
+    from transform.docs_cli import main
+
+    return main(argv)
+
+
 def _alerts(argv: list[str]) -> int:
     from alerts.cli import main
 
@@ -73,6 +79,7 @@ SERVICES: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "drain": (_drain, "drain Kafka into the raw tables (`--once`: one micro-batch)"),
     "quarantine": (_quarantine, "list the messages the drain quarantined, or replay them after a fix"),
     "transform": (_transform, "`dbt build` of the whole project"),
+    "docs": (_docs, "generate dbt's docs site (lineage, column docs) and serve it on 127.0.0.1"),
     "alerts": (_alerts, "the fast-path alert service (runs until stopped)"),
     "dashboard": (_dashboard, "the web dashboard over the marts (reads as bi_reader)"),
     "metrics": (_metrics, "Prometheus exporter of drain lag, loads and freshness"),
