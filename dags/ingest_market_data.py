@@ -27,6 +27,7 @@ from typing import Any
 
 from airflow.sdk import Asset, dag, task
 
+from alerts.airflow_failures import notify_dag_failure, notify_failure
 from drain.assets import RAW_TABLE_ASSETS
 
 RAW_ASSETS = {table: Asset(name) for table, name in RAW_TABLE_ASSETS.items()}
@@ -44,7 +45,9 @@ RAW_ASSETS = {table: Asset(name) for table, name in RAW_TABLE_ASSETS.items()}
         "retry_delay": timedelta(seconds=15),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=5),
+        "on_failure_callback": notify_failure,
     },
+    on_failure_callback=notify_dag_failure,
     tags=["tickhouse", "ingest"],
     doc_md=__doc__,
 )

@@ -19,6 +19,7 @@ from airflow.sdk import Asset, AssetAny
 from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
+from alerts.airflow_failures import notify_dag_failure, notify_failure
 from drain.assets import RAW_TABLE_ASSETS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,8 @@ transform_marts = DbtDag(
     ),
     # a failed data test is a finding, not a transient error: never retry
     operator_args={"install_deps": False, "retries": 0},
-    default_args={"owner": "tickhouse", "retries": 0},
+    default_args={"owner": "tickhouse", "retries": 0, "on_failure_callback": notify_failure},
+    on_failure_callback=notify_dag_failure,
     # any new raw data triggers a build; the incremental models make it cheap
     schedule=AssetAny(*(Asset(RAW_TABLE_ASSETS[table]) for table in MART_INPUTS)),
     start_date=datetime(2025, 1, 1),
