@@ -30,6 +30,12 @@ def _backfill(argv: list[str]) -> int:
     return main(argv)
 
 
+def _symbols(argv: list[str]) -> int:
+    from producer.symbols_cli import main
+
+    return main(argv)
+
+
 def _drain(argv: list[str]) -> int:
     from drain.cli import main
 
@@ -76,6 +82,7 @@ def _metrics(argv: list[str]) -> int:
 SERVICES: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "produce": (_produce, "publish trades and quotes to Kafka (finnhub, replay, synthetic)"),
     "backfill": (_backfill, "publish history as candles to Kafka (finnhub, file)"),
+    "symbols": (_symbols, "`symbols refresh`: company profiles from Finnhub into dim_symbols"),
     "drain": (_drain, "drain Kafka into the raw tables (`--once`: one micro-batch)"),
     "quarantine": (_quarantine, "list the messages the drain quarantined, or replay them after a fix"),
     "transform": (_transform, "`dbt build` of the whole project"),
