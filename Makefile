@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 VENV_BIN := .venv/bin
 
-.PHONY: help install up down status env demo test test-unit bench lint
+.PHONY: help install up down status env demo docs test test-unit bench lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,3 +39,6 @@ bench: install  ## run the benchmarks under bench/ and print their figures
 
 lint: install  ## ruff, mypy and the import rule (import-linter contracts in pyproject.toml)
 	@$(VENV_BIN)/ruff check . && $(VENV_BIN)/mypy && $(VENV_BIN)/lint-imports
+
+docs: install  ## generate dbt's docs site (lineage, column docs) and serve it on 127.0.0.1 (DOCS_PORT)
+	@$(VENV_BIN)/tickhouse docs

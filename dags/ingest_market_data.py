@@ -36,6 +36,7 @@ from typing import Any
 
 from airflow.sdk import Asset, dag, task
 
+from alerts.airflow_failures import notify_dag_failure, notify_failure
 from drain.assets import RAW_TABLE_ASSETS
 
 RAW_ASSETS = {table: Asset(name) for table, name in RAW_TABLE_ASSETS.items()}
@@ -63,7 +64,9 @@ IDLE_SECONDS = _seconds("DRAIN_IDLE_SECONDS", 30)
         "retry_delay": timedelta(seconds=15),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=5),
+        "on_failure_callback": notify_failure,
     },
+    on_failure_callback=notify_dag_failure,
     tags=["tickhouse", "ingest"],
     doc_md=__doc__,
 )
@@ -80,9 +83,8 @@ def ingest_market_data() -> None:
         from drain.options import load_options
         from drain.stats import DrainResult
         from tickhouse.config import load_settings
-        from transform.hot import HotTransform
-
         from transform.airflow_profile import dbt_settings
+        from transform.hot import HotTransform
 
         # credentials from the Airflow connections: tickhouse_warehouse (the loader) for the drain,
         # tickhouse_dbt for the hot models

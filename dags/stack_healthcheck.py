@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
+from alerts.airflow_failures import notify_dag_failure, notify_failure
+
 
 @dag(
     dag_id="stack_healthcheck",
@@ -17,7 +19,8 @@ from airflow.sdk import dag, task
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=5)},
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=5), "on_failure_callback": notify_failure},
+    on_failure_callback=notify_dag_failure,
     tags=["tickhouse", "ops"],
     doc_md=__doc__,
 )

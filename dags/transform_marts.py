@@ -21,6 +21,7 @@ from airflow.sdk import Asset, AssetAny
 from cosmos import DbtDag, ExecutionConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
+from alerts.airflow_failures import notify_dag_failure, notify_failure
 from drain.assets import RAW_TABLE_ASSETS
 from transform.airflow_profile import profile_config
 
@@ -90,7 +91,8 @@ transform_marts = DbtDag(
         "pre_execute": hold_build_lock,
         "post_execute": release_build_lock,
     },
-    default_args={"owner": "tickhouse", "retries": 0},
+    default_args={"owner": "tickhouse", "retries": 0, "on_failure_callback": notify_failure},
+    on_failure_callback=notify_dag_failure,
     # any new raw data triggers a build; the incremental models make it cheap
     schedule=AssetAny(*(Asset(RAW_TABLE_ASSETS[table]) for table in MART_INPUTS)),
     start_date=datetime(2025, 1, 1),

@@ -21,9 +21,14 @@ def main(argv: list[str]) -> int:
         default=int(os.environ.get("PIPELINE_METRICS_PORT", METRICS_PORT_DEFAULT)),
         help=f"Prometheus port (env PIPELINE_METRICS_PORT, default {METRICS_PORT_DEFAULT})",
     )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("PIPELINE_METRICS_HOST", "127.0.0.1"),
+        help="address to bind (env PIPELINE_METRICS_HOST, default 127.0.0.1; 0.0.0.0 in a container)",
+    )
     args = parser.parse_args(argv)
     try:
-        serve_metrics(load_settings(), args.port)
+        serve_metrics(load_settings(), args.port, args.host)
     except KeyboardInterrupt:
         return 0
     return 0

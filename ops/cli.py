@@ -30,6 +30,12 @@ def _backfill(argv: list[str]) -> int:
     return main(argv)
 
 
+def _symbols(argv: list[str]) -> int:
+    from producer.symbols_cli import main
+
+    return main(argv)
+
+
 def _drain(argv: list[str]) -> int:
     from drain.cli import main
 
@@ -44,6 +50,12 @@ def _quarantine(argv: list[str]) -> int:
 
 def _transform(argv: list[str]) -> int:
     from transform.cli import main
+
+    return main(argv)
+
+
+def _docs(argv: list[str]) -> int:
+    from transform.docs_cli import main
 
     return main(argv)
 
@@ -70,9 +82,11 @@ def _metrics(argv: list[str]) -> int:
 SERVICES: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "produce": (_produce, "publish trades and quotes to Kafka (finnhub, replay, synthetic)"),
     "backfill": (_backfill, "publish history as candles to Kafka (finnhub, file)"),
+    "symbols": (_symbols, "`symbols refresh`: company profiles from Finnhub into dim_symbols"),
     "drain": (_drain, "drain Kafka into the raw tables (`--once`: one micro-batch)"),
     "quarantine": (_quarantine, "list the messages the drain quarantined, or replay them after a fix"),
     "transform": (_transform, "`dbt build` of the whole project"),
+    "docs": (_docs, "generate dbt's docs site (lineage, column docs) and serve it on 127.0.0.1"),
     "alerts": (_alerts, "the fast-path alert service (runs until stopped)"),
     "dashboard": (_dashboard, "the web dashboard over the marts (reads as bi_reader)"),
     "metrics": (_metrics, "Prometheus exporter of drain lag, loads and freshness"),

@@ -262,6 +262,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     from ops.stack import airflow
     from ops.stack.apps import APPS, start_apps
     from ops.stack.manager import up
+    from transform.docs import generate as generate_docs
 
     console = Console()
     seconds = (
@@ -275,7 +276,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     up(say=lambda line: console.print(f"    {line}"))
     settings = load_settings()
     console.print("[bold]2/6[/] starting the alert service, the metrics exporter and the dashboard")
-    start_apps(settings)
+    start_apps(settings, ("alerts", "metrics", "dashboard"))
     api = AirflowAPI(settings.airflow_url, "admin", airflow.admin_password(settings))
     for dag_id in DAGS:
         api.wait_for_dag(dag_id, timeout=180)
@@ -354,6 +355,9 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     _drain_and_transform(settings, api, console)
     time.sleep(2)
     probe.stop()
+    console.print("    dbt docs generate (the docs site: lineage, model and column docs)")
+    generate_docs(settings=settings)
+    start_apps(settings, ("docs",))
 
     console.print("[bold]6/6[/] summary")
     after = {load.topic: load for load in topic_loads(settings)}
@@ -396,6 +400,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     table.add_row("Airflow UI", f"{settings.airflow_url}  (admin / {airflow.admin_password(settings)})")
     urls = {app.name: app.url() for app in APPS}
     table.add_row("dashboard", urls["dashboard"])
+    table.add_row("docs (dbt: lineage, column docs)", urls["docs"])
     table.add_row("metrics (Prometheus)", f"pipeline {urls['metrics']}, alerts {urls['alerts']}")
     table.add_row("demo took", f"{time.monotonic() - t_start:.0f} s")
     console.print(table)

@@ -21,6 +21,11 @@ W and M are aggregated from it: first open, highest high, lowest low, last close
 `deny_candles` is set (a plan without candle access), 422 for a bad parameter, and scripted answers
 via `fail_candles(n, status, retry_after)`. Every call is logged in `candle_requests`.
 
+REST (https://finnhub.io/docs/api/company-profile2): `GET /api/v1/stock/profile2?symbol=S&token=KEY`
+returns the profile set with `set_profile` (`{"country","currency","exchange","finnhubIndustry",
+"ipo","logo","marketCapitalization","name","phone","shareOutstanding","ticker","weburl"}`,
+market capitalization in millions) or `{}` for an unknown symbol; 401 for a wrong token.
+
 Runs in a background thread on 127.0.0.1 with ephemeral ports: `with FakeFinnhub() as server: ...`.
 """
 
@@ -116,6 +121,8 @@ class FakeFinnhub:
         self._daily: dict[str, list[Row]] | None = None
         self._extra_candles: dict[tuple[str, str], dict[int, Row]] = {}
         self._clients: list[Client] = []
+        self.profiles: dict[str, dict[str, Any]] = {}  # symbol -> /stock/profile2 answer
+        self.profile_requests: list[tuple[str, int]] = []  # (symbol, status)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-finnhub",
@@ -329,6 +336,28 @@ class FakeFinnhub:
             self.quote_requests.append((time.monotonic(), symbol, status))
         return status, body
 
+    # --- REST: /stock/profile2 ---------------------------------------------------------------
+
+    def set_profile(self, symbol: str, **fields: Any) -> None:
+        """The company profile served for `symbol` (Finnhub's field names: name, exchange,
+        currency, finnhubIndustry, marketCapitalization in millions, country, ipo, ...)."""
+        with self._lock:
+            self.profiles[symbol] = {"ticker": symbol, **fields}
+
+    def _profile_answer(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        token = query.get("token", [""])[0]
+        symbol = query.get("symbol", [""])[0]
+        with self._lock:
+            if token != self.token:
+                status, body = 401, {"error": "Invalid API key"}
+            elif not symbol:
+                status, body = 422, {"error": "Wrong symbol"}
+            else:
+                # an unknown symbol is `{}` with 200, as Finnhub answers it
+                status, body = 200, dict(self.profiles.get(symbol, {}))
+            self.profile_requests.append((symbol, status))
+        return status, body
+
     # --- REST: /stock/candle -------------------------------------------------------------------
 
     def daily_series(self) -> dict[str, list[Row]]:
@@ -422,6 +451,8 @@ class FakeFinnhub:
                 if path == "/api/v1/quote":
                     status, body = server._quote_answer(parse_qs(parts.query))
                     self._reply(status, body)
+                elif path == "/api/v1/stock/profile2":
+                    self._reply(*server._profile_answer(parse_qs(parts.query)))
                 elif path == "/api/v1/stock/candle":
                     status, body, headers = server._candle_answer(parse_qs(parts.query))
                     self._reply(status, body, headers)

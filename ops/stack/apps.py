@@ -48,6 +48,8 @@ APPS = (
     App("alerts", ("alerts", "--from-beginning"), "ALERTS_METRICS_PORT", 9103, "/metrics"),
     App("metrics", ("metrics",), "PIPELINE_METRICS_PORT", 9102, "/metrics", ("monitor", "bi_reader")),
     App("dashboard", ("dashboard",), "DASHBOARD_PORT", 8501, "/", ("bi_reader",)),
+    # serves what `tickhouse docs` (or the demo) generated last; started once the marts exist
+    App("docs", ("docs", "--no-generate"), "DOCS_PORT", 8580, "/"),
 )
 
 

@@ -3,7 +3,12 @@ same services, ports, versions, topics and Airflow settings."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,7 +74,7 @@ def test_versions_match_the_pinned_local_components(compose: dict[str, Any]) -> 
     kafka_version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
     assert kafka_version
     assert compose["services"]["kafka"]["image"] == f"apache/kafka:{kafka_version.group(1)}"
-    assert compose["services"]["postgres"]["image"] == "postgres:15"
+    assert compose["services"]["postgres"]["image"].startswith("postgres:15.")
     lock = (PROJECT_ROOT / "requirements.txt").read_text()
     airflow_version = re.search(r"^apache-airflow==(\S+)$", lock, re.M)
     assert airflow_version
@@ -121,3 +126,135 @@ def test_contract_variables_are_passed_with_contract_defaults(compose: dict[str,
     assert env["FINNHUB_API_URL"] == "${FINNHUB_API_URL:-https://api.finnhub.io/api/v1}"
     for variable in ("POSTGRES_PASSWORD", "LOADER_PASSWORD", "DBT_PASSWORD", "BI_READER_PASSWORD"):
         assert env[variable].startswith(f"${{{variable}:?"), variable  # required, never defaulted
+
+
+# --- the compose file's Airflow, rendered here without Docker -------------------------------------
+
+AIRFLOW_SERVICES = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+TICKHOUSE_SERVICES = ("dbt-manifest", "alerts", "exporter", "dashboard", "producer")
+_VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+
+
+def _interpolate(value: str, dotenv: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} against a .env; $$ is a literal $."""
+
+    def one(match: re.Match[str]) -> str:
+        name, kind, arg = match.group(1), match.group(2), match.group(3)
+        if dotenv.get(name):
+            return dotenv[name]
+        if kind == "?":
+            raise AssertionError(f"compose needs {name}: {arg}")
+        return arg if kind == "-" else ""
+
+    return _VARIABLE.sub(one, value.replace("$$", "\0")).replace("\0", "$")
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """container path -> host path of the service's bind mounts (./ is the repository)."""
+    out = {}
+    for spec in service.get("volumes", []):
+        source, target = str(spec).split(":")[:2]
+        if source.startswith("."):
+            out[target] = (PROJECT_ROOT / source).resolve()
+    return out
+
+
+def _on_host(container_path: str, mounts: dict[str, Path]) -> Path:
+    for target, source in sorted(mounts.items(), key=lambda m: -len(m[0])):
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return source / os.path.relpath(container_path, target)
+    raise AssertionError(f"{container_path} is not on a bind mount of the repository: {mounts}")
+
+
+DOTENV = {
+    "POSTGRES_PASSWORD": "pg", "LOADER_PASSWORD": "lo", "DBT_PASSWORD": "dbt", "BI_READER_PASSWORD": "bi",
+    "AIRFLOW_DB_PASSWORD": "af", "AIRFLOW_API_SECRET_KEY": "api", "AIRFLOW_JWT_SECRET": "jwt",
+    "AIRFLOW_ADMIN_PASSWORD": "admin",
+}
+
+
+def test_airflow_paths_under_compose_are_the_repositorys(compose: dict[str, Any]) -> None:
+    for name in AIRFLOW_SERVICES:
+        service = compose["services"][name]
+        env = {k: _interpolate(str(v), DOTENV) for k, v in service["environment"].items()}
+        mounts = _mounts(service)
+        assert mounts.get("/opt/tickhouse") == PROJECT_ROOT, name
+        # the DAG files sit in the mounted repository, so Path(__file__).parent.parent is its root
+        assert _on_host(env["AIRFLOW__CORE__DAGS_FOLDER"], mounts) == PROJECT_ROOT / "dags", name
+        assert _on_host(env["AIRFLOW__CORE__PLUGINS_FOLDER"], mounts) == PROJECT_ROOT / "plugins", name
+        assert _on_host(env["PYTHONPATH"], mounts) == PROJECT_ROOT, name
+        assert "dbt-manifest" in service["depends_on"], name
+        assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:8080"
+    manifest = compose["services"]["dbt-manifest"]
+    assert "dbt_parse" in " ".join(manifest["command"])
+    assert _mounts(manifest) == {"/opt/tickhouse": PROJECT_ROOT}
+
+
+def test_the_services_beside_airflow(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in TICKHOUSE_SERVICES:
+        assert _mounts(services[name]) == {"/opt/tickhouse": PROJECT_ROOT}, name
+        assert services[name]["environment"]["PYTHONPATH"] == "/opt/tickhouse", name
+    assert services["alerts"]["command"][:4] == ["python", "-m", "ops.cli", "alerts"]
+    assert services["exporter"]["command"][:4] == ["python", "-m", "ops.cli", "metrics"]
+    assert "dashboard/app.py" in services["dashboard"]["command"]
+    assert services["producer"]["profiles"] == ["finnhub"]
+    for name, port in (("alerts", 9103), ("exporter", 9102), ("dashboard", 8501)):
+        assert _published_ports(services[name]) == {("127.0.0.1", port)}, name
+    assert (PROJECT_ROOT / "dashboard/app.py").is_file()
+
+
+def test_every_dag_imports_under_the_compose_environment(compose: dict[str, Any], tmp_path: Path) -> None:
+    """The scheduler's rendered environment, container paths mapped through its mounts, parses
+    every DAG of the dags folder with Airflow's DagBag (what `airflow dags list-import-errors`
+    reports), after the dbt-manifest service's command wrote the manifest."""
+    service = compose["services"]["airflow-scheduler"]
+    mounts = _mounts(service)
+    env = {k: _interpolate(str(v), DOTENV) for k, v in service["environment"].items()}
+    for key in ("AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER", "PYTHONPATH"):
+        env[key] = str(_on_host(env[key], mounts))
+    env.update({
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AIRFLOW_HOME": str(tmp_path),
+        # parsing needs no metadata database; compose's points at the `postgres` container
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+        "TICKHOUSE_STATE_DIR": str(tmp_path / "state"),
+        "TICKHOUSE_ENV_FILE": str(tmp_path / "no.env"),
+    })
+    dags_folder = env["AIRFLOW__CORE__DAGS_FOLDER"]
+    script = (
+        "import json, sys\n"
+        "from transform.dbt_runner import MANIFEST_PATH, dbt_parse\n"
+        "if not MANIFEST_PATH.is_file():\n"
+        "    dbt_parse()  # what the dbt-manifest service runs\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={dags_folder!r})\n"
+        "print(json.dumps({'errors': {k: str(v)[-1500:] for k, v in bag.import_errors.items()},"
+        " 'dags': sorted(bag.dag_ids)}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    dag_files = sorted(p.stem for p in (PROJECT_ROOT / "dags").glob("*.py"))
+    assert result["dags"] == dag_files  # each file defines the DAG it is named after
+
+
+def test_every_image_is_pinned_and_listed(compose: dict[str, Any]) -> None:
+    listed = {
+        line.strip() for line in (PROJECT_ROOT / "stack/docker/images.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    images = {service["image"] for service in compose["services"].values() if "image" in service}
+    for image in images:
+        name, _, tag = image.rpartition(":")
+        assert name and tag and tag != "latest", f"{image} is not pinned to a tag"
+        assert re.fullmatch(r"\d+(\.\d+)+(-[\w.]+)?", tag), f"{image}: a floating tag"
+        assert image in listed, f"{image} is not listed in stack/docker/images.txt"
+    dockerfile = (PROJECT_ROOT / "stack/docker/Dockerfile.airflow").read_text()
+    base = re.search(r"^FROM (\S+)", dockerfile, re.M)
+    assert base and base.group(1) in listed
+    lock = (PROJECT_ROOT / "requirements.txt").read_text()
+    airflow = re.search(r"^apache-airflow==(\S+)$", lock, re.M)
+    assert airflow and f"tickhouse/airflow:{airflow.group(1)}" in images

@@ -130,3 +130,19 @@ create table if not exists raw.trading_sessions (
     regular_close   varchar       not null,
     post_close      varchar       not null
 );
+
+-- company profiles (`tickhouse symbols refresh`, Finnhub /stock/profile2 or the seed offline)
+create table if not exists raw.symbol_profiles (
+    symbol          varchar       not null,
+    name            varchar,
+    exchange        varchar,
+    currency        varchar,
+    country         varchar,
+    industry        varchar,
+    market_cap      number(38, 6),
+    ipo             date,
+    weburl          varchar,
+    source          varchar       not null,
+    fetched_at      timestamp_tz  not null,
+    loaded_at       timestamp_tz  not null
+);
