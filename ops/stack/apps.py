@@ -83,6 +83,13 @@ def start_apps(
             continue
         if Service(app.name, settings.state_dir).pid() is not None:
             continue
+        if app.name == "docs" and names is None:
+            from transform.docs import site_ready
+
+            if not site_ready():  # nothing to serve before the first `tickhouse docs` / demo
+                if callable(say):
+                    say(f"{app.name:<10} not started: no generated docs yet (run `tickhouse docs`)")
+                continue
         try:
             require_port_free("127.0.0.1", app.port(), app.port_variable)
         except StackError as err:

@@ -142,6 +142,13 @@ def owner_conn(settings: Settings) -> psycopg.Connection[Any]:
     return psycopg.connect(settings.conninfo("owner"), autocommit=True)
 
 
+def admin_conn(settings: Settings) -> psycopg.Connection[Any]:
+    """The cluster's bootstrap superuser (tablespaces and the like need it); the owner elsewhere."""
+    from tickhouse.warehouse import admin_conninfo
+
+    return psycopg.connect(admin_conninfo(settings), autocommit=True)
+
+
 # --- the drain as a process ------------------------------------------------------------------------
 
 DRAIN_ARGV = [str(VENV_BIN / "tickhouse"), "drain", "--once"]

@@ -26,6 +26,7 @@ from ops.stack import postgres
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import (
     RelTopics,
+    admin_conn,
     caught_up,
     check_trades_exactly_once,
     drain_until_caught_up,
@@ -92,10 +93,10 @@ def test_postgres_disk_full_during_a_drain(
     ids = write_replay_csv(csv, TRADES, ("RDF1", "RDF2", "RDF3"), now_ms() - 3_600_000, step_ms=5)
     mine = dataclasses.replace(settings, postgres_db=db)
     with _tiny_disk(mount_root) as space:
-        with owner_conn(settings) as conn:
+        with admin_conn(settings) as conn:
             conn.execute(f"create tablespace {tablespace} location '{space}'")
         try:
-            with owner_conn(settings) as conn:
+            with admin_conn(settings) as conn:
                 conn.execute(f'create database {db} owner "{settings.postgres_user}" tablespace {tablespace}')
             apply_migrations(mine)
             load_reference_data(mine)
@@ -131,6 +132,6 @@ def test_postgres_disk_full_during_a_drain(
             )
             assert result.lost == 0 and result.doubled == 0, result
         finally:
-            with owner_conn(settings) as conn:
+            with admin_conn(settings) as conn:
                 conn.execute(f"drop database if exists {db} with (force)")
                 conn.execute(f"drop tablespace if exists {tablespace}")

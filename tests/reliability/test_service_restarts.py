@@ -155,7 +155,7 @@ def test_postgres_restart_mid_drain(
     if not _dbt_available():
         scenario.note("dbt catch-up NOT RUN: transform.dbt_runner / dbt_project not available")
         return
-    from transform.dbt_runner import main as transform_main
+    from transform.cli import main as transform_main
 
     t0 = time.monotonic()
     code = transform_main([])

@@ -28,7 +28,7 @@ from drain.runner import drain_once
 from drain.stats import DrainResult
 from tests.integration.dbt.raw_rows import RawTrade
 from tickhouse.config import Settings, load_settings
-from tickhouse.warehouse import connect, setup_warehouse
+from tickhouse.warehouse import admin_conninfo, connect, setup_warehouse
 from transform.dbt_runner import build
 
 # (symbol, price, volume, ts in epoch ms)
@@ -36,7 +36,8 @@ TradeTuple = tuple[str, Decimal, Decimal, int]
 
 
 def _drop_database(settings: Settings) -> None:
-    with connect(settings, "owner", dbname="postgres", autocommit=True) as conn:
+    # the bootstrap superuser: `with (force)` ends sessions of any role (the owner may not)
+    with psycopg.connect(admin_conninfo(settings), autocommit=True) as conn:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.postgres_db))
         )

@@ -447,7 +447,7 @@ def test_merge_day_partitions_of_an_old_install_into_months_and_years(
     assert main(["--merge-day-partitions"]) == 0  # nothing left to merge: a no-op
 
     topics = own_topics(own_db)  # the drain goes on loading into the merged ranges
-    topics.produce(topics.trades, [trade(i, ts=ms(d)) for i, d in enumerate([date(2018, 3, 3), today])])
+    topics.produce(topics.trades, [trade(i, ts=ms(d)) for i, d in enumerate([date(2018, 3, 3), recent[0]])])
     topics.drain_until_caught_up()
     with owner(own_db) as conn:
         assert len(partitions_of(conn, "raw.trades")) == len(parts)
