@@ -33,6 +33,7 @@ import uuid
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, Producer
@@ -133,34 +134,39 @@ HEAP_VARIANTS = {
 }
 
 
+def _timed_copy_then_drop(conn: psycopg.Connection[Any], table: str, path: Path) -> float:
+    """COPY the file into the scratch `table` (raw.trades' columns) and commit, timed; the table
+    is dropped afterwards."""
+    columns = ", ".join(COLUMNS["trades"])
+    try:
+        start = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"copy {table} ({columns}) from stdin") as copy, \
+                path.open("rb") as f:
+            while block := f.read(1 << 20):
+                copy.write(block)
+        conn.commit()
+        return time.perf_counter() - start
+    finally:
+        conn.rollback()
+        conn.execute(f"drop table {table}")
+        conn.commit()
+
+
 def copy_into_heap(settings: Settings, path: Path, extra: str | None = None) -> float:
     """COPY the file into a new logged heap with raw.trades' columns (and `extra` DDL), timed;
     the table is dropped afterwards."""
     name = f"raw.bench_heap_{uuid.uuid4().hex[:8]}"
-    columns = ", ".join(COLUMNS["trades"])
     with psycopg.connect(settings.conninfo("loader")) as conn:
         conn.execute(f"create table {name} (like raw.trades including defaults)")
         if extra:
             conn.execute(extra.format(t=name))
         conn.commit()
-        try:
-            start = time.perf_counter()
-            with conn.cursor() as cur, cur.copy(f"copy {name} ({columns}) from stdin") as copy, \
-                    path.open("rb") as f:
-                while block := f.read(1 << 20):
-                    copy.write(block)
-            conn.commit()
-            return time.perf_counter() - start
-        finally:
-            conn.rollback()
-            conn.execute(f"drop table {name}")
-            conn.commit()
+        return _timed_copy_then_drop(conn, name, path)
 
 
 def copy_into_bare_partitions(settings: Settings, path: Path) -> float:
     """COPY the file into a copy of raw.trades partitioned the same way, without any index."""
     name = f"bench_parts_{uuid.uuid4().hex[:8]}"
-    columns = ", ".join(COLUMNS["trades"])
     with psycopg.connect(settings.conninfo("loader")) as conn:
         conn.execute(
             f"create table raw.{name} (like raw.trades including defaults) partition by range (event_time)"
@@ -170,18 +176,7 @@ def copy_into_bare_partitions(settings: Settings, path: Path) -> float:
             " for values from ('1971-01-01 00:00+00') to ('1971-02-01 00:00+00')"
         )
         conn.commit()
-        try:
-            start = time.perf_counter()
-            with conn.cursor() as cur, cur.copy(f"copy raw.{name} ({columns}) from stdin") as copy, \
-                    path.open("rb") as f:
-                while block := f.read(1 << 20):
-                    copy.write(block)
-            conn.commit()
-            return time.perf_counter() - start
-        finally:
-            conn.rollback()
-            conn.execute(f"drop table raw.{name}")
-            conn.commit()
+        return _timed_copy_then_drop(conn, f"raw.{name}", path)
 
 
 def naive_consumer(settings: Settings, topic: str, seconds: float) -> tuple[int, float]:
