@@ -8,8 +8,7 @@ Outside Airflow (`tickhouse drain`) nothing changes: the configuration is read a
 
 from __future__ import annotations
 
-import dataclasses
-
+from tickhouse.airflow_connections import with_connection
 from tickhouse.config import Settings
 
 WAREHOUSE_CONN_ID = "tickhouse_warehouse"
@@ -24,19 +23,4 @@ def warehouse_settings(settings: Settings, conn_id: str = WAREHOUSE_CONN_ID) -> 
 
     if (os.environ.get("WAREHOUSE") or "postgres").strip().lower() == "snowflake":
         return settings
-    from airflow.sdk import BaseHook  # only inside Airflow: parsing a DAG never gets here
-
-    conn = BaseHook.get_connection(conn_id)
-    if not conn.login or conn.password is None:
-        raise ValueError(
-            f"the Airflow connection {conn_id!r} has no login or password; set it to the "
-            "warehouse's loader role (e.g. postgresql://tickhouse_loader:...@host:5432/tickhouse)"
-        )
-    return dataclasses.replace(
-        settings,
-        postgres_host=conn.host or settings.postgres_host,
-        postgres_port=int(conn.port or settings.postgres_port),
-        postgres_db=conn.schema or settings.postgres_db,
-        loader_user=conn.login,
-        loader_password=conn.password,
-    )
+    return with_connection(settings, conn_id, "loader")

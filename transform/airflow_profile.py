@@ -8,13 +8,13 @@ the SNOWFLAKE_* variables.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 from cosmos import ProfileConfig
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
+from tickhouse.airflow_connections import with_connection
 from tickhouse.config import Settings
 
 DBT_CONN_ID = "tickhouse_dbt"
@@ -52,19 +52,4 @@ def dbt_settings(settings: Settings, conn_id: str = DBT_CONN_ID) -> Settings:
     target = os.environ.get("DBT_TARGET") or os.environ.get("WAREHOUSE") or "postgres"
     if target.strip().lower() != "postgres":
         return settings
-    from airflow.sdk import BaseHook  # only inside a running task
-
-    conn = BaseHook.get_connection(conn_id)
-    if not conn.login or conn.password is None:
-        raise ValueError(
-            f"the Airflow connection {conn_id!r} has no login or password; set it to the "
-            "warehouse's dbt role (e.g. postgresql://tickhouse_dbt:...@host:5432/tickhouse)"
-        )
-    return dataclasses.replace(
-        settings,
-        postgres_host=conn.host or settings.postgres_host,
-        postgres_port=int(conn.port or settings.postgres_port),
-        postgres_db=conn.schema or settings.postgres_db,
-        dbt_user=conn.login,
-        dbt_password=conn.password,
-    )
+    return with_connection(settings, conn_id, "dbt")

@@ -1,0 +1,36 @@
+"""A warehouse role's credentials from an Airflow connection (issue 16), for code that runs inside
+an Airflow task: the drain takes the loader's from `tickhouse_warehouse`, dbt the dbt role's from
+`tickhouse_dbt`, so a user's own Airflow works with the connections the README documents and the
+local stack's workers hold no password variables (issue 14)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tickhouse.config import Settings
+
+# the Settings fields of each role a connection may stand for
+_ROLE_FIELDS = {"loader": ("loader_user", "loader_password"), "dbt": ("dbt_user", "dbt_password")}
+
+
+def with_connection(settings: Settings, conn_id: str, role: str) -> Settings:
+    """`settings` with `role`'s host, port, database, login and password taken from the Airflow
+    connection `conn_id` (empty host/port/schema keep the configured ones)."""
+    from airflow.sdk import BaseHook  # only inside a running task: parsing a DAG never gets here
+
+    conn = BaseHook.get_connection(conn_id)
+    if not conn.login or conn.password is None:
+        raise ValueError(
+            f"the Airflow connection {conn_id!r} has no login or password; set it to the "
+            f"warehouse's {role} role (e.g. postgresql://tickhouse_{role}:...@host:5432/tickhouse)"
+        )
+    user_field, password_field = _ROLE_FIELDS[role]
+    credentials: dict[str, Any] = {user_field: conn.login, password_field: conn.password}
+    return dataclasses.replace(
+        settings,
+        postgres_host=conn.host or settings.postgres_host,
+        postgres_port=int(conn.port or settings.postgres_port),
+        postgres_db=conn.schema or settings.postgres_db,
+        **credentials,
+    )
