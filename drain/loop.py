@@ -78,8 +78,7 @@ def drain_continuously(
             pending.append(checks.submit(steps))
 
         try:
-            outcome = _loop(settings, options, seconds, idle_seconds, poll_seconds,
-                            max_poll_seconds, after_load,
+            outcome = _loop(seconds, idle_seconds, poll_seconds, max_poll_seconds, after_load,
                             lambda: drain(settings, options, defer=defer))
         finally:
             # the checks of every committed drain run to the end, whatever ended the loop
@@ -91,8 +90,6 @@ def drain_continuously(
 
 
 def _loop(
-    settings: Settings,
-    options: DrainOptions,
     seconds: float,
     idle_seconds: float,
     poll_seconds: float,

@@ -20,7 +20,7 @@ from ops.stack.processes import (
     tickhouse_command,
     wait_until,
 )
-from ops.stack.restarts import read_restarts, reset_restarts, supervisor_service
+from ops.stack.restarts import count_of, read_restarts, reset_restarts, supervisor_service
 from tickhouse.config import Settings, env_file, read_env_file
 
 
@@ -153,15 +153,13 @@ def app_status(settings: Settings) -> list[AppStatus]:
     out = []
     for app in APPS:
         running = Service(app.name, settings.state_dir).pid() is not None
-        entry = restarts.get(app.name) or {}
-        count = entry.get("restarts", 0) if isinstance(entry, dict) else 0
         out.append(
             AppStatus(
                 app.name,
                 app.url(),
                 running,
                 running and _answers(app.url()),
-                count if isinstance(count, int) else 0,
+                count_of(restarts, app.name),
                 supervised,
             )
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ops.stack.processes import Service
@@ -28,10 +29,28 @@ def read_restarts(state_dir: Path) -> dict[str, dict[str, object]]:
     return data if isinstance(data, dict) else {}
 
 
-def restart_count(state_dir: Path, name: str) -> int:
-    entry = read_restarts(state_dir).get(name) or {}
+def count_of(data: dict[str, dict[str, object]], name: str) -> int:
+    """`name`'s restart count in what `read_restarts` returned (0 when absent or malformed)."""
+    entry = data.get(name) or {}
     count = entry.get("restarts", 0) if isinstance(entry, dict) else 0
     return int(count) if isinstance(count, int) else 0
+
+
+def restart_count(state_dir: Path, name: str) -> int:
+    return count_of(read_restarts(state_dir), name)
+
+
+def record_restart(state_dir: Path, name: str, backoff_s: float) -> int:
+    """Count one more restart of `name` (with its time and the backoff waited); returns the count."""
+    data = read_restarts(state_dir)
+    count = count_of(data, name) + 1
+    data[name] = {
+        "restarts": count,
+        "last_restart": datetime.now(UTC).isoformat(timespec="seconds"),
+        "backoff_s": backoff_s,
+    }
+    write_restarts(state_dir, data)
+    return count
 
 
 def write_restarts(state_dir: Path, data: dict[str, dict[str, object]]) -> None:

@@ -18,13 +18,12 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 from ops.stack.apps import APPS, launch_app
 from ops.stack.processes import Service, port_open
-from ops.stack.restarts import read_restarts, write_restarts
+from ops.stack.restarts import record_restart
 from tickhouse.config import load_settings
 
 FIRST_BACKOFF_S = 1.0
@@ -74,18 +73,10 @@ def supervise(
                 watch.next_try = now + watch.backoff
                 continue
             new_pid = start(name)
-            data = read_restarts(state_dir)
-            entry = data.get(name) or {}
-            count = entry.get("restarts", 0) if isinstance(entry, dict) else 0
-            data[name] = {
-                "restarts": (count if isinstance(count, int) else 0) + 1,
-                "last_restart": datetime.now(UTC).isoformat(timespec="seconds"),
-                "backoff_s": watch.backoff,
-            }
-            write_restarts(state_dir, data)
+            count = record_restart(state_dir, name, watch.backoff)
             next_backoff = min(watch.backoff * 2, MAX_BACKOFF_S)
             say(f"{name}: was gone (pid {watch.seen_pid}); restarted as pid {new_pid} "
-                f"(restart {data[name]['restarts']}, next backoff {next_backoff:.0f} s)")
+                f"(restart {count}, next backoff {next_backoff:.0f} s)")
             watch.seen_pid, watch.up_since, watch.next_try = new_pid, now, None
             watch.backoff = next_backoff
         time.sleep(POLL_S)
