@@ -37,11 +37,9 @@ from typing import Any
 from airflow.sdk import Asset, dag, task
 
 from alerts.airflow_failures import notify_dag_failure, notify_failure
-from drain.assets import RAW_TABLE_ASSETS
+from drain.assets import MART_INPUTS, RAW_TABLE_ASSETS
 
 RAW_ASSETS = {table: Asset(name) for table, name in RAW_TABLE_ASSETS.items()}
-# the raw tables the marts read: a load of one of them runs the hot models
-MART_INPUTS = ("raw.trades", "raw.candles", "raw.alerts")
 
 
 def _seconds(name: str, default: float) -> float:
@@ -94,6 +92,7 @@ def ingest_market_data() -> None:
             hot = HotTransform(dbt_settings(settings))
 
             def after_load(result: DrainResult) -> None:
+                # a load of a raw table the marts read runs the hot models
                 if any(result.loaded_by_table.get(table, 0) for table in MART_INPUTS):
                     hot.run()
 

@@ -22,16 +22,12 @@ from cosmos import DbtDag, ExecutionConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from alerts.airflow_failures import notify_dag_failure, notify_failure
-from drain.assets import RAW_TABLE_ASSETS
+from drain.assets import MART_INPUTS, RAW_TABLE_ASSETS
 from transform.airflow_profile import profile_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
-
-# the raw tables the marts read, as the ingest DAG names their Assets (drain.assets)
-MART_INPUTS = ("raw.trades", "raw.candles", "raw.alerts")
-
 
 
 def _writes_a_hot_model(context: Any) -> bool:

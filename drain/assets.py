@@ -16,3 +16,7 @@ RAW_TABLE_ASSETS: dict[str, str] = {
     "raw.alerts": "tickhouse.raw.alerts",
     "raw.candles": "tickhouse.raw.candles",
 }
+
+# the raw tables the marts read (no mart reads quotes): what transform_marts is scheduled on and
+# what makes the ingest DAG's hot loop run dbt
+MART_INPUTS: tuple[str, ...] = ("raw.trades", "raw.candles", "raw.alerts")
