@@ -494,12 +494,12 @@ def test_each_process_holds_only_its_own_role(
     found: list[str] = []
     checked: dict[str, int] = {}
     try:
-        # every app `make up` starts (docs only once its site was generated)
-        assert {"alerts", "metrics", "dashboard"} <= set(started), started
+        # every app `make up` starts (started here or by an earlier test; docs only once its site
+        # was generated)
         for app in apps.APPS:
-            if app.name not in started:
-                continue
             pid = Service(app.name, settings.state_dir).pid()
+            if app.name == "docs" and pid is None:
+                continue
             assert pid, f"{app.name} is not running"
             environ = _environ(pid)
             assert environ is not None and b"TICKHOUSE_NO_SECRETS_FILE=1" in environ

@@ -128,7 +128,7 @@ def test_a_plan_without_candle_access_fails_the_run_at_once(
     assert "this API key's plan has no access to stock candles" in output
     assert len(fake_finnhub.candle_requests) == 1  # one call: no retry of the task or the call
     [run] = [r for r in runs_since(airflow_api, started) if r["conf"] == conf]
-    assert run["state"] == "failed"
+    assert run["state"] == "failed", output[-4000:]
     [task] = airflow_api.task_instances(DAG_ID, run["dag_run_id"])
     assert (task["state"], task["try_number"]) == ("failed", 1)
 
