@@ -55,6 +55,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from tickhouse.config import load_settings
+from tickhouse.kafka import client_config
 
 HERE = Path(__file__).resolve().parent
 RULES = HERE / "bench_alerts_rules.yaml"
@@ -169,7 +170,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.bootstrap = load_settings().kafka_bootstrap_servers
-        self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        self.admin = AdminClient(client_config(self.bootstrap))
         self.created: list[str] = []
         self.groups: list[str] = []
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -292,7 +293,7 @@ class Bench:
     def producer(self) -> Producer:
         return Producer(
             {
-                "bootstrap.servers": self.bootstrap,
+                **client_config(self.bootstrap),
                 "linger.ms": self.args.linger_ms,
                 "queue.buffering.max.messages": 2_000_000,
                 "acks": 1,
@@ -339,7 +340,7 @@ class Bench:
 
     def alert_latencies(self, topic: str, since_ms: int, forwarder: bool) -> list[float]:
         """Latency (ms) of every alert on `topic` whose trade was produced at/after `since_ms`."""
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
+        consumer = Consumer({**client_config(self.bootstrap), "group.id": f"bench-{uuid.uuid4().hex}"})
         try:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
             if high <= low:

@@ -44,6 +44,7 @@ from drain.runner import drain_once
 from drain.targets.postgres.copy_rows import trade_line
 from drain.targets.postgres.loader import copy_statement
 from tickhouse.config import Settings, load_settings
+from tickhouse.kafka import client_config
 from tickhouse.raw_tables import COLUMNS
 from tickhouse.schemas import parse_trade
 from tickhouse.warehouse import setup_warehouse
@@ -68,13 +69,13 @@ def payloads(n: int) -> list[bytes]:
 
 
 def produce(settings: Settings, topic: str, values: list[bytes], partitions: int) -> float:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(settings.kafka_bootstrap_servers))
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
         topic
     ].result(30)
     producer = Producer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings.kafka_bootstrap_servers),
             "linger.ms": 20,
             "batch.size": 1_000_000,
             "queue.buffering.max.messages": 1_000_000,
@@ -183,7 +184,7 @@ def naive_consumer(settings: Settings, topic: str, seconds: float) -> tuple[int,
     """The tutorial consumer: poll one message, INSERT it, COMMIT, repeat."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings.kafka_bootstrap_servers),
             "group.id": f"bench-naive-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
         }
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.keep:
         drop_bench_partitions(settings)
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        admin = AdminClient(client_config(settings.kafka_bootstrap_servers))
         admin.delete_topics([topic])[topic].result(30)
         with psycopg.connect(settings.conninfo("loader"), autocommit=True) as conn:
             conn.execute("delete from raw.kafka_offsets where topic = %s", (topic,))

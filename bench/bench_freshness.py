@@ -35,6 +35,7 @@ from confluent_kafka import Producer
 from ops.airflow_api import AirflowAPI
 from ops.stack import airflow
 from tickhouse.config import Settings, load_settings
+from tickhouse.kafka import client_config
 from tickhouse.warehouse import connect
 
 DAGS = ("ingest_market_data", "transform_marts")
@@ -75,7 +76,7 @@ class Phase:
 
 def _produce(settings: Settings, phase: Phase, symbols: list[str], rate: int, seconds: float,
              stop: threading.Event) -> int:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 5,
+    producer = Producer({**client_config(settings.kafka_bootstrap_servers), "linger.ms": 5,
                          "enable.idempotence": True})
     sent = 0
     started = time.monotonic()

@@ -34,6 +34,7 @@ from producer.publisher import Publisher, producer_config
 from producer.replay import Prepared, ReadStats, batched, prepare_file, publish_prepared
 from producer.synthetic import SyntheticConfig, generate
 from tickhouse.config import load_settings
+from tickhouse.kafka import client_config
 
 SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "NVDA", "META", "NFLX", "AMD", "INTC")
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings()
     bootstrap = settings.kafka_bootstrap_servers
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     run_id = uuid.uuid4().hex[:8]
     topics = [f"bench.producer.{run_id}.{name}" for name in ("bare", "publisher", "replay")]
     partitions = settings.topic_partitions

@@ -104,9 +104,12 @@ def backfill_history() -> None:
         )
         from producer.finnhub_quotes import hide_secret_in_logs
         from producer.finnhub_stream import FinnhubAuthError
+        from tickhouse.airflow_connections import use_kafka_connection
         from tickhouse.config import ConfigError, load_settings
 
         try:
+            # the producer's Kafka principal (issue 14), from its Airflow connection
+            use_kafka_connection("tickhouse_kafka_producer")
             settings = load_settings()
             hide_secret_in_logs(settings.finnhub_api_key)
             request = finnhub_request(context["params"])

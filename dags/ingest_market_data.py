@@ -80,12 +80,14 @@ def ingest_market_data() -> None:
         from drain.loop import drain_continuously
         from drain.options import load_options
         from drain.stats import DrainResult
+        from tickhouse.airflow_connections import use_kafka_connection
         from tickhouse.config import load_settings
         from transform.airflow_profile import dbt_settings
         from transform.hot import HotTransform
 
         # credentials from the Airflow connections: tickhouse_warehouse (the loader) for the drain,
-        # tickhouse_dbt for the hot models
+        # tickhouse_dbt for the hot models, tickhouse_kafka (the drain's Kafka principal)
+        use_kafka_connection("tickhouse_kafka")
         settings = warehouse_settings(load_settings())
         after_load = None
         if os.environ.get("DRAIN_HOT_TRANSFORM", "1") != "0":

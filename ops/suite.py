@@ -25,11 +25,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ops.stack.manager import COMPONENTS, down, up
-from tickhouse.config import PROJECT_ROOT
+from tickhouse.config import KAFKA_PRINCIPALS, PROJECT_ROOT
 
 # what configures Tickhouse, or reaches outside services: never taken from the caller's environment
 _NOT_PASSED_ON = (
-    "TICKHOUSE_", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_CONTROLLER_PORT", "KAFKA_HEAP_OPTS", "TOPIC_",
+    "TICKHOUSE_", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_CONTROLLER_PORT", "KAFKA_HEAP_OPTS",
+    "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_", "KAFKA_SSL_", "KAFKA_USERNAME", "KAFKA_PASSWORD",
+    *(f"KAFKA_{p.upper()}_PASSWORD" for p in (*KAFKA_PRINCIPALS, "controller")), "TOPIC_",
     "TRADES_TOPIC", "QUOTES_TOPIC", "ALERTS_", "CANDLES_TOPIC", "POSTGRES_", "LOADER_", "DBT_",
     "BI_READER_", "AIRFLOW", "FINNHUB_", "SYMBOLS", "DRAIN_", "QUARANTINE_", "WAREHOUSE",
     "SNOWFLAKE_", "SLACK_", "SMTP_", "DASHBOARD_", "DOCS_", "PIPELINE_METRICS_", "PRODUCER_METRICS_", "DEMO_",

@@ -14,6 +14,7 @@ import pytest
 
 from ops.airflow_api import AirflowAPI
 from tickhouse.config import Settings, load_settings
+from tickhouse.kafka import client_config
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -54,7 +55,7 @@ def unique_topic(settings: Settings) -> Iterator[str]:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     name = f"test.{uuid.uuid4().hex[:12]}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(settings.kafka_bootstrap_servers))
     admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])[name].result(30)
     yield name
     admin.delete_topics([name])[name].result(30)

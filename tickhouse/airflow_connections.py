@@ -34,3 +34,34 @@ def with_connection(settings: Settings, conn_id: str, role: str) -> Settings:
         postgres_db=conn.schema or settings.postgres_db,
         **credentials,
     )
+
+
+# the librdkafka settings of a Kafka connection's extra, and the variables they stand for
+_KAFKA_EXTRA = {
+    "security.protocol": "KAFKA_SECURITY_PROTOCOL",
+    "sasl.mechanism": "KAFKA_SASL_MECHANISM",
+    "sasl.username": "KAFKA_USERNAME",
+    "sasl.password": "KAFKA_PASSWORD",
+    "ssl.ca.location": "KAFKA_SSL_CA_LOCATION",
+}
+
+
+def use_kafka_connection(conn_id: str) -> None:
+    """Make the Kafka login of the Airflow connection `conn_id` (its extra's librdkafka settings:
+    security.protocol, sasl.mechanism, sasl.username, sasl.password) this task process's Kafka
+    identity, which every client Tickhouse makes then uses (`tickhouse.kafka.client_config`).
+    A connection without them, or no such connection, leaves the configuration as it is (e.g. a
+    PLAINTEXT cluster, or KAFKA_USERNAME/KAFKA_PASSWORD given to the workers)."""
+    import os
+
+    from airflow.sdk import BaseHook  # only inside a running task: parsing a DAG never gets here
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        extra = BaseHook.get_connection(conn_id).extra_dejson
+    except AirflowNotFoundException:
+        return
+    # this process only: the task runs in a process of its own, which ends with it
+    for key, variable in _KAFKA_EXTRA.items():
+        if extra.get(key):
+            os.environ[variable] = str(extra[key])

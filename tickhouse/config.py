@@ -33,6 +33,76 @@ class ConfigError(TickhouseError, ValueError):
     """A configuration variable has a value Tickhouse cannot use."""
 
 
+KAFKA_DEFAULT_MECHANISM = "SCRAM-SHA-256"
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+KAFKA_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+# the local stack's Kafka principals (issue 14); KAFKA_<NAME>_PASSWORD holds each one's password
+KAFKA_PRINCIPALS = ("admin", "producer", "drain", "alerts", "monitor")
+
+
+def kafka_password_variable(principal: str) -> str:
+    """The variable holding a local-stack Kafka principal's password: KAFKA_ADMIN_PASSWORD, ..."""
+    return f"KAFKA_{principal.upper()}_PASSWORD"
+
+
+def _kafka_identity(env: Mapping[str, str]) -> dict[str, str]:
+    """Who this process is on Kafka. KAFKA_USERNAME/KAFKA_PASSWORD when set (a user's own cluster,
+    or a service the local stack started with its own principal); otherwise, where the local
+    stack's secrets are readable (the user's own `tickhouse` commands), its admin principal.
+    The protocol defaults to SASL_PLAINTEXT when there is a username, PLAINTEXT when not."""
+    username = env.get("KAFKA_USERNAME", "").strip()
+    password = env.get("KAFKA_PASSWORD", "")
+    if not username and env.get(kafka_password_variable("admin")):
+        username = "admin"
+    if username and not password and username in KAFKA_PRINCIPALS:
+        password = env.get(kafka_password_variable(username), "")
+    protocol = env.get("KAFKA_SECURITY_PROTOCOL", "").strip().upper() or (
+        "SASL_PLAINTEXT" if username else "PLAINTEXT"
+    )
+    if protocol not in KAFKA_PROTOCOLS:
+        raise ConfigError(
+            f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(KAFKA_PROTOCOLS)}"
+        )
+    mechanism = env.get("KAFKA_SASL_MECHANISM", "").strip().upper() or KAFKA_DEFAULT_MECHANISM
+    if mechanism not in KAFKA_MECHANISMS:
+        raise ConfigError(
+            f"KAFKA_SASL_MECHANISM={mechanism!r} is not one of {', '.join(KAFKA_MECHANISMS)}"
+        )
+    return {
+        "kafka_security_protocol": protocol,
+        "kafka_sasl_mechanism": mechanism,
+        "kafka_username": username,
+        "kafka_password": password,
+    }
+
+
+def kafka_security(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The librdkafka security settings of this process's Kafka identity (see `_kafka_identity`),
+    from the merged configuration; {} on PLAINTEXT."""
+    env = merged_environment(environ)
+    identity = _kafka_identity(env)
+    protocol = identity["kafka_security_protocol"]
+    if protocol == "PLAINTEXT":
+        return {}
+    out = {"security.protocol": protocol}
+    if protocol.startswith("SASL"):
+        if not (identity["kafka_username"] and identity["kafka_password"]):
+            raise ConfigError(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_USERNAME and KAFKA_PASSWORD; set "
+                "both (or run `make up`, which generates the local stack's Kafka users)"
+            )
+        out.update(
+            {
+                "sasl.mechanism": identity["kafka_sasl_mechanism"],
+                "sasl.username": identity["kafka_username"],
+                "sasl.password": identity["kafka_password"],
+            }
+        )
+    if protocol.endswith("SSL") and env.get("KAFKA_SSL_CA_LOCATION"):
+        out["ssl.ca.location"] = env["KAFKA_SSL_CA_LOCATION"]
+    return out
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """Parse a `KEY=value` file (comments, blank lines, optional quotes, `export `)."""
     values: dict[str, str] = {}
@@ -152,6 +222,12 @@ class Settings:
     finnhub_ws_url: str
     finnhub_api_url: str
     symbols: tuple[str, ...]
+    # the Kafka identity of this process (issue 14): KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
+    # KAFKA_USERNAME, KAFKA_PASSWORD; see `kafka_security`
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = KAFKA_DEFAULT_MECHANISM
+    kafka_username: str = ""
+    kafka_password: str = ""
 
     @property
     def kafka_port(self) -> int:
@@ -228,6 +304,10 @@ class Settings:
             "FINNHUB_WS_URL": self.finnhub_ws_url,
             "FINNHUB_API_URL": self.finnhub_api_url,
             "SYMBOLS": ",".join(self.symbols),
+            "KAFKA_SECURITY_PROTOCOL": self.kafka_security_protocol,
+            "KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "KAFKA_USERNAME": self.kafka_username,
+            "KAFKA_PASSWORD": self.kafka_password,
             "TICKHOUSE_STATE_DIR": str(self.state_dir),
         }
 
@@ -307,6 +387,7 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
             ("http", "https"),
         ),
         symbols=parse_symbols("SYMBOLS", get("SYMBOLS", DEFAULT_SYMBOLS)),
+        **_kafka_identity(env),
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: ignore[attr-defined]
 
+from tickhouse.config import kafka_security
 from tickhouse.errors import TickhouseError
 
 # Every producer of ours: idempotent and acknowledged by every in-sync replica, so retries neither
@@ -44,15 +45,23 @@ class TopicReadError(KafkaTopicError):
     """A topic could not be read to its end in time (the broker is slow or unreachable)."""
 
 
+def client_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
+    """The base of every client configuration: the brokers and this process's Kafka identity
+    (security protocol, SASL mechanism, username and password: `config.kafka_security`), so no
+    caller repeats them; `overrides` are librdkafka settings and win (a test's other principal)."""
+    return {"bootstrap.servers": bootstrap_servers, **kafka_security(), **overrides}
+
+
 def producer_config(bootstrap_servers: str, client_id: str, **overrides: Any) -> dict[str, Any]:
     """An idempotent, acks=all producer's configuration; `overrides` are librdkafka settings."""
-    return {"bootstrap.servers": bootstrap_servers, "client.id": client_id, **RELIABLE, **overrides}
+    return client_config(bootstrap_servers, **{"client.id": client_id, **RELIABLE, **overrides})
 
 
 def consumer_config(bootstrap_servers: str, group: str, **overrides: Any) -> dict[str, Any]:
     """A consumer that commits only when told to (the services decide when an offset is done)."""
-    return {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False,
-            **overrides}
+    return client_config(
+        bootstrap_servers, **{"group.id": group, "enable.auto.commit": False, **overrides}
+    )
 
 
 def producer(bootstrap_servers: str, client_id: str, **overrides: Any) -> Producer:
@@ -63,8 +72,8 @@ def consumer(bootstrap_servers: str, group: str, **overrides: Any) -> Consumer:
     return Consumer(consumer_config(bootstrap_servers, group, **overrides))
 
 
-def admin(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers, **QUIET})
+def admin(bootstrap_servers: str, **overrides: Any) -> AdminClient:
+    return AdminClient(client_config(bootstrap_servers, **{**QUIET, **overrides}))
 
 
 def probe_group() -> str:

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from ops.stack.credentials import service_environment
 from ops.stack.processes import Service, StackError, port_open, require_port_free, wait_until
-from tickhouse.config import Settings, env_file, merged_environment, read_env_file
+from tickhouse.config import (
+    Settings,
+    env_file,
+    kafka_password_variable,
+    merged_environment,
+    read_env_file,
+)
 
 # the warehouse roles whose passwords are in Airflow's environment as variables: none; the drain's
 # and dbt's reach the tasks only in the connections tickhouse_warehouse and tickhouse_dbt (issue 16)
@@ -62,9 +68,22 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         f"postgresql://{settings.dbt_user}:{settings.dbt_password}"
         f"@{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_db}"
     )
-    kafka_conn = json.dumps(
-        {"conn_type": "kafka", "extra": {"bootstrap.servers": settings.kafka_bootstrap_servers}}
-    )
+    # the Kafka principals of the drain (ingest_market_data, stack_healthcheck) and of the
+    # producer (backfill_history), issue 14: their logins are in these connections only
+    def kafka_conn(principal: str) -> str:
+        return json.dumps(
+            {
+                "conn_type": "kafka",
+                "extra": {
+                    "bootstrap.servers": settings.kafka_bootstrap_servers,
+                    "security.protocol": settings.kafka_security_protocol,
+                    "sasl.mechanism": settings.kafka_sasl_mechanism,
+                    "sasl.username": principal,
+                    "sasl.password": _secret(settings, kafka_password_variable(principal)),
+                },
+            }
+        )
+
     # the project's .env reaches the workers too (DRAIN_*, WAREHOUSE, SNOWFLAKE_*, notifiers...);
     # the process environment wins over it, as everywhere. No generated secret reaches Airflow
     # as a variable; the loader's and dbt's passwords are in its connections only (issue 14).
@@ -109,7 +128,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_TICKHOUSE_WAREHOUSE": warehouse_uri,
             "AIRFLOW_CONN_TICKHOUSE_DBT": dbt_uri,
-            "AIRFLOW_CONN_TICKHOUSE_KAFKA": kafka_conn,
+            "AIRFLOW_CONN_TICKHOUSE_KAFKA": kafka_conn("drain"),
+            "AIRFLOW_CONN_TICKHOUSE_KAFKA_PRODUCER": kafka_conn("producer"),
             "PYTHONPATH": os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p),
             "NO_PROXY": "*",
         }

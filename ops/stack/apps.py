@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from ops.stack.credentials import GENERATED, service_environment
+from ops.stack.credentials import GENERATED, KAFKA_IDENTITY, service_environment
 from ops.stack.processes import (
     Service,
     StackError,
@@ -33,6 +33,8 @@ class App:
     health_path: str
     # the warehouse roles whose passwords it receives (issue 14: its own only)
     roles: tuple[str, ...] = ()
+    # its Kafka principal (issue 14), whose login it alone receives
+    kafka_user: str | None = None
 
     def port(self) -> int:
         # the environment, then the project's .env (as for every other setting): a port set in .env
@@ -45,8 +47,11 @@ class App:
 
 
 APPS = (
-    App("alerts", ("alerts", "--from-beginning"), "ALERTS_METRICS_PORT", 9103, "/metrics"),
-    App("metrics", ("metrics",), "PIPELINE_METRICS_PORT", 9102, "/metrics", ("monitor", "bi_reader")),
+    App("alerts", ("alerts", "--from-beginning"), "ALERTS_METRICS_PORT", 9103, "/metrics", (), "alerts"),
+    App(
+        "metrics", ("metrics",), "PIPELINE_METRICS_PORT", 9102, "/metrics", ("monitor", "bi_reader"),
+        "monitor",
+    ),
     App("dashboard", ("dashboard",), "DASHBOARD_PORT", 8501, "/", ("bi_reader",)),
     # serves what `tickhouse docs` (or the demo) generated last; started once the marts exist
     App("docs", ("docs", "--no-generate"), "DOCS_PORT", 8580, "/"),
@@ -63,7 +68,10 @@ def _answers(url: str) -> bool:
 
 def launch_app(settings: Settings, app: App) -> int:
     """Start one app detached (its pid file and log under the state dir); returns its pid."""
-    env = {**service_environment(settings, os.environ, app.roles), app.port_variable: str(app.port())}
+    env = {
+        **service_environment(settings, os.environ, app.roles, app.kafka_user),
+        app.port_variable: str(app.port()),
+    }
     return Service(app.name, settings.state_dir).start(
         [tickhouse_command(), *app.argv], env=env, cwd=settings.project_root
     )
@@ -125,7 +133,8 @@ def _start_supervisor(settings: Settings) -> None:
         [sys.executable, "-m", "ops.stack.supervisor", *running],
         # no password in its environment: it reads the stack's secrets file to give each app the
         # passwords of its own roles (launch_app)
-        env={k: v for k, v in {**os.environ, **settings.as_env()}.items() if k not in GENERATED},
+        env={k: v for k, v in {**os.environ, **settings.as_env()}.items()
+             if k not in (*GENERATED, *KAFKA_IDENTITY)},
         cwd=settings.project_root,
     )
 

@@ -17,7 +17,14 @@ import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tickhouse.config import NO_SECRETS_FILE, Settings, read_env_file
+from tickhouse.config import (
+    KAFKA_PRINCIPALS,
+    NO_SECRETS_FILE,
+    Settings,
+    kafka_password_variable,
+    merged_environment,
+    read_env_file,
+)
 
 SUPERUSER_PASSWORD = "POSTGRES_SUPERUSER_PASSWORD"
 
@@ -34,6 +41,9 @@ GENERATED = (
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_API_SECRET_KEY",
     "AIRFLOW_FERNET_KEY",
+    # Kafka's SCRAM users (one per service, KAFKA_PRINCIPALS) and the broker-controller login
+    *(kafka_password_variable(p) for p in KAFKA_PRINCIPALS),
+    "KAFKA_CONTROLLER_PASSWORD",
 )
 
 
@@ -76,16 +86,31 @@ ROLE_PASSWORDS = {
 }
 
 
+# this process's own Kafka identity (config._kafka_identity): never passed on as it is
+KAFKA_IDENTITY = ("KAFKA_USERNAME", "KAFKA_PASSWORD")
+
+
 def service_environment(
-    settings: Settings, base: Mapping[str, str], roles: Iterable[str]
+    settings: Settings,
+    base: Mapping[str, str],
+    roles: Iterable[str],
+    kafka_user: str | None = None,
 ) -> dict[str, str]:
     """The environment of a process the stack starts: `base` and the configuration without any
-    generated secret, plus the passwords of `roles` only; the secrets file is not read either."""
-    env = {k: v for k, v in base.items() if k not in GENERATED}
-    env.update({k: v for k, v in settings.as_env().items() if k not in GENERATED})
+    generated secret, plus the passwords of `roles` only and, with `kafka_user`, that Kafka
+    principal's login (KAFKA_USERNAME / KAFKA_PASSWORD); the secrets file is not read either."""
+    hidden = (*GENERATED, *KAFKA_IDENTITY)
+    env = {k: v for k, v in base.items() if k not in hidden}
+    env.update({k: v for k, v in settings.as_env().items() if k not in hidden})
     passwords = settings.as_env()
     for role in roles:
         name = ROLE_PASSWORDS[role]
         env[name] = passwords[name]
+    if kafka_user is not None:
+        variable = kafka_password_variable(kafka_user)
+        password = merged_environment().get(variable) or read_env_file(settings.secrets_file).get(variable)
+        if not password:
+            raise ValueError(f"{variable} is missing from {settings.secrets_file}; run `make up`")
+        env.update({"KAFKA_USERNAME": kafka_user, "KAFKA_PASSWORD": password})
     env[NO_SECRETS_FILE] = "1"
     return env

@@ -63,7 +63,7 @@ def up(
         )
     if "kafka" in wanted:
         t0 = time.monotonic()
-        if kafka_broker.start(settings):
+        if kafka_broker.start(settings, say=say):
             started.append("kafka")
         kafka_broker.create_topics(settings)
         say(

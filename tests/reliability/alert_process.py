@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from alerts.config import DEFAULT_RULES_PATH
 from tests.reliability.helpers import RelTopics, high_watermarks
 from tickhouse.config import Settings
+from tickhouse.kafka import client_config
 
 # the CLI itself, with a 6 s consumer session instead of 10 s: a SIGKILLed member keeps its
 # partitions until its session expires
@@ -143,7 +144,7 @@ def read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes |
     marks = high_watermarks(settings, topic)
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings.kafka_bootstrap_servers),
             "group.id": f"rel-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
         }

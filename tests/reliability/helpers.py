@@ -22,6 +22,7 @@ from ops.stack.processes import port_open, wait_until
 from tests.cleanup import forget_topics
 from tickhouse import kafka
 from tickhouse.config import PROJECT_ROOT, Settings
+from tickhouse.kafka import client_config
 
 VENV_BIN = Path(sys.executable).parent
 # topics of the hostile-input scenario take messages up to this size (the 1+ MB payloads)
@@ -45,7 +46,7 @@ class RelTopics:
         self.alerts = f"rel.alerts.{suffix}"
         self.candles = f"rel.candles.{suffix}"
         self.group = f"rel-drain-{suffix}"
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        self.admin = AdminClient(client_config(settings.kafka_bootstrap_servers))
         futures = self.admin.create_topics(
             [
                 NewTopic(
@@ -88,7 +89,7 @@ class RelTopics:
     def producer(self) -> Producer:
         return Producer(
             {
-                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                **client_config(self.settings.kafka_bootstrap_servers),
                 "linger.ms": 20,
                 "enable.idempotence": True,
                 "message.max.bytes": BIG_MESSAGE_BYTES + 1000,
@@ -129,7 +130,7 @@ def high_watermarks(settings: Settings, topic: str) -> dict[int, int]:
 
 
 def kafka_committed(settings: Settings, group: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group})
+    consumer = Consumer({**client_config(settings.kafka_bootstrap_servers), "group.id": group})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)

@@ -445,7 +445,8 @@ def _free_port() -> int:
 def test_each_process_holds_only_its_own_role(
     settings: Settings, airflow_api: AirflowAPI, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Least privilege: owner no superuser, each process holds only its own role's password."""
+    """Least privilege: owner no superuser, each process holds only its own role's password
+    (PostgreSQL roles and Kafka principals)."""
     from exporter.pipeline import topic_loads
     from ops.stack.credentials import SUPERUSER_PASSWORD
     from tickhouse.config import read_env_file
@@ -475,11 +476,17 @@ def test_each_process_holds_only_its_own_role(
         "bi_reader": settings.bi_reader_password,
         "monitor": settings.monitor_password,
         "airflow admin": airflow.admin_password(settings),
+        # Kafka's principals (issue 14 item 9) and the broker-controller login
+        **{
+            f"kafka {name}": read_env_file(settings.secrets_file)[f"KAFKA_{name.upper()}_PASSWORD"]
+            for name in ("admin", "producer", "drain", "alerts", "monitor", "controller")
+        },
     }
     allowed = {
-        "airflow": {"loader", "dbt"},
-        "alerts": set(),
-        "metrics": {"monitor", "bi_reader"},
+        # in the connections tickhouse_kafka (the drain) and tickhouse_kafka_producer (backfill)
+        "airflow": {"loader", "dbt", "kafka drain", "kafka producer"},
+        "alerts": {"kafka alerts"},
+        "metrics": {"monitor", "bi_reader", "kafka monitor"},
         "dashboard": {"bi_reader"},
         "docs": set(),
     }
@@ -531,7 +538,10 @@ def test_each_process_holds_only_its_own_role(
         found += [f"airflow pid {pid}: {n}" for n in leaks("airflow", environ)]
         # the loader's and dbt's passwords are in the connections only (issue 16), not variables
         names = {item.split(b"=", 1)[0] for item in environ.split(b"\0")}
-        found += [f"airflow pid {pid}: {n.decode()}" for n in names & {b"LOADER_PASSWORD", b"DBT_PASSWORD"}]
+        found += [
+            f"airflow pid {pid}: {n.decode()}"
+            for n in names & {b"LOADER_PASSWORD", b"DBT_PASSWORD", b"KAFKA_PASSWORD"}
+        ]
     checked["airflow"] = len(seen)
     scenario.messages = sum(checked.values())
     scenario.note(f"environments read: {checked} ({len(new)} processes of the DAG run); owner is no "

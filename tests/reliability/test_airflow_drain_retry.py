@@ -17,6 +17,7 @@ from ops.stack import postgres
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import env_int, high_watermarks, owner_conn, wait_for_drain_copy
 from tickhouse.config import Settings
+from tickhouse.kafka import client_config
 from tickhouse.schemas import now_ms
 
 DAG = "ingest_market_data"
@@ -60,7 +61,7 @@ def test_postgres_restart_during_airflow_drain(
     base = now_ms() - 5_400_000
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 20,
+    producer = Producer({**client_config(settings.kafka_bootstrap_servers), "linger.ms": 20,
                          "enable.idempotence": True})
     placed: set[tuple[int, int]] = set()
 

@@ -22,6 +22,7 @@ from alerts.service import alert_id
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import RelTopics, env_int, high_watermarks, kafka_committed
 from tickhouse.config import Settings
+from tickhouse.kafka import client_config
 from tickhouse.schemas import now_ms, parse_alert
 
 TRADES = env_int("RELIABILITY_ALERT_TRADES", 12_000)
@@ -58,7 +59,7 @@ def _trades(seed: int, n: int, start: int) -> list[dict[str, Any]]:
 
 def _read_all(settings: Settings, topic: str) -> list[dict[str, Any]]:
     marks = high_watermarks(settings, topic)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+    consumer = Consumer({**client_config(settings.kafka_bootstrap_servers),
                          "group.id": f"rel-reader-{uuid.uuid4().hex}", "enable.auto.commit": False})
     out: list[dict[str, Any]] = []
     try:

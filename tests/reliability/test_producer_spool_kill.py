@@ -20,6 +20,7 @@ from producer.publisher import SPOOL_CHUNK, Publisher
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import RelTopics, env_int, high_watermarks
 from tickhouse.config import PROJECT_ROOT, Settings
+from tickhouse.kafka import client_config
 from tickhouse.schemas import Trade, now_ms, to_json
 
 TRADES = env_int("RELIABILITY_SPOOL_TRADES", 20_000)
@@ -92,7 +93,7 @@ def _fill_spool(spool: Path, topic: str) -> None:
 
 def _volumes(settings: Settings, topic: str) -> Counter[int]:
     marks = high_watermarks(settings, topic)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+    consumer = Consumer({**client_config(settings.kafka_bootstrap_servers),
                          "group.id": "rel-spool-check", "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, p, 0) for p in marks])
     seen: Counter[int] = Counter()

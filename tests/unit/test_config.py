@@ -79,3 +79,36 @@ def test_conninfo_quotes_passwords(tmp_path: Path) -> None:
     assert "user=bi_reader" in s.conninfo("bi_reader")
     with pytest.raises(ValueError, match="unknown warehouse role"):
         s.conninfo("root")
+
+
+def test_kafka_identity_of_a_process(tmp_path: Path) -> None:
+    """Issue 14: no login and PLAINTEXT by default (a user's own cluster); the local stack's admin
+    where its secrets are read; a service's own principal when the stack gives it KAFKA_USERNAME."""
+    from tickhouse.config import kafka_security
+
+    base = {"TICKHOUSE_STATE_DIR": str(tmp_path / "state"), "TICKHOUSE_ENV_FILE": str(tmp_path / ".env")}
+    assert kafka_security(base) == {}
+    assert _settings(tmp_path).kafka_security_protocol == "PLAINTEXT"
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "secrets.env").write_text("KAFKA_ADMIN_PASSWORD=a1\nKAFKA_DRAIN_PASSWORD=d1\n")
+    assert kafka_security(base) == {
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "admin", "sasl.password": "a1",
+    }
+    # a principal's name alone takes its generated password
+    assert kafka_security({**base, "KAFKA_USERNAME": "drain"})["sasl.password"] == "d1"
+    # a process started by the stack: its own login, and the secrets file is not read
+    own = {**base, "KAFKA_USERNAME": "alerts", "KAFKA_PASSWORD": "x", "TICKHOUSE_NO_SECRETS_FILE": "1"}
+    assert kafka_security(own)["sasl.username"] == "alerts"
+    # a user's secured cluster
+    ssl = kafka_security({**base, "KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "KAFKA_USERNAME": "me",
+                          "KAFKA_PASSWORD": "pw", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                          "KAFKA_SSL_CA_LOCATION": "/etc/ca.pem"})
+    assert ssl == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                   "sasl.username": "me", "sasl.password": "pw", "ssl.ca.location": "/etc/ca.pem"}
+    # an unsecured cluster of the user's in a checkout with local-stack secrets
+    assert kafka_security({**base, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}) == {}
+    with pytest.raises(ConfigError, match="KAFKA_SECURITY_PROTOCOL"):
+        _settings(tmp_path, KAFKA_SECURITY_PROTOCOL="TLS")
+    with pytest.raises(ConfigError, match="KAFKA_USERNAME and KAFKA_PASSWORD"):
+        kafka_security({**base, "TICKHOUSE_NO_SECRETS_FILE": "1", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})

@@ -33,6 +33,8 @@ def local_settings(tmp_path_factory: pytest.TempPathFactory):
     (state / "secrets.env").write_text(
         "AIRFLOW_FERNET_KEY=k\nAIRFLOW_API_SECRET_KEY=s\nAIRFLOW_JWT_SECRET=j\n"
         "AIRFLOW_ADMIN_PASSWORD=a\nAIRFLOW_VIEWER_PASSWORD=v\n"
+        "KAFKA_ADMIN_PASSWORD=ka\nKAFKA_DRAIN_PASSWORD=kd\nKAFKA_PRODUCER_PASSWORD=kp\n"
+        "KAFKA_CONTROLLER_PASSWORD=kc\n"
     )
     # the defaults: no environment and a project root without a .env (the checkout's may move ports)
     return load_settings({"TICKHOUSE_STATE_DIR": str(state)}, project_root=state)

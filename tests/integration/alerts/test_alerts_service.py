@@ -41,6 +41,7 @@ from alerts.notify import NotifyOptions, NotifyService
 from alerts.rules import Engine
 from alerts.service import AlertService, ServiceOptions, alert_id
 from tickhouse.config import load_settings
+from tickhouse.kafka import client_config
 from tickhouse.schemas import parse_alert, parse_trade
 
 pytestmark = pytest.mark.integration
@@ -79,7 +80,7 @@ def topics(bootstrap: str) -> Iterator[dict[str, str]]:
         "state": f"test.alerts.state.{suffix}",
         "group": f"test-alerts-{suffix}",
     }
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     futures = admin.create_topics([NewTopic(names["trades"], 2, 1), NewTopic(names["alerts"], 2, 1)])
     for future in futures.values():
         future.result(30)
@@ -153,7 +154,7 @@ def random_trades(seed: int, n: int, symbols: str, start: int) -> list[dict[str,
 def produce(
     bootstrap: str, topic: str, values: list[bytes], partitions: list[int], keys: list[bytes]
 ) -> list[Sent]:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer = Producer({**client_config(bootstrap), "linger.ms": 5})
     sent: list[Sent] = []
 
     def delivered(err: Any, msg: Any) -> None:
@@ -195,7 +196,7 @@ def oracle(rules: SymbolRules, topic: str, sent: list[Sent]) -> list[tuple[str, 
 
 
 def read_alerts(bootstrap: str, topic: str, check: bool = True) -> list[tuple[bytes | None, dict[str, Any]]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}"})
+    consumer = Consumer({**client_config(bootstrap), "group.id": f"reader-{uuid.uuid4().hex}"})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p))[1] for p in parts}
@@ -447,7 +448,7 @@ def test_hanging_and_failing_notifiers_delay_only_themselves(
     finally:
         notify.stop()
         running.stop()
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin = AdminClient(client_config(bootstrap))
         admin.delete_topics([dead_letters])
         admin.delete_consumer_groups([c.group for c in notify.consumers])
     assert not notify.failed()
@@ -524,7 +525,7 @@ def test_checkpoint_of_a_recreated_topic_is_ignored(bootstrap: str, topics: dict
         "symbols": {},
     }
     key = f"{topics['group']}|{topics['trades']}|0".encode()
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     compacted = NewTopic(topics["state"], 1, 1, config={"cleanup.policy": "compact"})
     admin.create_topics([compacted])[topics["state"]].result(30)
     produce(bootstrap, topics["state"], [json.dumps(stale).encode()], [0], [key])
@@ -572,7 +573,7 @@ def test_checkpoints_that_cannot_be_written_are_metered_and_the_alerts_go_on(
     from alerts import metrics
 
     # a state topic that refuses every symbol record (each is larger than 300 bytes)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     tiny = NewTopic(topics["state"], 1, 1, config={"cleanup.policy": "compact", "max.message.bytes": "300"})
     admin.create_topics([tiny])[topics["state"]].result(30)
     failures = metrics.CHECKPOINT_FAILURES.labels("delivery")

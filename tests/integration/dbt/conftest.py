@@ -28,6 +28,7 @@ from drain.runner import drain_once
 from drain.stats import DrainResult
 from tests.integration.dbt.raw_rows import RawTrade
 from tickhouse.config import Settings, load_settings
+from tickhouse.kafka import client_config
 from tickhouse.warehouse import admin_conninfo, connect, setup_warehouse
 from transform.dbt_runner import build
 
@@ -77,7 +78,7 @@ class Feed:
     @classmethod
     def create(cls, settings: Settings, kinds: Sequence[str] = ("trades", "alerts")) -> Feed:
         suffix = uuid.uuid4().hex[:10]
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        admin = AdminClient(client_config(settings.kafka_bootstrap_servers))
         feed = cls(
             settings=settings,
             admin=admin,
@@ -85,7 +86,7 @@ class Feed:
             alerts_topic=f"test.dbt.alerts.{suffix}",
             candles_topic=f"test.dbt.candles.{suffix}",
             group=f"test-dbt-{suffix}",
-            producer=Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 5}),
+            producer=Producer({**client_config(settings.kafka_bootstrap_servers), "linger.ms": 5}),
             kinds=tuple(kinds),
         )
         futures = admin.create_topics(

@@ -16,6 +16,7 @@ from drain.runner import drain_once
 from drain.stats import DrainResult
 from tests.cleanup import forget_topics
 from tickhouse.config import Settings, load_settings
+from tickhouse.kafka import client_config
 from tickhouse.warehouse import setup_warehouse
 
 
@@ -28,7 +29,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    return AdminClient(client_config(settings.kafka_bootstrap_servers))
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ class Topics:
         for future in futures.values():
             future.result(timeout=30)
         self.producer = Producer(
-            {"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 5}
+            {**client_config(settings.kafka_bootstrap_servers), "linger.ms": 5}
         )
 
     @property

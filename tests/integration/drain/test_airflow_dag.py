@@ -18,6 +18,7 @@ from confluent_kafka import Producer
 
 from tests.integration.drain.helpers import NOW_MS
 from tickhouse.config import Settings
+from tickhouse.kafka import client_config
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ def test_dag_run_loads_a_replayed_file_and_records_stats(
     assert produce(["--source", "replay", "--file", str(replay), "--speed", "0", "--no-status",
                     "--metrics-port", "0"]) == 0
     # the replay source refuses bad lines, so a bad message goes straight onto the topic
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer = Producer(client_config(settings.kafka_bootstrap_servers))
     producer.produce(settings.trades_topic, value=b"this line is not JSON", key=b"AAPL")
     assert producer.flush(30) == 0
 

@@ -18,6 +18,7 @@ from tests.integration.drain.conftest import Topics, coordinates
 from tests.integration.drain.helpers import NOW_MS, alert, quote, trade
 from tickhouse import kafka
 from tickhouse.config import PROJECT_ROOT
+from tickhouse.kafka import client_config
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def high_watermarks(topics: Topics, topic: str) -> dict[int, int]:
 
 def kafka_committed(topics: Topics, topic: str) -> dict[int, int]:
     consumer = Consumer(
-        {"bootstrap.servers": topics.settings.kafka_bootstrap_servers, "group.id": topics.group}
+        {**client_config(topics.settings.kafka_bootstrap_servers), "group.id": topics.group}
     )
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -202,7 +203,7 @@ def test_partitions_added_while_running_are_drained(
         # a fresh producer sees the new partitions at once
         from confluent_kafka import Producer
 
-        producer = Producer({"bootstrap.servers": topics.settings.kafka_bootstrap_servers})
+        producer = Producer(client_config(topics.settings.kafka_bootstrap_servers))
         for partition in (1, 2):
             for i in range(50):
                 producer.produce(topics.trades, value=trade(i), partition=partition)

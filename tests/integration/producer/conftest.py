@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from tests.finnhub_server import FakeFinnhub
 from tickhouse.config import Settings
+from tickhouse.kafka import client_config
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Received:
 @pytest.fixture
 def make_topic(settings: Settings) -> Iterator[Callable[[], str]]:
     """Creates fresh 3-partition topics on demand; all are deleted afterwards."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(settings.kafka_bootstrap_servers))
     created: list[str] = []
 
     def make() -> str:
@@ -55,9 +56,9 @@ def make_topic(settings: Settings) -> Iterator[Callable[[], str]]:
 def consume_all(settings: Settings, topic: str, expect: int | None = None,
                 timeout: float = 30.0) -> list[Received]:
     """Every message of `topic` from the beginning up to its end (or until `expect` arrived)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(settings.kafka_bootstrap_servers))
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+    consumer = Consumer({**client_config(settings.kafka_bootstrap_servers),
                          "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False,
                          "enable.partition.eof": False})
     try:

@@ -16,6 +16,7 @@ from drain.runner import drain_once
 from drain.stats import DrainResult
 from tests.integration.drain.conftest import Topics
 from tickhouse.config import Settings, load_settings
+from tickhouse.kafka import client_config
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +26,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    return AdminClient(client_config(settings.kafka_bootstrap_servers))
 
 
 class Snow:

@@ -6,6 +6,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from ops.stack import kafka_broker
 from tickhouse.config import Settings
+from tickhouse.kafka import client_config
 
 
 def _consume(consumer: Consumer, count: int, timeout: float = 30.0) -> list[bytes]:
@@ -33,7 +34,7 @@ def test_contract_topics_exist_with_configured_partitions(settings: Settings) ->
 
 
 def test_consumer_group_commits_and_resumes(settings: Settings, unique_topic: str) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True})
+    producer = Producer({**client_config(settings.kafka_bootstrap_servers), "enable.idempotence": True})
     sent = [f"message-{i}".encode() for i in range(100)]
     for i, value in enumerate(sent):
         producer.produce(unique_topic, value=value, key=str(i % 7).encode())
@@ -41,7 +42,7 @@ def test_consumer_group_commits_and_resumes(settings: Settings, unique_topic: st
 
     group = f"group-{unique_topic}"
     config = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **client_config(settings.kafka_bootstrap_servers),
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
