@@ -225,6 +225,15 @@ def _argv(settings: Settings, config: Path, log4j: Path) -> list[str]:
     ]
 
 
+def needs_restart(settings: Settings) -> bool:
+    """Whether the running broker runs another configuration than this checkout's (e.g. an older
+    Tickhouse's, without authentication): `start` will restart it."""
+    config = kafka_dir(settings) / "server.properties"
+    if service(settings).pid() is None:
+        return False
+    return not config.exists() or config.read_text() != server_properties(settings)
+
+
 def start(settings: Settings, say: Callable[[str], None] | None = None) -> bool:
     """Start the broker if it is not running (restart it if it runs another configuration, e.g. an
     older Tickhouse's without authentication); then its users and ACLs are in place. Returns True

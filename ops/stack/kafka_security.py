@@ -81,6 +81,9 @@ def acl_table(settings: Settings) -> dict[str, tuple[Grant, ...]]:
         settings.candles_topic,
     )
     market = (trades, quotes, candles)
+    # the consumers that only read watermarks or a topic's contents (tickhouse.kafka.probe_group)
+    # look up their group's coordinator, never join or commit
+    probes = _group("tickhouse-probe-", DESCRIBE, prefixed=True)
     return {
         # `tickhouse produce` / `backfill`: writes the market topics; creates them when missing
         "producer": tuple(_topic(t, WRITE, DESCRIBE, CREATE) for t in market),
@@ -89,6 +92,7 @@ def acl_table(settings: Settings) -> dict[str, tuple[Grant, ...]]:
         "drain": (
             *(_topic(t, READ, DESCRIBE) for t in (*market, alerts)),
             _group(drain_group(), READ, DESCRIBE),
+            probes,
         ),
         # the alert service: reads trades, writes alerts; its checkpoint (`<alerts>.state`) and
         # dead-letter (`<alerts>.deadletter`) topics are its own; its groups and its notifiers'
@@ -98,11 +102,13 @@ def acl_table(settings: Settings) -> dict[str, tuple[Grant, ...]]:
             _topic(alerts, READ, WRITE, DESCRIBE),
             _topic(f"{alerts}.", READ, WRITE, DESCRIBE, CREATE, prefixed=True),
             _group("tickhouse-alerts", READ, DESCRIBE, prefixed=True),
+            probes,
         ),
         # the metrics exporter: the drain group's committed offsets and the topics' ends (lag)
         "monitor": (
             *(_topic(t, DESCRIBE) for t in settings.topics),
             _group(drain_group(), DESCRIBE),
+            probes,
         ),
     }
 

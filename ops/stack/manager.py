@@ -63,6 +63,19 @@ def up(
         )
     if "kafka" in wanted:
         t0 = time.monotonic()
+        if kafka_broker.needs_restart(settings):
+            # its clients must log in from now on (issue 14): Airflow's connections and the
+            # services' environments are made at their start, so they start again with their logins
+            from ops.stack.apps import stop_apps
+
+            stopped = stop_apps(settings) if apps else []
+            if "airflow" in wanted and airflow.stop(settings):
+                stopped.append("airflow")
+            if stopped:
+                say(f"            stopped {', '.join(stopped)} to start again with Kafka logins")
+            if not apps or "airflow" not in wanted:
+                say("            if Airflow or the services run, restart them (`make down && make up`) "
+                    "so that they log in to Kafka")
         if kafka_broker.start(settings, say=say):
             started.append("kafka")
         kafka_broker.create_topics(settings)

@@ -79,7 +79,9 @@ def workdir(settings: Settings) -> Iterator[Path]:
 
 
 @pytest.fixture
-def users_stack(workdir: Path, settings: Settings) -> Iterator[tuple[dict[str, str], Settings]]:
+def users_stack(
+    workdir: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[dict[str, str], Settings]]:
     """A user's running stack (PostgreSQL, Kafka) with trades drained into raw.trades."""
     state = workdir / "user-state"
     env_file = workdir / "user.env"
@@ -97,6 +99,9 @@ def users_stack(workdir: Path, settings: Settings) -> Iterator[tuple[dict[str, s
         started = _run([tickhouse_command(), "up", "--only", "postgres,kafka"], env)
         assert started.returncode == 0, started.stdout + started.stderr
         user = load_settings(env)
+        # this process's Kafka clients log in to the user's broker as its admin (issue 14)
+        monkeypatch.setenv("KAFKA_USERNAME", user.kafka_username)
+        monkeypatch.setenv("KAFKA_PASSWORD", user.kafka_password)
         producer = kafka.producer(user.kafka_bootstrap_servers, "user")
         for i in range(20):
             body = {"symbol": SYMBOL, "price": 100 + i, "volume": 1, "ts": 1_763_649_000_000 + i}
