@@ -188,6 +188,8 @@ def main(argv: list[str]) -> int:
         code = EXIT_USAGE
     finally:
         left = publisher.close(args.flush_timeout)
+        if publisher.refused and code == EXIT_OK:
+            code = EXIT_FAILURE  # not an outage that the spool rides out: the rights are missing
         status.stop()
         metrics.close()
         if restore is not None:

@@ -32,6 +32,16 @@ from tickhouse import kafka
 log = logging.getLogger(__name__)
 
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+# Kafka refused this client (issue 14: logins and ACLs): resending cannot help until someone grants
+# the rights, so the messages are kept in the spool and the publisher stops and says why.
+_REFUSED = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+    }
+)
 # Errors caused by the message itself: resending cannot help, so these are logged, not spooled.
 _CONTENT_ERRORS = frozenset(
     {
@@ -141,6 +151,7 @@ class Publisher:
         self._rescued: list[Record] = []
         self._unhanded: list[Record] = []  # read from the spool, not yet accepted by librdkafka
         self._fatal: KafkaError | None = None
+        self._refused: tuple[str, KafkaError] | None = None
         self._since_poll = 0
         self._handed = 0  # messages given to librdkafka (published directly or from the spool)
         self._failed = 0  # failure reports received
@@ -208,7 +219,10 @@ class Publisher:
         self.stats.delivery_errors += 1
         if err.fatal():
             self._fatal = err
-        if err.code() in _CONTENT_ERRORS:
+        if err.code() in _REFUSED:
+            self._refused = (record[0], err)
+            self._rescued.append(record)
+        elif err.code() in _CONTENT_ERRORS:
             log.error("delivery failed permanently (%s) for %s key=%r value=%r", err, record[0],
                       record[1], record[2][:200])
         else:
@@ -283,6 +297,13 @@ class Publisher:
             self._spool.append_many(self._rescued)
             self._rescued.clear()
             self._spooling = True
+        if self._refused is not None:
+            topic, err = self._refused
+            raise PublisherError(
+                f"Kafka refused to take messages for {topic} ({err}): this process's Kafka login "
+                "(KAFKA_USERNAME) may not write there; grant it the ACLs (README: Kafka principals "
+                f"and ACLs). The messages are kept in the spool {self._spool.path}"
+            )
         if self._spooling:
             self._drain_spool()
         self.stats.spool_depth = self._spool.depth
@@ -369,6 +390,11 @@ class Publisher:
             log.warning("%d messages not acknowledged by Kafka kept in %s; they are sent first "
                         "on the next start", len(leftover), self._spool.path)
         return len(leftover)
+
+    @property
+    def refused(self) -> bool:
+        """Whether Kafka refused this client (authentication or ACLs): a failure, not an outage."""
+        return self._refused is not None
 
     @property
     def spooling(self) -> bool:

@@ -24,7 +24,7 @@ from ops.stack.processes import Service
 from tests.finnhub_server import FakeFinnhub
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import RelTopics
-from tickhouse.config import ConfigError, Settings, parse_symbols
+from tickhouse.config import ConfigError, Settings, parse_symbols, read_env_file
 
 # --- database roles ------------------------------------------------------------------------------
 
@@ -242,6 +242,12 @@ def _secrets(settings: Settings, finnhub_key: str) -> dict[str, str]:
         "AIRFLOW_DB_PASSWORD": settings.airflow_db_password,
         "FINNHUB_API_KEY": finnhub_key,
     }
+    # the Kafka principals' passwords (issue 14 item 9); the broker's own two are in its 0600
+    # server.properties, which is not searched
+    generated = read_env_file(settings.secrets_file)
+    for name in ("admin", "producer", "drain", "alerts", "monitor", "controller"):
+        variable = f"KAFKA_{name.upper()}_PASSWORD"
+        values[variable] = generated[variable]
     for name, value in values.items():
         assert len(value) >= 8, f"{name} is too short to grep for reliably"
     return values
@@ -275,7 +281,7 @@ def test_secrets_appear_nowhere(
     settings: Settings, airflow_api: AirflowAPI, rel_topics: RelTopics, tmp_path: Path,
     scenario: Scenario,
 ) -> None:
-    """Finnhub key and DB passwords in no log, message or Airflow page."""
+    """Finnhub key, DB and Kafka passwords in no log, message or Airflow page."""
     key = f"RELFAKEKEY{uuid.uuid4().hex}"
     secrets = _secrets(settings, key)
     # a Finnhub producer run with the fake key: trades, a dropped connection, failing /quote calls,
@@ -449,7 +455,6 @@ def test_each_process_holds_only_its_own_role(
     (PostgreSQL roles and Kafka principals)."""
     from exporter.pipeline import topic_loads
     from ops.stack.credentials import SUPERUSER_PASSWORD
-    from tickhouse.config import read_env_file
 
     superuser_password = read_env_file(settings.secrets_file).get(SUPERUSER_PASSWORD, "")
     assert len(superuser_password) >= 16, "setup generated no bootstrap superuser password"

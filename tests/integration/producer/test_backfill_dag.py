@@ -31,6 +31,7 @@ from ops.airflow_api import AirflowAPI
 from ops.stack.airflow import airflow_env, airflow_home
 from tests.finnhub_server import DAILY_CANDLES, FakeFinnhub
 from tests.integration.producer.conftest import consume_all
+from tests.kafka_grants import granted
 from tickhouse.config import Settings
 from tickhouse.schemas import parse_candle
 
@@ -41,11 +42,15 @@ DAG_ID = "backfill_history"
 
 def dags_test(settings: Settings, conf: dict[str, Any], env: dict[str, str]
               ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "dags", "test", DAG_ID, "--conf", json.dumps(conf)],
-        env={**airflow_env(settings), **env}, cwd=airflow_home(settings),
-        capture_output=True, text=True, timeout=600, check=False,
-    )
+    # the task publishes as the `producer` principal (its Airflow connection): grant it the
+    # candle topic's ACLs on this test's own topic
+    with granted(settings, candles_topic=env["CANDLES_TOPIC"]):
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "dags", "test", DAG_ID, "--conf",
+             json.dumps(conf)],
+            env={**airflow_env(settings), **env}, cwd=airflow_home(settings),
+            capture_output=True, text=True, timeout=600, check=False,
+        )
 
 
 def runs_since(api: AirflowAPI, started: dt.datetime) -> list[dict[str, Any]]:
