@@ -135,27 +135,36 @@ def _format_storage(settings: Settings, config: Path) -> None:
         while value.startswith("-"):
             value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cluster_id.write_text(value + "\n")
-    result = subprocess.run(
-        [
-            java(),
-            "-cp",
-            _classpath(settings),
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cluster_id.read_text().strip(),
-            "-c",
-            str(config),
-            "--ignore-formatted",
-            # the superuser the broker itself logs in as; setup adds the others over the API
-            "--add-scram",
-            f"SCRAM-SHA-256=[name={kafka_security.ADMIN},password="
-            f"{kafka_security.secret(settings, kafka_password_variable(kafka_security.ADMIN))}]",
-        ],
-        text=True,
-        capture_output=True,
-        check=False,
+    # the admin's password goes through a 0600 argument file, not the command line that any local
+    # user may read in `ps`
+    arguments = kafka_dir(settings) / "format.args"
+    admin_password = kafka_security.secret(settings, kafka_password_variable(kafka_security.ADMIN))
+    _write_private(
+        arguments,
+        "\n".join(
+            [
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id.read_text().strip(),
+                "-c",
+                f'"{config}"',
+                "--ignore-formatted",
+                # the superuser the broker itself logs in as; setup adds the others over the API
+                "--add-scram",
+                f"SCRAM-SHA-256=[name={kafka_security.ADMIN},password={admin_password}]",
+            ]
+        ),
     )
+    try:
+        result = subprocess.run(
+            [java(), "-cp", _classpath(settings), f"@{arguments}"],
+            text=True,
+            capture_output=True,
+            check=False,
+        )
+    finally:
+        arguments.unlink(missing_ok=True)
     if result.returncode != 0:
         raise StackError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
     _users_marker(settings).write_text("admin\n")
