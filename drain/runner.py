@@ -8,9 +8,10 @@ The order of a run, and why:
 2. consume up to `max_messages` or `max_seconds`, stopping earlier once every partition is at its
    end: end-of-log, or the high watermark the broker reported with the partition's first fetch of
    this run (under a steady stream no partition stays at end-of-log for long, and a run chasing
-   the tail would hold its rows back from the marts until `max_seconds`); validating each message into a typed row in the same pass (`drain.batches`) and
-   streaming the rows into the target's loader (PostgreSQL: COPY into the raw table or
-   raw.quarantine; Snowflake: staging tables);
+   the tail would hold its rows back from the marts until `max_seconds`); validating each
+   message into a typed row in the same pass (`drain.batches`) and streaming the rows into the
+   target's loader (PostgreSQL: COPY into the raw table or raw.quarantine; Snowflake: staging
+   tables);
 3. the target writes the next offsets and the run's load stats in the same transaction and
    commits (the crash windows: mid-load, after the load before the commit, after the commit
    before Kafka is told);
