@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from tickhouse.redaction import redact
+
 log = logging.getLogger("tickhouse.alerts.airflow")
 
 TASK_RULE = "airflow_task_failed"
@@ -36,13 +38,6 @@ def secret_values(environ: Mapping[str, str]) -> list[str]:
     """The values of the variables that hold secrets (longest first, so none is left half-cut)."""
     values = {v for k, v in environ.items() if _SECRET_NAME.search(k) and len(v) >= 4}
     return sorted(values, key=len, reverse=True)
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        text = text.replace(value, "***")
-    # credentials in any URI (scheme://user:password@host)
-    return re.sub(r"(\w+://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
 
 
 def _error_text(error: object, secrets: list[str]) -> str:

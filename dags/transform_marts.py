@@ -36,11 +36,21 @@ def _writes_a_hot_model(context: Any) -> bool:
     return str(context["task"].task_id).removesuffix("_model_build") in HOT_MODELS
 
 
+# How much lower than the ingest DAG's hot loop this DAG's tasks run on the CPU (os.nice): the
+# full build is the slow path, and on a small host its dbt invocations would otherwise take the
+# cores the hot loop needs to keep the bars seconds behind the trades.
+SLOW_PATH_NICENESS = 10
+
+
 def hold_build_lock(context: Any) -> None:
-    """pre_execute: a task that writes one of the hot models (transform.hot) waits for the
-    one-build-at-a-time lock, so it never writes a table the ingest DAG's hot run is writing.
-    The other tasks (views, stock_analytics, the tests) only read those tables: they do not
-    queue behind the hot runs, nor the hot runs behind them."""
+    """pre_execute: the task yields the CPU to the hot loop (SLOW_PATH_NICENESS; dbt runs in this
+    process, its threads inherit it); a task that writes one of the hot models (transform.hot)
+    then waits for the one-build-at-a-time lock, so it never writes a table the ingest DAG's hot
+    run is writing. The other tasks (views, stock_analytics, the tests) only read those tables:
+    they do not queue behind the hot runs, nor the hot runs behind them."""
+    import os
+
+    os.nice(SLOW_PATH_NICENESS)
     if _writes_a_hot_model(context):
         from tickhouse.config import load_settings
         from transform.airflow_profile import dbt_settings

@@ -64,6 +64,9 @@ class KafkaSource:
         self._consumer = consumer or Consumer(consumer_config(bootstrap_servers, group))
         self.assigned: dict[Position, int] = {}  # position -> offset it started from (or -2)
         self.at_end: set[Position] = set()
+        # partitions read up to the high watermark of their first fetch in this run: a steady
+        # stream would otherwise never let every partition report end-of-log at the same time
+        self.reached: set[Position] = set()
         self.missing_topics: set[str] = set()
         self._last_refresh = 0.0
 
@@ -115,8 +118,29 @@ class KafkaSource:
         return self._consumer.consume(num_messages=max_messages, timeout=timeout)
 
     def caught_up(self) -> bool:
-        """Every assigned partition has reported end-of-log since its last message."""
-        return bool(self.assigned) and len(self.at_end) >= len(self.assigned)
+        """Every assigned partition has reported end-of-log since its last message, or has been
+        read up to the end it had when this run first fetched from it."""
+        if not self.assigned:
+            return False
+        if not self.reached:
+            return len(self.at_end) >= len(self.assigned)
+        return len(self.at_end | self.reached) >= len(self.assigned)
+
+    def end_of_first_fetch(self, topic: str, partition: int) -> int | None:
+        """The partition's high watermark as the broker reported it with the last fetch (no round
+        trip); called at a partition's first message of a run, that is the end this run drains to."""
+        _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                          cached=True)
+        return int(high) if high >= 0 else None
+
+    def reach(self, position: Position) -> None:
+        """`position` was read up to its end of this run: fetch nothing more from it."""
+        topic, partition = position
+        try:
+            self._consumer.pause([TopicPartition(topic, partition)])
+        except KafkaException as err:  # its later messages are loaded with this run's, that is all
+            log.warning("could not pause %s[%s]: %s", topic, partition, err)
+        self.reached.add(position)
 
     @staticmethod
     def is_end_of_partition(error: KafkaError) -> bool:

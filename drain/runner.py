@@ -5,10 +5,13 @@ The order of a run, and why:
 1. the target (`drain.targets`, WAREHOUSE) opens one transaction, claims the consumer group
    (PostgreSQL: an advisory lock) and reads the next offsets it stored (the source of truth);
    every partition is assigned from there;
-2. consume up to `max_messages` or `max_seconds` (stopping earlier once every partition is at its
-   end), validating each message into a typed row in the same pass (`drain.batches`) and
-   streaming the rows into the target's loader (PostgreSQL: COPY into the raw table or
-   raw.quarantine; Snowflake: staging tables);
+2. consume up to `max_messages` or `max_seconds`, stopping earlier once every partition is at its
+   end: end-of-log, or the high watermark the broker reported with the partition's first fetch of
+   this run (under a steady stream no partition stays at end-of-log for long, and a run chasing
+   the tail would hold its rows back from the marts until `max_seconds`); validating each
+   message into a typed row in the same pass (`drain.batches`) and streaming the rows into the
+   target's loader (PostgreSQL: COPY into the raw table or raw.quarantine; Snowflake: staging
+   tables);
 3. the target writes the next offsets and the run's load stats in the same transaction and
    commits (the crash windows: mid-load, after the load before the commit, after the commit
    before Kafka is told);
@@ -182,6 +185,8 @@ def _consume(
     items: dict[str, list[Item]] = {topic: [] for topic in stats}
     # topic -> partition -> next offset expected
     nexts: dict[str, dict[int, int]] = {topic: {} for topic in stats}
+    # the end this run drains each partition to: its high watermark at the first fetch
+    ends: dict[Position, int] = {}
 
     try:
         remaining = options.max_messages
@@ -231,6 +236,9 @@ def _consume(
                         continue
                     st = stats[topic]
                     st.offsets[partition] = [offset, offset]
+                    end = source.end_of_first_fetch(topic, partition)
+                    if end is not None:
+                        ends[(topic, partition)] = end
                     expected = start_offsets.get((topic, partition))
                     if expected is None:
                         expected = offset
@@ -258,6 +266,9 @@ def _consume(
                     remaining -= len(batch)
                     parser.submit(stats[topic].kind, topic, batch)
                     items[topic] = []
+            for position in [p for p, end in ends.items() if nexts[p[0]].get(p[1], -1) >= end]:
+                del ends[position]
+                source.reach(position)
             if source.caught_up() and not source.refresh_partitions():
                 break
         parser.drain()

@@ -39,8 +39,9 @@ import requests
 from finnhub.exceptions import FinnhubAPIException, FinnhubRequestException
 
 from producer.errors import ProducerError
-from producer.finnhub_quotes import RateLimiter, redact
+from producer.finnhub_quotes import RateLimiter
 from producer.finnhub_stream import FinnhubAuthError, backoff_delays
+from tickhouse.redaction import redact
 from tickhouse.schemas import RESOLUTIONS, Candle, InvalidMessage, validate_candle
 
 log = logging.getLogger(__name__)
@@ -312,7 +313,7 @@ class CandleFetcher:
                     return result
             except (requests.RequestException, FinnhubRequestException) as err:
                 # requests puts the full URL, and so the token, in its errors
-                reason = redact(f"{type(err).__name__}: {err}", self._api_key)
+                reason = redact(f"{type(err).__name__}: {err}", [self._api_key])
             else:
                 try:
                     result.status, result.candles = candles_from_response(

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import random
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -18,6 +17,7 @@ from finnhub.exceptions import FinnhubAPIException, FinnhubRequestException
 
 from producer.finnhub_stream import FinnhubAuthError, backoff_delays
 from producer.metrics import ProducerStats
+from tickhouse.redaction import redact
 from tickhouse.schemas import InvalidMessage, Quote, validate_quote
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,6 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
-def redact(text: str, secret: str) -> str:
-    """`text` with every occurrence of `secret` (plain or URL-encoded) replaced by `***`."""
-    if not secret:
-        return text
-    for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
-        text = text.replace(form, "***")
-    return text
-
-
 class RedactingFilter(logging.Filter):
     """Masks a secret in every record a handler emits, whichever library logged it: at DEBUG,
     websockets and urllib3 log request lines that carry the Finnhub key as `token=`."""
@@ -104,13 +95,13 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message, self.secret)
+        cleaned = redact(message, [self.secret])
         if cleaned != message:
             record.msg, record.args = cleaned, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.secret)
+            record.exc_text = redact(record.exc_text, [self.secret])
         return True
 
 
@@ -232,7 +223,7 @@ class QuotePoller:
                 self.stats.quote_errors += 1
                 # requests puts the full URL in its errors, and finnhub-python sends the key as
                 # the `token` query parameter: keep the key out of the log
-                reason = redact(f"{type(err).__name__}: {err}", self._api_key)
+                reason = redact(f"{type(err).__name__}: {err}", [self._api_key])
             else:
                 return self._publish(symbol, body)
             delay = next(delays)

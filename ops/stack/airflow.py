@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psycopg
+
 from ops.stack.credentials import service_environment
 from ops.stack.processes import Service, StackError, port_open, require_port_free, wait_until
 from tickhouse.config import (
@@ -174,6 +176,30 @@ def migrate(settings: Settings) -> None:
     """Create or upgrade Airflow's metadata database (idempotent, a few seconds)."""
     airflow_home(settings).mkdir(parents=True, exist_ok=True)
     _airflow_cli(settings, "db", "migrate")
+    unstall_continuous_drain(settings)
+
+
+# A cron schedule's runs have zero-length data intervals. When `ingest_market_data` changes from a
+# cron (the first release, or DRAIN_SCHEDULE) to `@continuous`, Airflow's ContinuousTimetable starts
+# the next interval at the last run's end, which is that run's own logical date: the scheduler logs
+# "run already exists; skipping dagrun creation" every second and never runs the DAG again (the
+# family of apache/airflow#66754). One microsecond more on the last scheduled run's interval end
+# moves the next logical date past it; to a cron schedule it changes nothing.
+UNSTALL_SQL = """
+update dag_run set data_interval_end = data_interval_end + interval '1 microsecond'
+ where id = (select id from dag_run where dag_id = %s and run_type = 'scheduled'
+              order by logical_date desc nulls last limit 1)
+   and data_interval_start = data_interval_end
+"""
+
+
+def unstall_continuous_drain(settings: Settings, dag_id: str = "ingest_market_data") -> bool:
+    """Give the drain DAG's last scheduled run a non-empty interval; True when one was changed."""
+    with psycopg.connect(host=settings.postgres_host, port=settings.postgres_port,
+                         dbname=settings.airflow_db, user=settings.airflow_db_user,
+                         password=settings.airflow_db_password, autocommit=True,
+                         connect_timeout=10) as conn:
+        return conn.execute(UNSTALL_SQL, (dag_id,)).rowcount > 0
 
 
 def health(settings: Settings) -> dict[str, str]:

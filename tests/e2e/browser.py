@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -193,3 +193,51 @@ class Browser:
             os.killpg(self._process.pid, signal.SIGKILL)  # any helper process left of this browser
         self._log.close()
         shutil.rmtree(self._profile, ignore_errors=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str, ready: Callable[[bytes], bool]) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200 and ready(resp.read())
+    except (OSError, ValueError):  # URLError, connection refused or reset, timeout
+        return False
+
+
+@contextlib.contextmanager
+def served(name: str, command: list[str], *, cwd: Path, env: dict[str, str], log_path: Path,
+           probe_url: str, ready: Callable[[bytes], bool] = lambda _body: True,
+           timeout: float = 30) -> Iterator[None]:
+    """Run a web app the way a user starts it, until `probe_url` answers 200 with a body `ready`
+    accepts; fail the test with the app's log if it exits or never does; stop it afterwards."""
+    import pytest
+
+    log_path.parent.mkdir(exist_ok=True)
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers(probe_url, ready):
+            if server.poll() is not None:
+                pytest.fail(f"{name} exited with {server.returncode}:\n"
+                            f"{log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} not ready within {timeout:.0f} s:\n"
+                            f"{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)

@@ -13,13 +13,8 @@ import base64
 import datetime as dt
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +23,7 @@ import numpy as np
 import pytest
 
 from dashboard.queries import PIPELINE_UNAVAILABLE
-from tests.e2e.browser import CHROMIUM, INSTALL_HINT, Browser
+from tests.e2e.browser import CHROMIUM, INSTALL_HINT, Browser, free_port, served
 from tests.e2e.dashboard_data import DashboardWarehouse, alert, dashboard_warehouse, minute_trades
 from tickhouse.config import Settings
 from tickhouse.warehouse import connect
@@ -40,12 +35,6 @@ SYMBOL_B = "TESTDASH2"
 REFRESH_SECONDS = 2
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 ALERT_MESSAGE = f"{SYMBOL_A} dashboard-test alert"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +67,7 @@ def settings(warehouse: DashboardWarehouse) -> Settings:
 
 @pytest.fixture(scope="module")
 def dashboard_url(settings: Settings, browser: Browser) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         **settings.as_env(),
@@ -89,41 +78,12 @@ def dashboard_url(settings: Settings, browser: Browser) -> Iterator[str]:
             p for p in (str(settings.project_root), os.environ.get("PYTHONPATH")) if p
         ),
     }
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "dashboard-server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "dashboard"],
-            cwd=settings.project_root,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"dashboard exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.read().strip() == b"ok":
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"dashboard not healthy within 60 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+    with served("the dashboard", [sys.executable, "-m", "dashboard"], cwd=settings.project_root,
+                env=env, log_path=ARTIFACTS / "dashboard-server.log",
+                probe_url=f"{url}/_stcore/health", ready=lambda body: body.strip() == b"ok",
+                timeout=60):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
 
 
 def _db_bars(settings: Settings, symbol: str, interval: str) -> list[tuple[dt.datetime, float]]:

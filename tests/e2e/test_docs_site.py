@@ -9,18 +9,13 @@ A screenshot is kept in test-artifacts/docs.png.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import CHROMIUM, INSTALL_HINT, Browser
+from tests.e2e.browser import CHROMIUM, INSTALL_HINT, Browser, free_port, served
 from tests.integration.dbt.conftest import own_warehouse
 from tickhouse.config import Settings
 from transform.dbt_runner import build
@@ -30,14 +25,6 @@ pytestmark = pytest.mark.e2e
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 VWAP_DOC = "Volume-weighted average price"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -52,42 +39,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, P
 @pytest.fixture(scope="module")
 def docs_url(site: tuple[Settings, Path]) -> Iterator[str]:
     settings, target = site
-    port = _free_port()
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "docs-server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "docs", "--no-generate", "--dir", str(target)],
-            cwd=settings.project_root,
-            env={**os.environ, **settings.as_env(), "DOCS_PORT": str(port)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"tickhouse docs exited with {server.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}catalog.json", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"docs site not served within 30 s:\n{log_path.read_text()}")
-            time.sleep(0.2)
+    with served("tickhouse docs",
+                [sys.executable, "-m", "ops.cli", "docs", "--no-generate", "--dir", str(target)],
+                cwd=settings.project_root,
+                env={**os.environ, **settings.as_env(), "DOCS_PORT": str(port)},
+                log_path=ARTIFACTS / "docs-server.log", probe_url=f"{url}catalog.json"):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
 
 
 def test_catalog_columns_of_every_mart_are_documented(site: tuple[Settings, Path]) -> None:

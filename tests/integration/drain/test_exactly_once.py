@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from typing import Any
 
 import psycopg
@@ -237,3 +239,40 @@ def test_parse_workers_load_the_same_rows_exactly_once(
     assert by_topic[topics.alerts] == (11, 10, 1)
     assert_exactly_once(db, topics, "raw.trades", topics.trades)
     assert_exactly_once(db, topics, "raw.alerts", topics.alerts)
+
+
+def test_a_run_under_a_steady_stream_ends_at_the_end_it_found(
+    topics: Topics, db: psycopg.Connection[Any]
+) -> None:
+    """While trades keep arriving, no partition stays at end-of-log: a run drains each partition
+    to the end its first fetch saw and commits, instead of chasing the tail until max_seconds
+    (which held every row back from the marts for that long); the next runs take the rest."""
+    topics.produce(topics.trades, [trade(i) for i in range(2_000)])
+    stop = threading.Event()
+    sent = [0]
+
+    def stream() -> None:
+        while not stop.is_set():
+            for _ in range(20):
+                topics.producer.produce(topics.trades, value=trade(sent[0]), key=b"k")
+                sent[0] += 1
+            topics.producer.poll(0)
+            time.sleep(0.02)  # about 1,000 trades/s
+        topics.producer.flush(30)
+
+    streaming = threading.Thread(target=stream, daemon=True)
+    streaming.start()
+    try:
+        time.sleep(1.0)
+        started = time.monotonic()
+        first = topics.drain(max_seconds=60.0)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        streaming.join(30)
+    loaded = {s.topic: s.loaded for s in first.topics}[topics.trades]
+    assert loaded >= 2_000 + 500  # the backlog and what the first second streamed
+    assert took < 15, f"the run chased the stream for {took:.1f} s"
+    topics.drain_until_caught_up()
+    assert_exactly_once(db, topics, "raw.trades", topics.trades)
+    assert len(coordinates(db, "raw.trades", topics.trades)) == 2_000 + sent[0]

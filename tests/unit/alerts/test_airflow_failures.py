@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from alerts.airflow_failures import DAG_RULE, TASK_RULE, failure_alert, redact, secret_values
+from alerts.airflow_failures import DAG_RULE, TASK_RULE, failure_alert, secret_values
+from tickhouse.redaction import redact
 
 pytestmark = pytest.mark.unit
 

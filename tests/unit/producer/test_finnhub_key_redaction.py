@@ -8,7 +8,8 @@ import logging
 import pytest
 import requests
 
-from producer.finnhub_quotes import RedactingFilter, hide_secret_in_logs, redact
+from producer.finnhub_quotes import RedactingFilter, hide_secret_in_logs
+from tickhouse.redaction import redact
 
 pytestmark = pytest.mark.unit
 
@@ -17,9 +18,9 @@ KEY = "abc/def+ghi=42"
 
 def test_redact_plain_and_url_encoded_forms() -> None:
     text = f"url: /quote?token={KEY}&x=1 or /quote?token=abc%2Fdef%2Bghi%3D42"
-    out = redact(text, KEY)
+    out = redact(text, [KEY])
     assert "abc" not in out and out.count("***") == 2
-    assert redact("nothing here", "") == "nothing here"
+    assert redact("nothing here", [""]) == "nothing here"
 
 
 def test_filter_masks_messages_args_and_tracebacks() -> None:
