@@ -38,6 +38,8 @@ def with_connection(settings: Settings, conn_id: str, role: str) -> Settings:
 
 # the librdkafka settings of a Kafka connection's extra, and the variables they stand for
 _KAFKA_EXTRA = {
+    # where the login is made (the local broker's login listener, or your secured cluster)
+    "bootstrap.servers": "KAFKA_LOGIN_SERVERS",
     "security.protocol": "KAFKA_SECURITY_PROTOCOL",
     "sasl.mechanism": "KAFKA_SASL_MECHANISM",
     "sasl.username": "KAFKA_USERNAME",
@@ -48,8 +50,9 @@ _KAFKA_EXTRA = {
 
 def use_kafka_connection(conn_id: str) -> None:
     """Make the Kafka login of the Airflow connection `conn_id` (its extra's librdkafka settings:
-    security.protocol, sasl.mechanism, sasl.username, sasl.password) this task process's Kafka
-    identity, which every client Tickhouse makes then uses (`tickhouse.kafka.client_config`).
+    bootstrap.servers, security.protocol, sasl.mechanism, sasl.username, sasl.password) this task
+    process's Kafka identity, which every client Tickhouse makes then uses
+    (`tickhouse.kafka.client_config`).
     A connection without them, or no such connection, leaves the configuration as it is (e.g. a
     PLAINTEXT cluster, or KAFKA_USERNAME/KAFKA_PASSWORD given to the workers)."""
     import os

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tickhouse.errors import TickhouseError
 
@@ -38,6 +39,13 @@ KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
 KAFKA_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 # the local stack's Kafka principals (issue 14); KAFKA_<NAME>_PASSWORD holds each one's password
 KAFKA_PRINCIPALS = ("admin", "producer", "drain", "alerts", "monitor")
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+# the local broker listens twice: KAFKA_BOOTSTRAP_SERVERS (CONTRACT §2) for clients without a login,
+# which its ACLs let publish and read market data only, and KAFKA_LOGIN_PORT for SCRAM logins
+DEFAULT_KAFKA_LOGIN_PORT = "9094"
+# what a client without a login may do on the local broker: `market` (publish and read the market
+# topics, read alerts: CONTRACT §3's interface) or `none`
+KAFKA_ANONYMOUS_CHOICES = ("market", "none")
 
 
 def kafka_password_variable(principal: str) -> str:
@@ -45,17 +53,21 @@ def kafka_password_variable(principal: str) -> str:
     return f"KAFKA_{principal.upper()}_PASSWORD"
 
 
-def _kafka_identity(env: Mapping[str, str]) -> dict[str, str]:
+def _kafka_identity(env: Mapping[str, str]) -> dict[str, Any]:
     """Who this process is on Kafka. KAFKA_USERNAME/KAFKA_PASSWORD when set (a user's own cluster,
     or a service the local stack started with its own principal); otherwise, where the local
     stack's secrets are readable (the user's own `tickhouse` commands), its admin principal.
     The protocol defaults to SASL_PLAINTEXT when there is a username, PLAINTEXT when not."""
     username = env.get("KAFKA_USERNAME", "").strip()
     password = env.get("KAFKA_PASSWORD", "")
+    # a login of the local stack (its admin by default, or a principal named without a password):
+    # it logs in at the local broker's login listener, KAFKA_LOGIN_PORT on the bootstrap host
+    local_login = False
     if not username and env.get(kafka_password_variable("admin")):
-        username = "admin"
+        username, local_login = "admin", True
     if username and not password and username in KAFKA_PRINCIPALS:
         password = env.get(kafka_password_variable(username), "")
+        local_login = True
     protocol = env.get("KAFKA_SECURITY_PROTOCOL", "").strip().upper() or (
         "SASL_PLAINTEXT" if username else "PLAINTEXT"
     )
@@ -68,12 +80,58 @@ def _kafka_identity(env: Mapping[str, str]) -> dict[str, str]:
         raise ConfigError(
             f"KAFKA_SASL_MECHANISM={mechanism!r} is not one of {', '.join(KAFKA_MECHANISMS)}"
         )
+    login_port = _port(
+        "KAFKA_LOGIN_PORT", env.get("KAFKA_LOGIN_PORT", "").strip() or DEFAULT_KAFKA_LOGIN_PORT
+    )
+    login_servers = env.get("KAFKA_LOGIN_SERVERS", "").strip()
+    if login_servers:
+        login_servers = _bootstrap("KAFKA_LOGIN_SERVERS", login_servers)
+    elif local_login:
+        bootstrap = _bootstrap(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or DEFAULT_KAFKA_BOOTSTRAP,
+        )
+        login_servers = f"{bootstrap.split(',')[0].rsplit(':', 1)[0]}:{login_port}"
+    anonymous = env.get("KAFKA_ANONYMOUS_ACCESS", "").strip().lower() or "market"
+    if anonymous not in KAFKA_ANONYMOUS_CHOICES:
+        raise ConfigError(
+            f"KAFKA_ANONYMOUS_ACCESS={anonymous!r} is not one of {', '.join(KAFKA_ANONYMOUS_CHOICES)}"
+        )
     return {
         "kafka_security_protocol": protocol,
         "kafka_sasl_mechanism": mechanism,
         "kafka_username": username,
         "kafka_password": password,
+        "kafka_login_port": login_port,
+        "kafka_login_servers": login_servers,
+        "kafka_anonymous_access": anonymous,
     }
+
+
+def kafka_login_servers(environ: Mapping[str, str] | None = None) -> str:
+    """Where this process's Kafka clients connect when they log in (SASL or SSL): the local
+    broker's login listener for a local-stack login, KAFKA_LOGIN_SERVERS when set; "" when the
+    login goes to KAFKA_BOOTSTRAP_SERVERS itself (a user's own secured cluster)."""
+    identity = _kafka_identity(merged_environment(environ))
+    if identity["kafka_security_protocol"] == "PLAINTEXT":
+        return ""
+    return str(identity["kafka_login_servers"])
+
+
+def kafka_connect_servers(bootstrap_servers: str, environ: Mapping[str, str] | None = None) -> str:
+    """Where a client of this process connects when told `bootstrap_servers`: a login to the
+    configured KAFKA_BOOTSTRAP_SERVERS goes to `kafka_login_servers` when there is one; any other
+    address (a test's unreachable broker, a user's second cluster) is taken as it is."""
+    login = kafka_login_servers(environ)
+    if not login:
+        return bootstrap_servers
+    env = merged_environment(environ)
+    configured = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or DEFAULT_KAFKA_BOOTSTRAP
+
+    def servers(raw: str) -> list[str]:
+        return [s.strip() for s in raw.split(",") if s.strip()]
+
+    return login if servers(bootstrap_servers) == servers(configured) else bootstrap_servers
 
 
 def kafka_security(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -81,7 +139,7 @@ def kafka_security(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     from the merged configuration; {} on PLAINTEXT."""
     env = merged_environment(environ)
     identity = _kafka_identity(env)
-    protocol = identity["kafka_security_protocol"]
+    protocol = str(identity["kafka_security_protocol"])
     if protocol == "PLAINTEXT":
         return {}
     out = {"security.protocol": protocol}
@@ -228,6 +286,11 @@ class Settings:
     kafka_sasl_mechanism: str = KAFKA_DEFAULT_MECHANISM
     kafka_username: str = ""
     kafka_password: str = ""
+    # the local broker's login listener (KAFKA_LOGIN_PORT), where this process logs in
+    # (KAFKA_LOGIN_SERVERS, "" = KAFKA_BOOTSTRAP_SERVERS), and what it allows without a login
+    kafka_login_port: int = int(DEFAULT_KAFKA_LOGIN_PORT)
+    kafka_login_servers: str = ""
+    kafka_anonymous_access: str = "market"
 
     @property
     def kafka_port(self) -> int:
@@ -236,6 +299,11 @@ class Settings:
     @property
     def kafka_host(self) -> str:
         return self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
+
+    @property
+    def kafka_login_listener(self) -> str:
+        """host:port of the local broker's login listener (KAFKA_LOGIN_PORT on the bootstrap host)."""
+        return f"{self.kafka_host}:{self.kafka_login_port}"
 
     @property
     def topics(self) -> tuple[str, str, str, str]:
@@ -308,6 +376,9 @@ class Settings:
             "KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
             "KAFKA_USERNAME": self.kafka_username,
             "KAFKA_PASSWORD": self.kafka_password,
+            "KAFKA_LOGIN_PORT": str(self.kafka_login_port),
+            "KAFKA_LOGIN_SERVERS": self.kafka_login_servers,
+            "KAFKA_ANONYMOUS_ACCESS": self.kafka_anonymous_access,
             "TICKHOUSE_STATE_DIR": str(self.state_dir),
         }
 
@@ -350,7 +421,7 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
         project_root=project_root,
         state_dir=Path(env["TICKHOUSE_STATE_DIR"]).resolve(),
         kafka_bootstrap_servers=_bootstrap(
-            "KAFKA_BOOTSTRAP_SERVERS", get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+            "KAFKA_BOOTSTRAP_SERVERS", get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA_BOOTSTRAP)
         ),
         kafka_controller_port=_port("KAFKA_CONTROLLER_PORT", get("KAFKA_CONTROLLER_PORT", "9093")),
         kafka_heap_opts=get("KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g"),

@@ -18,7 +18,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: ignore[attr-defined]
 
-from tickhouse.config import kafka_security
+from tickhouse.config import kafka_connect_servers, kafka_security
 from tickhouse.errors import TickhouseError
 
 # Every producer of ours: idempotent and acknowledged by every in-sync replica, so retries neither
@@ -47,9 +47,16 @@ class TopicReadError(KafkaTopicError):
 
 def client_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     """The base of every client configuration: the brokers and this process's Kafka identity
-    (security protocol, SASL mechanism, username and password: `config.kafka_security`), so no
-    caller repeats them; `overrides` are librdkafka settings and win (a test's other principal)."""
-    return {"bootstrap.servers": bootstrap_servers, **kafka_security(), **overrides}
+    (security protocol, SASL mechanism, username and password: `config.kafka_security`; a login
+    connects where `config.kafka_connect_servers` says), so no caller repeats them; `overrides` are
+    librdkafka settings and win (a test's other principal)."""
+    config = {"bootstrap.servers": bootstrap_servers, **kafka_security(), **overrides}
+    # a login of the local stack goes to its broker's login listener (KAFKA_LOGIN_PORT):
+    # KAFKA_BOOTSTRAP_SERVERS there takes clients without one (CONTRACT §2)
+    logs_in = config.get("security.protocol", "PLAINTEXT") != "PLAINTEXT"
+    if logs_in and "bootstrap.servers" not in overrides:
+        config["bootstrap.servers"] = kafka_connect_servers(bootstrap_servers)
+    return config
 
 
 def producer_config(bootstrap_servers: str, client_id: str, **overrides: Any) -> dict[str, Any]:

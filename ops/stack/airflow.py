@@ -77,7 +77,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             {
                 "conn_type": "kafka",
                 "extra": {
-                    "bootstrap.servers": settings.kafka_bootstrap_servers,
+                    # the broker's login listener (KAFKA_LOGIN_PORT)
+                    "bootstrap.servers": settings.kafka_login_listener,
                     "security.protocol": settings.kafka_security_protocol,
                     "sasl.mechanism": settings.kafka_sasl_mechanism,
                     "sasl.username": principal,

@@ -87,7 +87,7 @@ ROLE_PASSWORDS = {
 
 
 # this process's own Kafka identity (config._kafka_identity): never passed on as it is
-KAFKA_IDENTITY = ("KAFKA_USERNAME", "KAFKA_PASSWORD")
+KAFKA_IDENTITY = ("KAFKA_USERNAME", "KAFKA_PASSWORD", "KAFKA_LOGIN_SERVERS")
 
 
 def service_environment(
@@ -111,6 +111,7 @@ def service_environment(
         password = merged_environment().get(variable) or read_env_file(settings.secrets_file).get(variable)
         if not password:
             raise ValueError(f"{variable} is missing from {settings.secrets_file}; run `make up`")
-        env.update({"KAFKA_USERNAME": kafka_user, "KAFKA_PASSWORD": password})
+        env.update({"KAFKA_USERNAME": kafka_user, "KAFKA_PASSWORD": password,
+                    "KAFKA_LOGIN_SERVERS": settings.kafka_login_listener})
     env[NO_SECRETS_FILE] = "1"
     return env

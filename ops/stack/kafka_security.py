@@ -1,7 +1,9 @@
 """Who may do what on the local stack's Kafka (issue 14): SASL/SCRAM users and their ACLs.
 
-The broker authenticates every client (SCRAM-SHA-256 on the client listener) and authorizes it with
-the StandardAuthorizer: nothing is allowed that `acl_table` does not grant. Each Tickhouse service
+The broker authenticates its services (SCRAM-SHA-256 on the login listener, KAFKA_LOGIN_PORT) and
+authorizes every client with the StandardAuthorizer: nothing is allowed that `acl_table` does not
+grant. A client without a login (KAFKA_BOOTSTRAP_SERVERS, CONTRACT §2) is `ANONYMOUS`, which may
+publish and read market data only (KAFKA_ANONYMOUS_ACCESS=none: nothing). Each Tickhouse service
 has its own principal, whose password setup generates into `<state dir>/secrets.env`
 (KAFKA_<NAME>_PASSWORD) and hands only to that service's processes; `admin` is the stack's own
 superuser (topic creation, setup, the user's `tickhouse` commands and the tests).
@@ -61,14 +63,19 @@ class Grant:
     name: str
     operations: tuple[AclOperation, ...]
     prefixed: bool = False
+    denied: bool = False  # a DENY binding: wins over any ALLOW
 
 
 def _topic(name: str, *ops: AclOperation, prefixed: bool = False) -> Grant:
     return Grant(ResourceType.TOPIC, name, ops, prefixed)
 
 
-def _group(name: str, *ops: AclOperation, prefixed: bool = False) -> Grant:
-    return Grant(ResourceType.GROUP, name, ops, prefixed)
+def _group(name: str, *ops: AclOperation, prefixed: bool = False, denied: bool = False) -> Grant:
+    return Grant(ResourceType.GROUP, name, ops, prefixed, denied)
+
+
+# the principal of a client on the PUBLIC listener (KAFKA_BOOTSTRAP_SERVERS, no login)
+ANONYMOUS = "ANONYMOUS"
 
 
 def acl_table(settings: Settings) -> dict[str, tuple[Grant, ...]]:
@@ -84,7 +91,19 @@ def acl_table(settings: Settings) -> dict[str, tuple[Grant, ...]]:
     # the consumers that only read watermarks or a topic's contents (tickhouse.kafka.probe_group)
     # look up their group's coordinator, never join or commit
     probes = _group("tickhouse-probe-", DESCRIBE, prefixed=True)
-    return {
+    table: dict[str, tuple[Grant, ...]] = {}
+    if settings.kafka_anonymous_access == "market":
+        # a client without a login (CONTRACT §2/§3: anyone may publish market data to
+        # KAFKA_BOOTSTRAP_SERVERS and read the topics): publish and read the market topics, read
+        # alerts, use a consumer group of its own; never write alerts or the alert service's
+        # topics, never delete or alter anything, never join or commit a `tickhouse-*` group
+        table[ANONYMOUS] = (
+            *(_topic(t, WRITE, READ, DESCRIBE) for t in market),
+            _topic(alerts, READ, DESCRIBE),
+            _group("*", READ, DESCRIBE),
+            _group("tickhouse-", READ, DESCRIBE, prefixed=True, denied=True),
+        )
+    return table | {
         # `tickhouse produce` / `backfill`: writes the market topics; creates them when missing
         "producer": tuple(_topic(t, WRITE, DESCRIBE, CREATE) for t in market),
         # the drain (Airflow task, `tickhouse drain`): reads every topic it loads into raw.*,
@@ -122,7 +141,7 @@ def bindings(settings: Settings) -> list[AclBinding]:
                 out.append(
                     AclBinding(
                         grant.resource, grant.name, pattern, f"User:{principal}", "*", operation,
-                        AclPermissionType.ALLOW,
+                        AclPermissionType.DENY if grant.denied else AclPermissionType.ALLOW,
                     )
                 )
     return out
@@ -144,7 +163,7 @@ def passwords(settings: Settings) -> dict[str, str]:
 def admin_client(settings: Settings) -> AdminClient:
     """An admin client logged in as the stack's `admin`, whatever this process's own identity."""
     return kafka.admin(
-        settings.kafka_bootstrap_servers,
+        settings.kafka_login_listener,
         **{
             "security.protocol": "SASL_PLAINTEXT",
             "sasl.mechanism": "SCRAM-SHA-256",
@@ -215,4 +234,19 @@ def provision(settings: Settings, timeout: float = 60) -> None:
     _wait(lambda: bool(client.list_topics(timeout=2).brokers), "the admin login", timeout)
     users = {p: pw for p, pw in passwords(settings).items() if p != ADMIN}
     upsert_users(client, users, timeout)
+    if settings.kafka_anonymous_access == "none":
+        revoke_anonymous(client, timeout)
     apply_acls(settings, client, timeout)
+
+
+def revoke_anonymous(client: AdminClient, timeout: float = 30) -> None:
+    """Remove every ACL of clients without a login (KAFKA_ANONYMOUS_ACCESS=none)."""
+    theirs = AclBindingFilter(
+        ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{ANONYMOUS}", None,  # type: ignore[arg-type]
+        AclOperation.ANY, AclPermissionType.ANY,
+    )
+    for future in client.delete_acls([theirs], request_timeout=timeout).values():
+        try:
+            future.result(timeout)
+        except KafkaException as err:
+            raise StackError(f"Kafka: could not remove the ACLs of {ANONYMOUS}: {err}") from err

@@ -83,6 +83,10 @@ def up(
             f"Kafka       {settings.kafka_bootstrap_servers}  ready ({time.monotonic() - t0:.1f} s, "
             f"topics {', '.join(settings.topics)} x{settings.topic_partitions} partitions)"
         )
+        say(
+            f"            logins (SCRAM) at {settings.kafka_login_listener}; without a login: "
+            + ("market data only" if settings.kafka_anonymous_access == "market" else "nothing")
+        )
     if "airflow" in wanted:
         t0 = time.monotonic()
         if _refresh_dbt_manifest(settings):

@@ -87,6 +87,7 @@ def users_stack(
     env_file = workdir / "user.env"
     env_file.write_text(
         f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{free_port()}\nKAFKA_CONTROLLER_PORT={free_port()}\n"
+        f"KAFKA_LOGIN_PORT={free_port()}\n"
         f"POSTGRES_PORT={free_port()}\nKAFKA_HEAP_OPTS=-Xms64m -Xmx256m\n"
     )
     env = {

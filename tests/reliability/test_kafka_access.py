@@ -1,7 +1,9 @@
 """Kafka authentication and ACLs (issue 14 item 9): before, any local user could publish fake alerts
-or delete topics on the broker. Now a client without a SCRAM login is refused, and each service's
-principal may do only what `ops/stack/kafka_security.acl_table` grants it, while the services, each
-logged in as its own principal, still move every trade once."""
+or delete topics on the broker. Now a client without a SCRAM login may only do what CONTRACT §2/§3
+promise it (publish and read market data on KAFKA_BOOTSTRAP_SERVERS): no alerts, no deletes, no
+services' consumer groups; each service's principal may do only what
+`ops/stack/kafka_security.acl_table` grants it, while the services, each logged in as its own
+principal at the login listener, still move every trade once."""
 
 from __future__ import annotations
 
@@ -12,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from ops.stack import kafka_security
@@ -37,7 +46,7 @@ def _login(settings: Settings, principal: str, password: str | None = None) -> d
     """A client configuration logged in as `principal` (not this process's own identity)."""
     secrets = read_env_file(settings.secrets_file)
     return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "bootstrap.servers": settings.kafka_login_listener,
         "security.protocol": "SASL_PLAINTEXT",
         "sasl.mechanism": "SCRAM-SHA-256",
         "sasl.username": principal,
@@ -78,6 +87,18 @@ def _read(config: dict[str, str], topic: str, partitions: int, group: str) -> Ka
         consumer.close()
 
 
+def _commit(config: dict[str, str], topic: str, group: str) -> Exception | None:
+    """Commit offset 0 of `topic`'s partition 0 for `group`: the error, None when it was taken."""
+    consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False, "log_level": 0})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    except KafkaException as err:
+        return err
+    finally:
+        consumer.close()
+    return None
+
+
 def _delete(config: dict[str, str], topic: str) -> Exception | None:
     client = AdminClient({**config, "log_level": 0})
     try:
@@ -114,10 +135,23 @@ def test_kafka_refuses_strangers_and_other_principals(
         # --- strangers: no login, or a wrong password -------------------------------------------
         anonymous = _produce(_anonymous(settings), topics.alerts)
         assert anonymous is not None, "a client without a login published a fake alert"
-        refused.append(f"anonymous publish: {_code(anonymous)}")
+        assert anonymous.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, anonymous
+        refused.append(f"anonymous publish of an alert: {_code(anonymous)}")
         deleted = _delete(_anonymous(settings), topics.trades)
         assert deleted is not None, "a client without a login deleted a topic"
         refused.append(f"anonymous delete: {_code(deleted)}")
+        # a `tickhouse-*` group's coordinator is not even found for it (DESCRIBE denied)
+        hijacked = f"tickhouse-drain-{topics.suffix}"
+        hijack = _commit(_anonymous(settings), topics.trades, hijacked)
+        assert hijack is not None, "a client without a login committed in a tickhouse-* group"
+        committed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(hijacked)])
+        offsets = committed[hijacked].result(15).topic_partitions or []
+        assert all(tp.offset < 0 for tp in offsets), offsets
+        refused.append(f"anonymous commit in a tickhouse-* group: {_code(hijack)}")
+        # ... while CONTRACT §2/§3's interface stays open to it: market data in, topics readable
+        assert _produce(_anonymous(settings), topics.quotes, b"ANON") is None
+        assert _read(_anonymous(settings), topics.quotes, 3, f"someone-{topics.suffix}") == 1
+        assert _commit(_anonymous(settings), topics.quotes, f"someone-{topics.suffix}") is None
         wrong = _produce(_login(settings, "alerts", "not-the-password"), topics.alerts)
         assert wrong is not None, "a wrong password published an alert"
         refused.append(f"wrong password: {_code(wrong)}")

@@ -112,3 +112,70 @@ def test_kafka_identity_of_a_process(tmp_path: Path) -> None:
         _settings(tmp_path, KAFKA_SECURITY_PROTOCOL="TLS")
     with pytest.raises(ConfigError, match="KAFKA_USERNAME and KAFKA_PASSWORD"):
         kafka_security({**base, "TICKHOUSE_NO_SECRETS_FILE": "1", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+
+
+def test_a_local_login_goes_to_the_login_listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CONTRACT §2's KAFKA_BOOTSTRAP_SERVERS stays the address of clients without a login; a local
+    stack's login (its admin, a principal named alone, a service started with KAFKA_LOGIN_SERVERS)
+    connects at KAFKA_LOGIN_PORT of the same host; a user's own secured cluster at its bootstrap."""
+    from tickhouse.config import kafka_login_servers
+    from tickhouse.kafka import client_config
+
+    base = {"TICKHOUSE_STATE_DIR": str(tmp_path / "state"), "TICKHOUSE_ENV_FILE": str(tmp_path / ".env"),
+            "KAFKA_BOOTSTRAP_SERVERS": "10.0.0.5:7092"}
+    assert kafka_login_servers(base) == ""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "secrets.env").write_text("KAFKA_ADMIN_PASSWORD=a1\nKAFKA_DRAIN_PASSWORD=d1\n")
+    assert kafka_login_servers(base) == "10.0.0.5:9094"
+    assert kafka_login_servers({**base, "KAFKA_LOGIN_PORT": "7094"}) == "10.0.0.5:7094"
+    assert kafka_login_servers({**base, "KAFKA_USERNAME": "drain"}) == "10.0.0.5:9094"
+    # an unsecured cluster of the user's: no login, its bootstrap
+    assert kafka_login_servers({**base, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}) == ""
+    # a user's own login on their secured cluster: where they pointed KAFKA_BOOTSTRAP_SERVERS
+    mine = {**base, "KAFKA_USERNAME": "me", "KAFKA_PASSWORD": "pw", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}
+    assert kafka_login_servers(mine) == ""
+    # a service the stack started: told where to log in
+    service = {**base, "TICKHOUSE_NO_SECRETS_FILE": "1", "KAFKA_USERNAME": "alerts", "KAFKA_PASSWORD": "x",
+               "KAFKA_LOGIN_SERVERS": "10.0.0.5:9094"}
+    assert kafka_login_servers(service) == "10.0.0.5:9094"
+    with pytest.raises(ConfigError, match="KAFKA_LOGIN_PORT"):
+        _settings(tmp_path, KAFKA_LOGIN_PORT="70000")
+    with pytest.raises(ConfigError, match="KAFKA_ANONYMOUS_ACCESS"):
+        _settings(tmp_path, KAFKA_ANONYMOUS_ACCESS="everything")
+
+    # every client config: a login connects at the login listener, a PLAINTEXT override does not
+    for name in ("KAFKA_USERNAME", "KAFKA_PASSWORD", "KAFKA_SECURITY_PROTOCOL", "KAFKA_LOGIN_SERVERS",
+                 "KAFKA_LOGIN_PORT", "KAFKA_ADMIN_PASSWORD", "TICKHOUSE_NO_SECRETS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in base.items():
+        monkeypatch.setenv(name, value)
+    config = client_config("10.0.0.5:7092")
+    assert config["bootstrap.servers"] == "10.0.0.5:9094" and config["sasl.username"] == "admin"
+    plain = client_config("10.0.0.5:7092", **{"security.protocol": "PLAINTEXT"})
+    assert plain["bootstrap.servers"] == "10.0.0.5:7092"
+    # another address than the configured one (a test's unreachable broker) is taken as it is
+    assert client_config("127.0.0.1:1")["bootstrap.servers"] == "127.0.0.1:1"
+
+
+def test_clients_without_a_login_may_publish_and_read_market_data_only(tmp_path: Path) -> None:
+    """The ACLs of ANONYMOUS (the PUBLIC listener): write and read the market topics, read alerts,
+    any group but the services' (a DENY on `tickhouse-*`); none with KAFKA_ANONYMOUS_ACCESS=none."""
+    from confluent_kafka.admin import AclOperation, AclPermissionType  # type: ignore[attr-defined]
+
+    from ops.stack.kafka_security import ANONYMOUS, acl_table, bindings
+
+    settings = _settings(tmp_path)
+    grants = acl_table(settings)[ANONYMOUS]
+    by_name = {g.name: g for g in grants}
+    for topic in ("market.trades", "market.quotes", "market.candles"):
+        assert set(by_name[topic].operations) == {
+            AclOperation.WRITE, AclOperation.READ, AclOperation.DESCRIBE
+        }
+    assert set(by_name["market.alerts"].operations) == {AclOperation.READ, AclOperation.DESCRIBE}
+    assert by_name["tickhouse-"].denied and by_name["tickhouse-"].prefixed
+    anonymous = [b for b in bindings(settings) if b.principal == f"User:{ANONYMOUS}"]
+    assert not any(b.operation in (AclOperation.DELETE, AclOperation.ALTER, AclOperation.CREATE,
+                                   AclOperation.ALL) for b in anonymous)
+    assert not any(b.name == "market.alerts" and b.operation == AclOperation.WRITE for b in anonymous)
+    assert any(b.permission_type == AclPermissionType.DENY for b in anonymous)
+    assert ANONYMOUS not in acl_table(_settings(tmp_path, KAFKA_ANONYMOUS_ACCESS="none"))

@@ -203,7 +203,9 @@ def test_a_file_with_bad_rows_publishes_nothing_unless_told(
 def test_unacknowledged_candles_exit_1(tmp_path: Path) -> None:
     started = time.monotonic()
     done = backfill(["--source", "file", "--file", str(DAILY_CANDLES), "--flush-timeout", "3"],
+                    # another (unsecured, unreachable) broker than the stack's: no local login
                     {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+                     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
                      "CANDLES_TOPIC": "test.backfill.nowhere"}, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "12,154 candles not acknowledged by Kafka" in done.stderr

@@ -65,11 +65,12 @@ def test_taken_port_is_a_clear_error(tmp_path: Path, busy_port: int) -> None:
 
 
 def test_down_stops_exactly_what_up_started(tmp_path: Path, settings: Settings) -> None:
-    port, controller = _free_port(), _free_port()
+    port, controller, login = _free_port(), _free_port(), _free_port()
     env = {
         "TICKHOUSE_STATE_DIR": str(tmp_path),
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
         "KAFKA_CONTROLLER_PORT": str(controller),
+        "KAFKA_LOGIN_PORT": str(login),
         "KAFKA_HEAP_OPTS": "-Xms64m -Xmx256m",
         "KAFKA_LIBS_DIR": str(kafka_broker.libs_dir(settings)),
     }
