@@ -100,10 +100,11 @@ def users_stack(
         started = _run([tickhouse_command(), "up", "--only", "postgres,kafka"], env)
         assert started.returncode == 0, started.stdout + started.stderr
         user = load_settings(env)
-        # this process's Kafka clients log in to the user's broker as its admin (issue 14)
+        # this process's Kafka clients log in to the user's broker as its admin (issue 14), at its
+        # login listener
         monkeypatch.setenv("KAFKA_USERNAME", user.kafka_username)
         monkeypatch.setenv("KAFKA_PASSWORD", user.kafka_password)
-        producer = kafka.producer(user.kafka_bootstrap_servers, "user")
+        producer = kafka.producer(user.kafka_login_listener, "user")
         for i in range(20):
             body = {"symbol": SYMBOL, "price": 100 + i, "volume": 1, "ts": 1_763_649_000_000 + i}
             producer.produce(user.trades_topic, value=json.dumps(body).encode(), key=SYMBOL.encode())
@@ -119,9 +120,9 @@ def users_stack(
 def snapshot(user: Settings) -> dict[str, Any]:
     """What a test run could change in the user's stack: topics and their end offsets, the raw
     rows by table and topic, the drain's bookkeeping, the databases."""
-    topics = kafka.admin(user.kafka_bootstrap_servers).list_topics(timeout=10).topics
+    topics = kafka.admin(user.kafka_login_listener).list_topics(timeout=10).topics
     ends = {
-        name: kafka.watermarks(user.kafka_bootstrap_servers, name)
+        name: kafka.watermarks(user.kafka_login_listener, name)
         for name in sorted(topics) if not name.startswith("__")
     }
     with psycopg.connect(user.conninfo("owner"), autocommit=True) as conn:
