@@ -11,6 +11,7 @@ from tests.faults import SNOWFLAKE_STAGES, STAGES, crash_at
 from tests.integration.drain.helpers import NOW_MS, alert, candle, quote, trade
 from tests.integration.snowflake.conftest import Snow, SnowTopics
 from tickhouse import kafka
+from tickhouse.config import read_env_file
 
 pytestmark = pytest.mark.integration
 
@@ -211,10 +212,14 @@ def test_drain_cli_loads_into_snowflake_without_postgres_credentials(
 ) -> None:
     from drain.cli import main
 
+    # no state dir, so no secrets file: the Kafka login comes from the environment, as on a worker
+    secrets = read_env_file(topics.settings.secrets_file)
     for name, value in {
         **topics.env(), "DRAIN_MAX_SECONDS": "20",
         "LOADER_PASSWORD": "", "POSTGRES_PASSWORD": "", "DBT_PASSWORD": "",
         "BI_READER_PASSWORD": "", "TICKHOUSE_STATE_DIR": "/nonexistent/tickhouse-state",
+        "KAFKA_USERNAME": "admin", "KAFKA_PASSWORD": secrets["KAFKA_ADMIN_PASSWORD"],
+        "KAFKA_LOGIN_SERVERS": topics.settings.kafka_login_listener,
     }.items():
         monkeypatch.setenv(name, value)
     topics.produce(topics.trades, [*map(trade, range(40)), b"nope"])
