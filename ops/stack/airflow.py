@@ -17,13 +17,12 @@ from pathlib import Path
 
 import psycopg
 
-from ops.stack.credentials import service_environment
+from ops.stack.credentials import generated_secret, service_environment
 from ops.stack.processes import Service, StackError, port_open, require_port_free, wait_until
 from tickhouse.config import (
     Settings,
     env_file,
     kafka_password_variable,
-    merged_environment,
     read_env_file,
 )
 
@@ -45,13 +44,6 @@ def services(settings: Settings) -> list[Service]:
 
 def _venv_bin() -> Path:
     return Path(sys.executable).parent
-
-
-def _secret(settings: Settings, name: str) -> str:
-    value = merged_environment().get(name) or read_env_file(settings.secrets_file).get(name, "")
-    if not value:
-        raise StackError(f"{name} is missing from {settings.secrets_file}; run `make up` to generate it")
-    return value
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -82,7 +74,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
                     "security.protocol": settings.kafka_security_protocol,
                     "sasl.mechanism": settings.kafka_sasl_mechanism,
                     "sasl.username": principal,
-                    "sasl.password": _secret(settings, kafka_password_variable(principal)),
+                    "sasl.password": generated_secret(settings, kafka_password_variable(principal)),
                 },
             }
         )
@@ -104,7 +96,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(settings.airflow_parallelism),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__FERNET_KEY": _secret(settings, "AIRFLOW_FERNET_KEY"),
+            "AIRFLOW__CORE__FERNET_KEY": generated_secret(settings, "AIRFLOW_FERNET_KEY"),
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
             ),
@@ -120,9 +112,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__API__PORT": str(settings.airflow_port),
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__BASE_URL": settings.airflow_url,
-            "AIRFLOW__API__SECRET_KEY": _secret(settings, "AIRFLOW_API_SECRET_KEY"),
+            "AIRFLOW__API__SECRET_KEY": generated_secret(settings, "AIRFLOW_API_SECRET_KEY"),
             "AIRFLOW__API__EXPOSE_CONFIG": "False",
-            "AIRFLOW__API_AUTH__JWT_SECRET": _secret(settings, "AIRFLOW_JWT_SECRET"),
+            "AIRFLOW__API_AUTH__JWT_SECRET": generated_secret(settings, "AIRFLOW_JWT_SECRET"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
@@ -141,11 +133,11 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 
 
 def admin_password(settings: Settings) -> str:
-    return settings.airflow_admin_password or _secret(settings, "AIRFLOW_ADMIN_PASSWORD")
+    return settings.airflow_admin_password or generated_secret(settings, "AIRFLOW_ADMIN_PASSWORD")
 
 
 def viewer_password(settings: Settings) -> str:
-    return _secret(settings, "AIRFLOW_VIEWER_PASSWORD")
+    return generated_secret(settings, "AIRFLOW_VIEWER_PASSWORD")
 
 
 def _write_passwords_file(settings: Settings) -> None:

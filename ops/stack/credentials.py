@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ops.stack.processes import StackError
 from tickhouse.config import (
     KAFKA_PRINCIPALS,
     NO_SECRETS_FILE,
@@ -86,6 +87,14 @@ ROLE_PASSWORDS = {
 }
 
 
+def generated_secret(settings: Settings, name: str) -> str:
+    """A generated credential: the configuration (environment, .env) first, then the secrets file."""
+    value = merged_environment().get(name) or read_env_file(settings.secrets_file).get(name, "")
+    if not value:
+        raise StackError(f"{name} is missing from {settings.secrets_file}; run `make up` to generate it")
+    return value
+
+
 # this process's own Kafka identity (config._kafka_identity): never passed on as it is
 KAFKA_IDENTITY = ("KAFKA_USERNAME", "KAFKA_PASSWORD", "KAFKA_LOGIN_SERVERS")
 
@@ -107,10 +116,7 @@ def service_environment(
         name = ROLE_PASSWORDS[role]
         env[name] = passwords[name]
     if kafka_user is not None:
-        variable = kafka_password_variable(kafka_user)
-        password = merged_environment().get(variable) or read_env_file(settings.secrets_file).get(variable)
-        if not password:
-            raise ValueError(f"{variable} is missing from {settings.secrets_file}; run `make up`")
+        password = generated_secret(settings, kafka_password_variable(kafka_user))
         env.update({"KAFKA_USERNAME": kafka_user, "KAFKA_PASSWORD": password,
                     "KAFKA_LOGIN_SERVERS": settings.kafka_login_listener})
     env[NO_SECRETS_FILE] = "1"

@@ -29,6 +29,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
+from ops.stack.credentials import generated_secret
 from ops.stack.processes import StackError
 from tickhouse import kafka
 from tickhouse.config import (
@@ -36,8 +37,6 @@ from tickhouse.config import (
     Settings,
     drain_group,
     kafka_password_variable,
-    merged_environment,
-    read_env_file,
 )
 
 ADMIN = "admin"
@@ -147,17 +146,9 @@ def bindings(settings: Settings) -> list[AclBinding]:
     return out
 
 
-def secret(settings: Settings, name: str) -> str:
-    """A generated credential: the configuration (environment, .env) first, then the secrets file."""
-    value = merged_environment().get(name) or read_env_file(settings.secrets_file).get(name, "")
-    if not value:
-        raise StackError(f"{name} is missing from {settings.secrets_file}; run `make up` to generate it")
-    return value
-
-
 def passwords(settings: Settings) -> dict[str, str]:
     """Each local-stack principal's password (KAFKA_<NAME>_PASSWORD)."""
-    return {p: secret(settings, kafka_password_variable(p)) for p in KAFKA_PRINCIPALS}
+    return {p: generated_secret(settings, kafka_password_variable(p)) for p in KAFKA_PRINCIPALS}
 
 
 def admin_client(settings: Settings) -> AdminClient:
@@ -168,7 +159,7 @@ def admin_client(settings: Settings) -> AdminClient:
             "security.protocol": "SASL_PLAINTEXT",
             "sasl.mechanism": "SCRAM-SHA-256",
             "sasl.username": ADMIN,
-            "sasl.password": secret(settings, kafka_password_variable(ADMIN)),
+            "sasl.password": generated_secret(settings, kafka_password_variable(ADMIN)),
         },
     )
 
