@@ -108,37 +108,11 @@ def _kafka_identity(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def kafka_login_servers(environ: Mapping[str, str] | None = None) -> str:
-    """Where this process's Kafka clients connect when they log in (SASL or SSL): the local
-    broker's login listener for a local-stack login, KAFKA_LOGIN_SERVERS when set; "" when the
-    login goes to KAFKA_BOOTSTRAP_SERVERS itself (a user's own secured cluster)."""
-    identity = _kafka_identity(merged_environment(environ))
-    if identity["kafka_security_protocol"] == "PLAINTEXT":
-        return ""
-    return str(identity["kafka_login_servers"])
+def _servers(raw: str) -> list[str]:
+    return [s.strip() for s in raw.split(",") if s.strip()]
 
 
-def kafka_connect_servers(bootstrap_servers: str, environ: Mapping[str, str] | None = None) -> str:
-    """Where a client of this process connects when told `bootstrap_servers`: a login to the
-    configured KAFKA_BOOTSTRAP_SERVERS goes to `kafka_login_servers` when there is one; any other
-    address (a test's unreachable broker, a user's second cluster) is taken as it is."""
-    login = kafka_login_servers(environ)
-    if not login:
-        return bootstrap_servers
-    env = merged_environment(environ)
-    configured = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or DEFAULT_KAFKA_BOOTSTRAP
-
-    def servers(raw: str) -> list[str]:
-        return [s.strip() for s in raw.split(",") if s.strip()]
-
-    return login if servers(bootstrap_servers) == servers(configured) else bootstrap_servers
-
-
-def kafka_security(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The librdkafka security settings of this process's Kafka identity (see `_kafka_identity`),
-    from the merged configuration; {} on PLAINTEXT."""
-    env = merged_environment(environ)
-    identity = _kafka_identity(env)
+def _security_settings(identity: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:
     protocol = str(identity["kafka_security_protocol"])
     if protocol == "PLAINTEXT":
         return {}
@@ -158,6 +132,29 @@ def kafka_security(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         )
     if protocol.endswith("SSL") and env.get("KAFKA_SSL_CA_LOCATION"):
         out["ssl.ca.location"] = env["KAFKA_SSL_CA_LOCATION"]
+    return out
+
+
+def kafka_security(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The librdkafka security settings of this process's Kafka identity (see `_kafka_identity`),
+    from the merged configuration; {} on PLAINTEXT."""
+    env = merged_environment(environ)
+    return _security_settings(_kafka_identity(env), env)
+
+
+def kafka_client_settings(bootstrap_servers: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a client of this process told `bootstrap_servers` adds to its librdkafka settings,
+    from one read of the configuration: the security settings of its identity ({} on PLAINTEXT)
+    and, for a login to the configured KAFKA_BOOTSTRAP_SERVERS where there are login servers (the
+    local broker's login listener, or KAFKA_LOGIN_SERVERS), `bootstrap.servers` = those. Any other
+    address (a test's unreachable broker, a user's second cluster) is taken as it is."""
+    env = merged_environment(environ)
+    identity = _kafka_identity(env)
+    out = _security_settings(identity, env)
+    login = identity["kafka_login_servers"]
+    configured = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or DEFAULT_KAFKA_BOOTSTRAP
+    if out and login and _servers(bootstrap_servers) == _servers(configured):
+        out["bootstrap.servers"] = login
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: ignore[attr-defined]
 
-from tickhouse.config import kafka_connect_servers, kafka_security
+from tickhouse.config import kafka_client_settings
 from tickhouse.errors import TickhouseError
 
 # Every producer of ours: idempotent and acknowledged by every in-sync replica, so retries neither
@@ -47,15 +47,14 @@ class TopicReadError(KafkaTopicError):
 
 def client_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     """The base of every client configuration: the brokers and this process's Kafka identity
-    (security protocol, SASL mechanism, username and password: `config.kafka_security`; a login
-    connects where `config.kafka_connect_servers` says), so no caller repeats them; `overrides` are
-    librdkafka settings and win (a test's other principal)."""
-    config = {"bootstrap.servers": bootstrap_servers, **kafka_security(), **overrides}
-    # a login of the local stack goes to its broker's login listener (KAFKA_LOGIN_PORT):
-    # KAFKA_BOOTSTRAP_SERVERS there takes clients without one (CONTRACT §2)
-    logs_in = config.get("security.protocol", "PLAINTEXT") != "PLAINTEXT"
-    if logs_in and "bootstrap.servers" not in overrides:
-        config["bootstrap.servers"] = kafka_connect_servers(bootstrap_servers)
+    (security protocol, SASL mechanism, username and password; a local-stack login connects at
+    the broker's login listener: `config.kafka_client_settings`), so no caller repeats them;
+    `overrides` are librdkafka settings and win (a test's other principal)."""
+    config = {"bootstrap.servers": bootstrap_servers, **kafka_client_settings(bootstrap_servers), **overrides}
+    # an override without a login (PLAINTEXT) keeps the address it was given: the login listener
+    # takes logins only
+    if config.get("security.protocol", "PLAINTEXT") == "PLAINTEXT" and "bootstrap.servers" not in overrides:
+        config["bootstrap.servers"] = bootstrap_servers
     return config
 
 

@@ -118,7 +118,11 @@ def test_a_local_login_goes_to_the_login_listener(tmp_path: Path, monkeypatch: p
     """CONTRACT §2's KAFKA_BOOTSTRAP_SERVERS stays the address of clients without a login; a local
     stack's login (its admin, a principal named alone, a service started with KAFKA_LOGIN_SERVERS)
     connects at KAFKA_LOGIN_PORT of the same host; a user's own secured cluster at its bootstrap."""
-    from tickhouse.config import kafka_login_servers
+    from tickhouse.config import kafka_client_settings
+
+    def kafka_login_servers(env: dict[str, str]) -> str:
+        """Where a client told the configured bootstrap connects to log in ("" = that bootstrap)."""
+        return kafka_client_settings(env["KAFKA_BOOTSTRAP_SERVERS"], env).get("bootstrap.servers", "")
     from tickhouse.kafka import client_config
 
     base = {"TICKHOUSE_STATE_DIR": str(tmp_path / "state"), "TICKHOUSE_ENV_FILE": str(tmp_path / ".env"),
