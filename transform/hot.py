@@ -10,6 +10,12 @@ It stays warm: the manifest is parsed once per process and handed to every later
 about a second. Everything else (the coarser analytics, every data test) is the slow path, the
 `transform_marts` DAG's full build, which continues from what the hot runs wrote: `int_bars`'
 consumers find their change sets by `updated_at` watermarks, not by the pending loads.
+
+On a warehouse the full build has not run on yet (a new stack whose DAGs were just switched on),
+the hot models' inputs (the staging views, the calendars, the symbol seed) and the views over them
+(`marts.fct_bars`, `fct_technicals`, ...) do not exist: the first run of a process builds those
+that are missing (PostgreSQL; elsewhere the full build has to run first), so the marts show the
+first trades without waiting for `transform_marts`.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class HotTransform:
         # a target directory of its own: target/manifest.json is what transform_marts loads
         self.target_path = target_path or DBT_PROJECT_DIR / "target" / "hot"
         self._manifest: Any = None
+        self._checked = False  # whether this process looked for missing inputs and views
 
     def warm_up(self) -> None:
         """Parse the project once (the cold part of the first run)."""
@@ -75,14 +82,79 @@ class HotTransform:
         """One `dbt run` of HOT_MODELS under the build lock; returns its seconds."""
         self.warm_up()
         started = time.monotonic()
+        target = ["--target-path", str(self.target_path)]
         with one_build_at_a_time(self.settings):
+            seeds, models = ([], []) if self._checked else missing_relations(self._manifest, self.settings)
+            if seeds or models:
+                log.info("building what the warehouse lacks first: %s", ", ".join(seeds + models))
+            if seeds:
+                result = run_dbt(
+                    ["--quiet", "seed", *target, "--select", *seeds], self.settings, manifest=self._manifest
+                )
+                if not result.success:
+                    raise TransformError(f"dbt seed failed: {failure_summary(result)}")
             result = run_dbt(
-                ["--quiet", "run", "--target-path", str(self.target_path), "--select", *HOT_MODELS],
+                ["--quiet", "run", *target, "--select", *HOT_MODELS, *models],
                 self.settings,
                 manifest=self._manifest,
             )
         seconds = time.monotonic() - started
         if not result.success:
             raise TransformError(f"hot dbt run failed: {failure_summary(result)}")
+        self._checked = True
         log.info("hot models rebuilt in %.2f s", seconds)
         return seconds
+
+
+def missing_relations(manifest: Any, settings: Settings) -> tuple[list[str], list[str]]:
+    """The seeds and models a hot run needs that the warehouse does not hold: the hot models'
+    ancestors, and the views over them (the marts that show their rows at once), by name.
+    PostgreSQL only (elsewhere: nothing found, the full build creates them)."""
+    from tickhouse.snowflake.settings import selected_warehouse
+
+    if selected_warehouse() != "postgres":
+        return [], []
+    nodes = manifest.nodes
+    hot = {uid for uid, node in nodes.items() if node.resource_type == "model" and node.name in HOT_MODELS}
+    needed: set[str] = set()
+    todo = list(hot)
+    while todo:  # ancestors
+        for parent in _parents(nodes[todo.pop()]):
+            if parent in nodes and parent not in needed:
+                needed.add(parent)
+                todo.append(parent)
+    ready = hot | needed
+    needed |= {  # the views over the hot models that read nothing else (the slow path builds the rest)
+        uid
+        for uid, node in nodes.items()
+        if node.resource_type == "model"
+        and node.config.materialized == "view"
+        and hot & set(_parents(node))
+        and all(parent in ready for parent in _parents(node) if parent in nodes)
+    }
+    candidates = sorted(
+        (node.schema, node.alias, node.name, "seed" if node.resource_type == "seed" else "model")
+        for uid in needed - hot
+        if (node := nodes[uid]).resource_type in ("model", "seed")
+    )
+    if not candidates:
+        return [], []
+    import psycopg
+
+    with psycopg.connect(settings.conninfo("dbt"), autocommit=True) as conn:
+        present = conn.execute(
+            "select array_agg(to_regclass(format('%%I.%%I', s, a)) is not null order by i)"
+            " from unnest(%s::text[], %s::text[]) with ordinality as t(s, a, i)",
+            ([c[0] for c in candidates], [c[1] for c in candidates]),
+        ).fetchone()
+    flags = present[0] if present and present[0] else [True] * len(candidates)
+    missing = [c for c, there in zip(candidates, flags, strict=True) if not there]
+    return (
+        [name for _, _, name, kind in missing if kind == "seed"],
+        [name for _, _, name, kind in missing if kind == "model"],
+    )
+
+
+def _parents(node: Any) -> list[str]:
+    """The nodes `node` reads (a seed depends on macros only)."""
+    return list(getattr(node.depends_on, "nodes", None) or ())

@@ -90,3 +90,25 @@ def test_hot_run_makes_drained_trades_visible_and_waits_for_the_build_lock(
         assert done.wait(120) and not errors, errors
         worker.join()
         assert _bars(warehouse, "HOTA")[BASE + 3 * MINUTE] == (6, Decimal(12))
+
+
+def test_the_first_hot_run_on_a_warehouse_never_built_creates_what_it_reads_and_the_marts(
+    tmp_path: Path,
+) -> None:
+    """A new stack whose DAGs were just switched on: no full build has run yet, so the staging
+    views, the calendars, the symbol seed and the views of the marts do not exist. The hot run
+    builds them (once per process) and the first trades show in marts.fct_bars at once."""
+    with own_warehouse("hotnew") as settings, own_feed(settings, kinds=("trades",)) as feed:
+        _publish(feed, "HOTN", 0, 3)
+        feed.drain()
+        hot = HotTransform(settings, target_path=tmp_path / "hot")
+        hot.run()
+        assert _bars(settings, "HOTN") == {BASE: (3, Decimal(6))}
+        technicals = fetch(settings, "select count(*) as n from marts.fct_technicals where symbol = %s",
+                           ("HOTN",))
+        assert technicals[0]["n"] >= 1
+
+        _publish(feed, "HOTN", 1, 1)
+        feed.drain()
+        hot.run()  # the usual hot run from here on
+        assert _bars(settings, "HOTN")[BASE + MINUTE] == (1, Decimal(2))
