@@ -52,6 +52,10 @@ GC_PAUSE = Histogram(
 )
 
 SYMBOLS = Gauge("tickhouse_alerts_symbols", "Symbols whose rule state this instance holds")
+PARTITIONS = Gauge(
+    "tickhouse_alerts_partitions_assigned",
+    "Partitions of the trades topic this instance holds (0 until its group assigns it some)",
+)
 EVICTED = Counter(
     "tickhouse_alerts_symbols_evicted_total",
     "Symbols forgotten: idle longer than --evict-idle-seconds, or beyond --max-symbols",

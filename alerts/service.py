@@ -467,6 +467,7 @@ class AlertService:
         except Exception:
             log.exception("restoring state failed; starting these partitions with empty state")
             consumer.assign(partitions)
+        metrics.PARTITIONS.set(len(self.assigned))
         self.ready.set()
 
     def _restore(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -589,3 +590,4 @@ class AlertService:
             self._skip.pop(p, None)
             self._inflight.pop(p, None)
         self.assigned -= numbers
+        metrics.PARTITIONS.set(len(self.assigned))

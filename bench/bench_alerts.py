@@ -12,9 +12,11 @@ process. It is the floor that Kafka, the Python client and this machine set; the
 the service adds to it.
 
 Per rate (default 1k and 10k trades/s, each sustained for --duration seconds, 30 by default):
-fresh topics, a fresh service, a warm-up, then the timed run. The rules (bench_alerts_rules.yaml)
-have every rule on but only `suspicious_tick` fires: every --alert-every-th trade is a bad print,
-so alerts come at rate / alert_every per second, plus one `session_high` per symbol at the start.
+fresh topics, a fresh service, a warm-up (until every instance holds its partitions, from their
+`tickhouse_alerts_partitions_assigned` gauges: a rebalance inside a timed step would count as
+latency), then the timed run. The rules (bench_alerts_rules.yaml) have every rule on but only
+`suspicious_tick` fires: every --alert-every-th trade is a bad print, so alerts come at
+rate / alert_every per second, plus one `session_high` per symbol at the start.
 
   max rate     steps of --step-seconds at rising rates; a step is sustainable when the producer
                reached its rate and the consumer kept up (lag = produced - evaluated, from its
@@ -259,6 +261,29 @@ class Bench:
             total += int(float(match.group(1)))
         return total
 
+    def wait_settled(self, ports: list[int], timeout: float = 60) -> None:
+        """Until the group has settled: every instance holds a partition and together they hold
+        all of them (a rebalance inside a timed step would be measured as latency)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            held = [self.metric(port, "tickhouse_alerts_partitions_assigned") for port in ports]
+            if None not in held and sum(cast(list[float], held)) == self.args.partitions and (
+                len(ports) > self.args.partitions or all(cast(float, h) > 0 for h in held)
+            ):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the alert services at ports {ports} did not share the partitions")
+
+    @staticmethod
+    def metric(port: int, name: str) -> float | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        return None if match is None else float(match.group(1))
+
     @staticmethod
     def own_buckets(ports: list[int]) -> dict[float, float]:
         """Cumulative bucket counts of tickhouse_alerts_processing_seconds, summed over `ports`."""
@@ -391,6 +416,8 @@ class Bench:
         warm_sent, _ = self.produce_at(producer, names["trades"], trades, warm, 1.0, counter)
         if self.wait_evaluated(ports, warm_sent) is None:
             raise RuntimeError(f"the {kind} did not consume {warm_sent} warm-up trades")
+        if not forwarder:
+            self.wait_settled(ports)
         since = time.time_ns() // 1_000_000
         warm_buckets = {} if forwarder else self.own_buckets(ports)  # only the timed run counts
         counter[0] = 0
@@ -434,6 +461,8 @@ class Bench:
         total, _ = self.produce_at(producer, names["trades"], trades, 1000, 1.0, counter)
         if self.wait_evaluated(ports, total) is None:
             raise RuntimeError(f"the {label} did not consume the warm-up trades")
+        if kind != "forwarder":
+            self.wait_settled(ports)
         rates_left = list(rates)
         retried = False
         while rates_left:

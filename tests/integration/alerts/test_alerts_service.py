@@ -505,6 +505,9 @@ def test_cli_serves_metrics_and_stops_after_max_seconds(
     assert value(text, "tickhouse_alerts_bad_messages_total") >= 1
     assert value(text, "tickhouse_alerts_latency_seconds_count") >= 1
     assert value(text, "tickhouse_alerts_batch_seconds_count") >= 1
+    # both partitions of the trades topic: what an operator (and the bench) reads to see that
+    # a group has settled
+    assert value(text, "tickhouse_alerts_partitions_assigned") == 2
     thread.join(30)
     assert result == [0]
     assert 8 <= time.monotonic() - started < 30
