@@ -5,7 +5,8 @@ of trades (default 1,000 trades/s over 10 symbols, CONTRACT §3 messages keyed b
 trades topic) and a probe symbol among them whose trades carry their production time as event time:
 
 1. Airflow: `ingest_market_data` (continuous drain loop with the hot dbt models) and
-   `transform_marts` unpaused, nothing else;
+   `transform_marts` unpaused, nothing else, for longer than one drain task's loop: the window
+   holds a task's end and the next one's cold start (printed: the new tasks in the window);
 2. baseline: the DAGs paused, this process drains and transforms the way the old path worked at
    best, `drain_once` then a full `dbt build` (`tickhouse transform`), back to back, no cron wait.
 
@@ -14,7 +15,7 @@ A poller reads the probe's 1m bars every 0.25 s; a probe trade is visible at the
 offset order). Prints p50/p95/max per phase and the ratios baseline / Airflow. The DAGs are left
 paused or unpaused as they were found; the probe and background rows are deleted afterwards.
 
-    .venv/bin/python bench/bench_freshness.py [--seconds 150] [--baseline-seconds 90] [--rate 1000]
+    .venv/bin/python bench/bench_freshness.py [--seconds 360] [--baseline-seconds 90] [--rate 1000]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import psycopg
 from confluent_kafka import Producer
@@ -161,6 +163,19 @@ def _loop_in_process(settings: Settings, stop: threading.Event) -> None:
                            after_load=lambda result: hot.run())
 
 
+def _runs_started(api: AirflowAPI, dag_id: str, since: datetime) -> int:
+    """Runs of `dag_id` that started at or after `since`: each is a new drain task, whose
+    start (imports, dbt parse, a cold first hot run) the measured window then includes."""
+    status, body = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=50&order_by=-run_after")
+    if status != 200:
+        return 0
+    return sum(
+        1
+        for r in body.get("dag_runs", [])
+        if r.get("start_date") and datetime.fromisoformat(r["start_date"]) >= since
+    )
+
+
 def _active_runs(api: AirflowAPI, dag_id: str) -> int:
     status, body = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=20&order_by=-run_after")
     return sum(r["state"] in ("queued", "running") for r in body.get("dag_runs", [])) if status == 200 else 0
@@ -197,7 +212,10 @@ def _summary(values: list[float]) -> tuple[float, float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=150, help="Airflow phase (s)")
+    parser.add_argument("--seconds", type=float, default=360,
+                        help="Airflow phase (s); the default outlasts one drain task's loop "
+                             "(DRAIN_LOOP_SECONDS, 300), so the window holds a task's end and the "
+                             "next one's cold start, as a day of steady flow does every loop")
     parser.add_argument("--baseline-seconds", type=float, default=90, help="baseline phase (s)")
     parser.add_argument("--rate", type=int, default=1000, help="trades per second")
     parser.add_argument("--no-baseline", action="store_true", help="measure the Airflow path only")
@@ -232,7 +250,11 @@ def main() -> int:
             _wait("a running ingest_market_data run", lambda: _active_runs(api, DAGS[0]) > 0, 300)
         flowing = Phase("in-process drain loop + hot dbt models" if args.in_process
                         else "Airflow (continuous drain loop + hot dbt models)", probes[1])
+        window_start = datetime.now(UTC)
         delays, _ = _measure(settings, flowing, symbols, args.rate, args.seconds)
+        if not args.in_process:
+            print(f"    new drain tasks (ingest_market_data runs) started in the window: "
+                  f"{_runs_started(api, DAGS[0], window_start)}")
         if args.in_process:
             stop_loop.set()
             looping.join(600)
