@@ -466,6 +466,13 @@ class AlertService:
             self._restore(consumer, partitions)
         except Exception:
             log.exception("restoring state failed; starting these partitions with empty state")
+            # whatever the restore had set up for them is partial: forget it, then own the
+            # partitions from their committed offsets (their alerts are published, so a trade
+            # replayed since the last commit may alert again: at least once on this path), and
+            # keep committing them
+            numbers = {tp.partition for tp in partitions}
+            self._forget(numbers)
+            self.assigned |= numbers
             consumer.assign(partitions)
         metrics.PARTITIONS.set(len(self.assigned))
         self.ready.set()

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from prometheus_client import REGISTRY
 
 from alerts.config import (
     NotifierConfig,
@@ -476,6 +477,12 @@ def test_cli_serves_metrics_and_stops_after_max_seconds(
     argv = ["--rules", str(rules), "--group", topics["group"], "--from-beginning"]
     argv += ["--state-topic", topics["state"], "--max-seconds", "8"]
     result: list[int] = []
+    before = {
+        f"{sample.name}{_labels(sample.labels)}": sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name.startswith("tickhouse_alerts_")
+    }
     thread = threading.Thread(target=lambda: result.append(main(argv)), daemon=True)
     started = time.monotonic()
     thread.start()
@@ -496,23 +503,37 @@ def test_cli_serves_metrics_and_stops_after_max_seconds(
         match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
         return float(match.group(1)) if match else -1.0
 
-    wait_for(
-        "the alert in the metrics",
-        lambda: value(metrics(), 'tickhouse_alerts_alerts_total{rule="suspicious_tick"}') >= 1,
+    # the counters are process-wide and earlier tests' services counted too: compare with what
+    # they held before this service ran
+    counters = (
+        "tickhouse_alerts_trades_evaluated_total",
+        "tickhouse_alerts_bad_messages_total",
+        "tickhouse_alerts_latency_seconds_count",
+        "tickhouse_alerts_batch_seconds_count",
+        'tickhouse_alerts_alerts_total{rule="suspicious_tick"}',
     )
-    text = metrics()
-    assert value(text, "tickhouse_alerts_trades_evaluated_total") >= 12
-    assert value(text, "tickhouse_alerts_bad_messages_total") >= 1
-    assert value(text, "tickhouse_alerts_latency_seconds_count") >= 1
-    assert value(text, "tickhouse_alerts_batch_seconds_count") >= 1
-    # both partitions of the trades topic: what an operator (and the bench) reads to see that
-    # a group has settled
-    assert value(text, "tickhouse_alerts_partitions_assigned") == 2
+    wait_for("the metrics endpoint", lambda: metrics() != "")
+    # both partitions of the trades topic while it runs (it stops at 8 s): what an operator, and
+    # the bench, read to see that a group has settled
+    wait_for("both partitions held", lambda: value(metrics(), "tickhouse_alerts_partitions_assigned") == 2)
     thread.join(30)
     assert result == [0]
+    text = metrics()
+    grew = {name: value(text, name) - max(0.0, before.get(name, 0.0)) for name in counters}
+    assert grew["tickhouse_alerts_trades_evaluated_total"] == 12, grew
+    assert grew["tickhouse_alerts_bad_messages_total"] == 1, grew
+    assert grew['tickhouse_alerts_alerts_total{rule="suspicious_tick"}'] == 1, grew
+    assert grew["tickhouse_alerts_latency_seconds_count"] >= 1, grew
+    assert grew["tickhouse_alerts_batch_seconds_count"] >= 1, grew
+    assert value(text, "tickhouse_alerts_partitions_assigned") == 0  # none once it stopped
     assert 8 <= time.monotonic() - started < 30
     alerts = [a for _, a in read_alerts(bootstrap, topics["alerts"])]
     assert [(a["rule"], a["trade_ts"]) for a in alerts] == [("suspicious_tick", T0 + 9)]
+
+
+def _labels(labels: dict[str, str]) -> str:
+    """A sample's labels as the text exposition writes them: {rule="x"}, or nothing."""
+    return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
 
 
 def test_checkpoint_of_a_recreated_topic_is_ignored(bootstrap: str, topics: dict[str, str]) -> None:
@@ -596,3 +617,37 @@ def test_checkpoints_that_cannot_be_written_are_metered_and_the_alerts_go_on(
         assert running.thread.is_alive()
     finally:
         running.stop()
+
+
+def test_partitions_whose_state_could_not_be_restored_are_still_owned_and_committed(
+    bootstrap: str, topics: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restoring fails (here: reading the checkpoints raises): the instance starts the partitions
+    with empty state, evaluates their trades and commits its progress, so a restart does not
+    replay them (it used to consume them without ever committing)."""
+    from alerts import checkpoints
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected: the checkpoints cannot be read")
+
+    monkeypatch.setattr(checkpoints, "read", broken)
+    trades = [
+        {"symbol": "R", "price": 150.0 if i == 5 else 100.0, "volume": 1, "ts": T0 + i} for i in range(8)
+    ]
+    produce_trades(bootstrap, topics["trades"], trades, {"R": 1})
+    running = Running(AlertService(options(bootstrap, topics, checkpoint_seconds=0.3)))
+    try:
+        wait_for("the partitions", lambda: running.service.assigned == {0, 1})
+        wait_for("the trades", lambda: running.service.stats.trades == len(trades))
+        wait_for(
+            "the alert",
+            lambda: any(a["rule"] == "suspicious_tick" for _, a in read_alerts(bootstrap, topics["alerts"])),
+        )
+    finally:
+        running.stop()
+    consumer = Consumer({**client_config(bootstrap), "group.id": topics["group"]})
+    try:
+        committed = consumer.committed([TopicPartition(topics["trades"], 1)], timeout=10)
+    finally:
+        consumer.close()
+    assert committed[0].offset == len(trades), "progress on the partition was never committed"
