@@ -64,7 +64,12 @@ def use_kafka_connection(conn_id: str) -> None:
         extra = BaseHook.get_connection(conn_id).extra_dejson
     except AirflowNotFoundException:
         return
-    # this process only: the task runs in a process of its own, which ends with it
+    # this process only: the task runs in a process of its own, which ends with it. Python's
+    # resource tracker (a child that keeps the environment it started with; dbt's locks start it)
+    # is started first, so that it does not keep the login
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
     for key, variable in _KAFKA_EXTRA.items():
         if extra.get(key):
             os.environ[variable] = str(extra[key])
