@@ -246,36 +246,8 @@ class Bench:
     # --- measuring ---------------------------------------------------------------------------
 
     @staticmethod
-    def evaluated(ports: list[int]) -> int | None:
-        """Trades evaluated (or forwarded) so far, summed over the consumers' metrics."""
-        total = 0
-        for port in ports:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                    text = r.read().decode()
-            except OSError:
-                return None
-            match = re.search(r"^tickhouse_alerts_trades_evaluated_total (\S+)$", text, re.M)
-            if match is None:
-                return None
-            total += int(float(match.group(1)))
-        return total
-
-    def wait_settled(self, ports: list[int], timeout: float = 60) -> None:
-        """Until the group has settled: every instance holds a partition and together they hold
-        all of them (a rebalance inside a timed step would be measured as latency)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            held = [self.metric(port, "tickhouse_alerts_partitions_assigned") for port in ports]
-            if None not in held and sum(cast(list[float], held)) == self.args.partitions and (
-                len(ports) > self.args.partitions or all(cast(float, h) > 0 for h in held)
-            ):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"the alert services at ports {ports} did not share the partitions")
-
-    @staticmethod
     def metric(port: int, name: str) -> float | None:
+        """The value of the unlabelled sample `name` served at `port` (None: no answer, no sample)."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
                 text = r.read().decode()
@@ -283,6 +255,28 @@ class Bench:
             return None
         match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
         return None if match is None else float(match.group(1))
+
+    @staticmethod
+    def evaluated(ports: list[int]) -> int | None:
+        """Trades evaluated (or forwarded) so far, summed over the consumers' metrics."""
+        values = [Bench.metric(port, "tickhouse_alerts_trades_evaluated_total") for port in ports]
+        if None in values:
+            return None
+        return sum(int(cast(float, v)) for v in values)
+
+    def wait_settled(self, ports: list[int], timeout: float = 60) -> None:
+        """Until the group has settled: every instance holds a partition and together they hold
+        all of them (a rebalance inside a timed step would be measured as latency)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            held = [self.metric(port, "tickhouse_alerts_partitions_assigned") for port in ports]
+            if None not in held:
+                counts = cast(list[float], held)
+                every_one = len(ports) > self.args.partitions or all(n > 0 for n in counts)
+                if sum(counts) == self.args.partitions and every_one:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"the alert services at ports {ports} did not share the partitions")
 
     @staticmethod
     def own_buckets(ports: list[int]) -> dict[float, float]:
