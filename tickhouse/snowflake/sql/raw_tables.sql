@@ -146,3 +146,18 @@ create table if not exists raw.symbol_profiles (
     fetched_at      timestamp_tz  not null,
     loaded_at       timestamp_tz  not null
 );
+
+-- corporate actions (`tickhouse corporate-actions refresh`): one row per (symbol, ex_date, action)
+create table if not exists raw.corporate_actions (
+    symbol          varchar       not null,
+    ex_date         date          not null,
+    action          varchar       not null,
+    from_factor     number(38, 12),
+    to_factor       number(38, 12),
+    cash_amount     number(38, 12),
+    currency        varchar,
+    source          varchar       not null,
+    fetched_at      timestamp_tz  not null,
+    loaded_at       timestamp_tz  not null,
+    primary key (symbol, ex_date, action)
+);
