@@ -24,7 +24,7 @@ Thin on purpose: the task runs `producer.backfill.run_backfill`, the code of
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
@@ -40,7 +40,7 @@ SYMBOLS_PATTERN = r"^\s*[A-Za-z0-9.:_/^=-]{1,32}(\s*,\s*[A-Za-z0-9.:_/^=-]{1,32}
 @dag(
     dag_id="backfill_history",
     schedule=None,
-    start_date=datetime(2025, 1, 1),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args={

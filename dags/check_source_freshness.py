@@ -11,7 +11,7 @@ Thin on purpose: the work is `transform.freshness.check_source_freshness`, impor
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 
@@ -21,7 +21,7 @@ from alerts.airflow_failures import notify_dag_failure, notify_failure
 @dag(
     dag_id="check_source_freshness",
     schedule=os.environ.get("SOURCE_FRESHNESS_SCHEDULE") or "*/5 * * * *",
-    start_date=datetime(2025, 1, 1),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=4),

@@ -31,7 +31,7 @@ imported inside the task so that parsing this file touches no network and loads 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset, dag, task
@@ -53,7 +53,7 @@ IDLE_SECONDS = _seconds("DRAIN_IDLE_SECONDS", 30)
 @dag(
     dag_id="ingest_market_data",
     schedule=os.environ.get("DRAIN_SCHEDULE") or "@continuous",
-    start_date=datetime(2025, 1, 1),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(seconds=LOOP_SECONDS) + timedelta(minutes=15),

@@ -9,7 +9,7 @@ refused key fails it at once.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import dag, task
@@ -20,7 +20,7 @@ from alerts.airflow_failures import notify_dag_failure, notify_failure
 @dag(
     dag_id="refresh_symbols",
     schedule="@weekly",
-    start_date=datetime(2025, 1, 1),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5), "on_failure_callback": notify_failure},

@@ -6,7 +6,7 @@ Trigger it from the UI (or the REST API) after `make up`; both tasks green means
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 
@@ -16,7 +16,7 @@ from alerts.airflow_failures import notify_dag_failure, notify_failure
 @dag(
     dag_id="stack_healthcheck",
     schedule=None,
-    start_date=datetime(2024, 1, 1),
+    start_date=datetime(2024, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": timedelta(seconds=5), "on_failure_callback": notify_failure},

@@ -13,7 +13,7 @@ mapping, `transform.airflow_profile`); the Snowflake target reads profiles.yml.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ transform_marts = DbtDag(
     on_failure_callback=notify_dag_failure,
     # any new raw data triggers a build; the incremental models make it cheap
     schedule=AssetAny(*(Asset(RAW_TABLE_ASSETS[table]) for table in MART_INPUTS)),
-    start_date=datetime(2025, 1, 1),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     # leave task slots (AIRFLOW_PARALLELISM, 4) to the ingest DAG's drain loop and its publish
