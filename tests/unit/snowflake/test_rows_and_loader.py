@@ -103,8 +103,9 @@ def test_staged_candles_land_in_raw_candles_with_their_types(conn: Any) -> None:
 def test_ddl_file_splits_into_statements() -> None:
     statements = ddl_statements()
     assert statements[0] == "create schema if not exists raw"
-    # the seven Kafka-fed tables and the reference data (trading calendar, symbol profiles)
-    assert sum(s.startswith("create table if not exists raw.") for s in statements) == 9
+    # the seven Kafka-fed tables and the reference data (trading calendar, symbol profiles,
+    # corporate actions)
+    assert sum(s.startswith("create table if not exists raw.") for s in statements) == 10
     assert not any("--" in s for s in statements)
 
 
