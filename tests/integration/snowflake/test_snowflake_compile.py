@@ -33,7 +33,7 @@ class SnowflakeSyntaxError(AssertionError):
     """Compiled SQL that sqlglot's Snowflake dialect cannot parse."""
 
 
-def parse_snowflake(sql: str) -> list[exp.Expression]:
+def parse_snowflake(sql: str) -> list[exp.Expr]:
     """sqlglot's Snowflake parse of `sql`; raises on a syntax error and on a statement sqlglot
     could only keep as an unparsed command."""
     try:
