@@ -13,13 +13,12 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
 
-from prometheus_client import start_http_server
-
 from alerts.config import DEFAULT_RULES_PATH, RulesConfig, load_rules
 from alerts.errors import AlertsError
 from alerts.notify import NotifyOptions, NotifyService
 from alerts.service import AlertService, ServiceOptions
 from tickhouse.config import ConfigError, Settings, load_settings
+from tickhouse.listen import PortUnavailableError, start_metrics_server
 
 log = logging.getLogger("tickhouse.alerts")
 
@@ -219,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tickhouse alerts: {err}", file=sys.stderr)
         return 2
     if port:
-        start_http_server(port, addr=args.metrics_host)
+        try:
+            start_metrics_server(port, args.metrics_host, "ALERTS_METRICS_PORT")
+        except PortUnavailableError as err:
+            print(f"tickhouse alerts: {err}", file=sys.stderr)
+            return 2
         log.info("metrics on http://%s:%d/metrics", args.metrics_host, port)
     if notify_only:
         return _run_notify(args, notify)
