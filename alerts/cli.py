@@ -70,6 +70,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="address the metrics endpoint binds to (env ALERTS_METRICS_HOST)",
     )
     parser.add_argument(
+        "--notify-max-age-seconds",
+        type=float,
+        default=_env("ALERTS_NOTIFY_MAX_AGE_SECONDS", 300.0, float),
+        help="alerts on trades older than this when alerted (replays, backfills) are published and "
+        "stored but not sent to the notifiers (env ALERTS_NOTIFY_MAX_AGE_SECONDS, default 300; 0 = no limit)",
+    )
+    parser.add_argument(
         "--max-seconds", type=float, default=None, help="stop after this many seconds (tests, demo)"
     )
     parser.add_argument("--log-level", default=os.environ.get("ALERTS_LOG_LEVEL", "INFO"))
@@ -170,6 +177,7 @@ def _notify_options(
         notifiers=rules.notifiers,
         group=args.notify_group or f"{args.group}-notify",
         lookback_seconds=lookback,
+        max_age_seconds=args.notify_max_age_seconds,
     )
 
 
