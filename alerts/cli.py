@@ -13,13 +13,12 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
 
-from prometheus_client import start_http_server
-
 from alerts.config import DEFAULT_RULES_PATH, RulesConfig, load_rules
 from alerts.errors import AlertsError
 from alerts.notify import NotifyOptions, NotifyService
 from alerts.service import AlertService, ServiceOptions
 from tickhouse.config import ConfigError, Settings, load_settings
+from tickhouse.listen import PortUnavailableError, start_metrics_server
 
 log = logging.getLogger("tickhouse.alerts")
 
@@ -69,6 +68,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--metrics-host",
         default=os.environ.get("ALERTS_METRICS_HOST", "127.0.0.1"),
         help="address the metrics endpoint binds to (env ALERTS_METRICS_HOST)",
+    )
+    parser.add_argument(
+        "--notify-max-age-seconds",
+        type=float,
+        default=_env("ALERTS_NOTIFY_MAX_AGE_SECONDS", 300.0, float),
+        help="alerts on trades older than this when alerted (replays, backfills) are published and "
+        "stored but not sent to the notifiers (env ALERTS_NOTIFY_MAX_AGE_SECONDS, default 300; 0 = no limit)",
     )
     parser.add_argument(
         "--max-seconds", type=float, default=None, help="stop after this many seconds (tests, demo)"
@@ -171,6 +177,7 @@ def _notify_options(
         notifiers=rules.notifiers,
         group=args.notify_group or f"{args.group}-notify",
         lookback_seconds=lookback,
+        max_age_seconds=args.notify_max_age_seconds,
     )
 
 
@@ -219,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tickhouse alerts: {err}", file=sys.stderr)
         return 2
     if port:
-        start_http_server(port, addr=args.metrics_host)
+        try:
+            start_metrics_server(port, args.metrics_host, "ALERTS_METRICS_PORT")
+        except PortUnavailableError as err:
+            print(f"tickhouse alerts: {err}", file=sys.stderr)
+            return 2
         log.info("metrics on http://%s:%d/metrics", args.metrics_host, port)
     if notify_only:
         return _run_notify(args, notify)

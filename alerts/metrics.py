@@ -84,7 +84,8 @@ LAST_CHECKPOINT = Gauge(
 NOTIFICATIONS = Counter(
     "tickhouse_alerts_notifications_total",
     "Notifier deliveries by outcome (sent; duplicate = an alert_id already delivered, skipped; "
-    "dead_letter = undeliverable after the retries)",
+    "dead_letter = undeliverable after the retries; too_old = on a trade older than "
+    "ALERTS_NOTIFY_MAX_AGE_SECONDS when alerted, published and stored but not sent)",
     ["notifier", "outcome"],
 )
 NOTIFY_ATTEMPT_FAILURES = Counter(

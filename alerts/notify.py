@@ -12,6 +12,12 @@ before the committed offset) are remembered, so an alert that reached the topic 
 The one repeat left is a kill between a delivery and its commit (a few milliseconds); receivers can
 drop it too, since every delivery carries the alert_id. A notifier group that has never committed
 starts `lookback_seconds` back, so a first start does not replay the whole history.
+
+Alerts on old trades (a replay, a backfill, a feed catching up) are for the record, not for people:
+an alert whose trade was more than `max_age_seconds` old when the alert was raised (`detected_ts -
+trade_ts`, wall clock against event time) is not sent; it stays on the topic and in the warehouse
+like any other, and is counted as `too_old`. Measured at detection, not at delivery, so a notifier
+catching up after an outage still sends the live alerts it missed.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class NotifyOptions:
     group: str = "tickhouse-alerts-notify"  # each notifier's group is "<group>.<name>"
     dead_letter_topic: str = ""  # default "<alerts topic>.deadletter"
     lookback_seconds: float = 300.0
+    max_age_seconds: float = 300.0  # trades older than this when alerted are not notified; 0 = no limit
     remember: int = 10_000  # alert ids kept for dropping repeats
     poll_timeout: float = 0.2
     environ: Mapping[str, str] | None = None
@@ -73,6 +80,7 @@ class NotifierConsumer:
         self.min_rank = SEVERITIES.index(cfg.min_severity)
         self.sent = 0
         self.duplicates = 0
+        self.too_old = 0
         self.dead_lettered = 0
         self.ready = threading.Event()  # partitions assigned
         self._dead_letters = dead_letters
@@ -191,6 +199,11 @@ class NotifierConsumer:
             return True
         if SEVERITIES.index(alert.severity) < self.min_rank:
             return True
+        if too_old_to_notify(alert, self.options.max_age_seconds):
+            self.too_old += 1
+            metrics.NOTIFICATIONS.labels(self.cfg.name, "too_old").inc()
+            log.debug("notifier %s: alert %s is on a trade too old to notify", self.cfg.name, alert.alert_id)
+            return True
         if alert.alert_id in self._delivered:
             self.duplicates += 1
             metrics.NOTIFICATIONS.labels(self.cfg.name, "duplicate").inc()
@@ -232,6 +245,12 @@ class NotifierConsumer:
             error,
             self.options.dead_letters,
         )
+
+
+def too_old_to_notify(alert: Alert, max_age_seconds: float) -> bool:
+    """True when the alert's trade was more than `max_age_seconds` old when the alert was raised
+    (a replayed or backfilled trade); a limit of 0 means none."""
+    return max_age_seconds > 0 and alert.detected_ts - alert.trade_ts > max_age_seconds * 1000
 
 
 def _alert_id(value: bytes | None) -> str:

@@ -21,6 +21,7 @@ from dashboard.options import (
     parse_refresh_seconds,
 )
 from tickhouse.config import ConfigError, load_settings
+from tickhouse.listen import PortUnavailableError, require_port_free
 
 APP_PATH = Path(__file__).resolve().parent / "app.py"
 
@@ -110,6 +111,12 @@ def main(argv: list[str]) -> int:
             "run `make up` first (or export it)",
             file=sys.stderr,
         )
+        return 2
+    try:
+        # Streamlit would log a taken port and exit without saying which variable sets it
+        require_port_free(HOST, options.port, "DASHBOARD_PORT")
+    except PortUnavailableError as err:
+        print(f"tickhouse dashboard: {err}", file=sys.stderr)
         return 2
     # the Streamlit script runs in this process and reads its options from the environment
     os.environ.update(options.as_env())

@@ -8,6 +8,7 @@ import sys
 
 from exporter.collector import serve_metrics
 from tickhouse.config import load_settings
+from tickhouse.errors import TickhouseError
 
 METRICS_PORT_DEFAULT = 9102
 
@@ -31,6 +32,9 @@ def main(argv: list[str]) -> int:
         serve_metrics(load_settings(), args.port, args.host)
     except KeyboardInterrupt:
         return 0
+    except TickhouseError as err:
+        print(f"tickhouse metrics: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

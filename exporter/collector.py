@@ -9,6 +9,7 @@ from typing import Any
 
 from exporter.pipeline import drain_lag, marts_coverage, seconds_since, topic_loads
 from tickhouse.config import Settings
+from tickhouse.listen import start_metrics_server
 
 
 class PipelineCollector:
@@ -123,12 +124,14 @@ class PipelineCollector:
 
 
 def serve_metrics(settings: Settings, port: int, host: str = "127.0.0.1") -> None:
-    """Serve the pipeline collector on host:port until interrupted."""
-    from prometheus_client import REGISTRY, start_http_server
+    """Serve the pipeline collector on host:port until interrupted; PortUnavailableError when the
+    port is taken."""
+    from prometheus_client import REGISTRY
 
     max_symbols = int(os.environ.get("PIPELINE_METRICS_MAX_SYMBOLS", "500"))
+    # the port first: registering runs a first collection, which reaches Kafka and the warehouse
+    start_metrics_server(port, host, "PIPELINE_METRICS_PORT")
     REGISTRY.register(PipelineCollector(settings, max_symbols))
-    start_http_server(port, addr=host)
     while True:
         time.sleep(3600)
 

@@ -16,7 +16,9 @@ import yaml
 
 from ops.stack import kafka_broker
 from ops.stack.airflow import airflow_env
-from tickhouse.config import PROJECT_ROOT, load_settings
+from ops.stack.apps import APPS
+from ops.stack.credentials import ROLE_PASSWORDS
+from tickhouse.config import NO_SECRETS_FILE, PROJECT_ROOT, load_settings
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 
@@ -126,8 +128,64 @@ def test_contract_variables_are_passed_with_contract_defaults(compose: dict[str,
     assert env["SYMBOLS"] == "${SYMBOLS:-AAPL,MSFT,GOOGL,AMZN,TSLA,NVDA,META,NFLX,AMD,INTC}"
     assert env["FINNHUB_WS_URL"] == "${FINNHUB_WS_URL:-wss://ws.finnhub.io}"
     assert env["FINNHUB_API_URL"] == "${FINNHUB_API_URL:-https://api.finnhub.io/api/v1}"
-    for variable in ("POSTGRES_PASSWORD", "LOADER_PASSWORD", "DBT_PASSWORD", "BI_READER_PASSWORD"):
-        assert env[variable].startswith(f"${{{variable}:?"), variable  # required, never defaulted
+    setup = compose["services"]["airflow-init"]["environment"]
+    for variable in ROLE_PASSWORDS.values():
+        assert setup[variable].startswith(f"${{{variable}:?"), variable  # required, never defaulted
+
+
+# --- least privilege: each container gets the secrets of its own roles only ------------------------
+
+NOTIFIER_SECRETS = {"SLACK_WEBHOOK_URL", "ALERTS_WEBHOOK_URL", "SMTP_PASSWORD"}
+AIRFLOW_SECRETS = {"AIRFLOW_API_SECRET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY"}
+SECRETS = {*ROLE_PASSWORDS.values(), *AIRFLOW_SECRETS, "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_VIEWER_PASSWORD",
+           "FINNHUB_API_KEY", *NOTIFIER_SECRETS}
+
+
+def _passwords(roles: tuple[str, ...]) -> set[str]:
+    return {ROLE_PASSWORDS[role] for role in roles}
+
+
+def _app_roles(name: str) -> tuple[str, ...]:
+    """The warehouse roles the local stack gives one of its apps."""
+    [app] = [app for app in APPS if app.name == name]
+    return app.roles
+
+
+def _secrets_of(service: dict[str, Any]) -> set[str]:
+    """The secret variables a service's environment holds or interpolates (into a URI, say)."""
+    held = set()
+    for key, value in service.get("environment", {}).items():
+        held |= {key} & SECRETS
+        held |= {match.group(1) for match in _VARIABLE.finditer(str(value))} & SECRETS
+    return held
+
+
+def test_each_service_holds_exactly_its_own_roles_secrets(compose: dict[str, Any]) -> None:
+    # Airflow: its metadata database, and the loader's and dbt's logins inside the two connections
+    # its tasks use (the local stack's workers hold none as a variable either)
+    airflow = (_passwords(("airflow", "loader", "dbt")) | AIRFLOW_SECRETS | {"FINNHUB_API_KEY"}
+               | NOTIFIER_SECRETS)
+    expected = {
+        "kafka": set(),
+        "kafka-init": set(),
+        "postgres": _passwords(("owner", "airflow")),
+        # setup: creates every role with its password, and Airflow's logins
+        "airflow-init": set(ROLE_PASSWORDS.values()) | {"AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_VIEWER_PASSWORD"},
+        **{name: airflow for name in AIRFLOW_SERVICES},
+        "dbt-manifest": set(),
+        "alerts": _passwords(_app_roles("alerts")) | NOTIFIER_SECRETS,
+        "exporter": _passwords(_app_roles("metrics")),
+        "dashboard": _passwords(_app_roles("dashboard")),
+        "producer": {"FINNHUB_API_KEY"},
+    }
+    assert set(compose["services"]) == set(expected)
+    held = {name: _secrets_of(service) for name, service in compose["services"].items()}
+    assert held == expected
+
+
+def test_no_service_reads_a_secrets_file(compose: dict[str, Any]) -> None:
+    for name in (*AIRFLOW_SERVICES, *TICKHOUSE_SERVICES, "airflow-init"):
+        assert compose["services"][name]["environment"][NO_SECRETS_FILE] == "1", name
 
 
 # --- the compose file's Airflow, rendered here without Docker -------------------------------------
@@ -170,7 +228,8 @@ def _on_host(container_path: str, mounts: dict[str, Path]) -> Path:
 
 DOTENV = {
     "POSTGRES_PASSWORD": "pg", "LOADER_PASSWORD": "lo", "DBT_PASSWORD": "dbt", "BI_READER_PASSWORD": "bi",
-    "AIRFLOW_DB_PASSWORD": "af", "AIRFLOW_API_SECRET_KEY": "api", "AIRFLOW_JWT_SECRET": "jwt",
+    "AIRFLOW_DB_PASSWORD": "af", "MONITOR_PASSWORD": "mon", "AIRFLOW_API_SECRET_KEY": "api",
+    "AIRFLOW_JWT_SECRET": "jwt",
     "AIRFLOW_ADMIN_PASSWORD": "admin",
 }
 

@@ -420,6 +420,7 @@ def test_hanging_and_failing_notifiers_delay_only_themselves(
             group=f"{topics['group']}-notify",
             environ=environ,
             consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+            max_age_seconds=0,  # the trades are from 2025: no age limit here
         )
     )
     dead_letters = notify.options.dead_letters
