@@ -55,7 +55,7 @@ def test_snowflake_rows_are_typed_values_not_split_copy_text() -> None:
         "symbol": "AAPL", "price": "1.5", "volume": "2", "ts": str(3 * DAY + 5),
         "event_time": str(3 * DAY + 5), "conditions": None, "source": None,
         "kafka_topic": "market.trades", "kafka_partition": "0", "kafka_offset": "10",
-        "kafka_timestamp": "1000",
+        "kafka_timestamp": "1000", "producer_id": None, "producer_seq": None,
     }
     rejected = dict(zip(COLUMNS["quarantine"], result.rejected[0], strict=True))
     assert rejected["payload"] == b"not json".hex() and rejected["payload_length"] == "8"
