@@ -63,6 +63,9 @@ def payloads(n: int) -> list[bytes]:
             "ts": BASE_TS + i * 50,  # 2M trades span ~28 hours: two day partitions
             "conditions": ["1", "12"] if i % 3 else ["1"],
             "source": "bench",
+            # as the Tickhouse producer stamps every trade (producer/identity.py)
+            "producer_id": "0bench0000000000",
+            "producer_seq": i,
         }
         out.append(json.dumps(body, separators=(",", ":")).encode())
     return out
@@ -126,6 +129,9 @@ HEAP_VARIANTS = {
     ),
     "heap + btree (symbol, event_time)": "create index on {t} (symbol, event_time)",
     "heap + brin (loaded_at)": "create index on {t} using brin (loaded_at)",
+    "heap + partial btree (producer identity)": (
+        "create index on {t} (producer_id, producer_seq, symbol, event_time) where producer_id is not null"
+    ),
     # alternatives, not in the schema: the same unique key offset first (inserts near its right
     # edge), and a BRIN on event time in place of the (symbol, event_time) btree
     "heap + unique (offset, partition, topic, event_time)": (
@@ -255,7 +261,7 @@ def copy_formats(settings: Settings, values: list[bytes], topic: str) -> dict[st
         with conn.cursor() as cur, cur.copy(stmt) as copy:
             copy.set_types(
                 ["text", "numeric", "numeric", "int8", "timestamptz", "text[]", "text", "text",
-                 "int4", "int8", "timestamptz"]
+                 "int4", "int8", "timestamptz", "text", "int8"]
             )
             from datetime import UTC, datetime
 
@@ -265,7 +271,7 @@ def copy_formats(settings: Settings, values: list[bytes], topic: str) -> dict[st
                 copy.write_row(
                     (t.symbol, t.price, t.volume, t.ts, event,
                      list(t.conditions) if t.conditions is not None else None, t.source,
-                     topic + ".binary", 0, i, event)
+                     topic + ".binary", 0, i, event, t.producer_id, t.producer_seq)
                 )
         conn.rollback()
         results["binary"] = len(values) / (time.perf_counter() - start)

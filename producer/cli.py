@@ -20,6 +20,7 @@ from types import FrameType
 
 from producer.finnhub_quotes import QuotePoller, hide_secret_in_logs
 from producer.finnhub_stream import FinnhubAuthError, FinnhubStream, KeyLock
+from producer.identity import IdentityFileError
 from producer.metrics import ProducerMetrics, ProducerStats, StatusLine, metrics_port_from_env
 from producer.publisher import Publisher, PublisherError, prepare_topics
 from producer.replay import (
@@ -158,8 +159,9 @@ def main(argv: list[str]) -> int:
             metrics=metrics,
             max_queue_messages=args.max_queue,
             stall_seconds=args.stall_seconds,
+            trades_topic=trades_topic,
         )
-    except SpoolBusy as err:
+    except (SpoolBusy, IdentityFileError) as err:
         print(f"tickhouse produce: {err}", file=sys.stderr)
         metrics.close()
         return EXIT_USAGE

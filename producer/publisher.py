@@ -11,6 +11,9 @@ when nothing is left in librdkafka's queue, so a SIGKILL while the spool drains 
 resends at most the chunk in flight). At shutdown whatever the broker did not acknowledge within
 the flush timeout is purged from the queue and written to the front of the spool, so the next run
 sends it first.
+
+Messages on the trades topic (`trades_topic`) are stamped with the producer's identity
+(producer/identity.py) before they are first handed over, so a resend carries the same identity.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from producer.errors import ProducerError
+from producer.identity import ProducerIdentity, identity_path, identity_tail, stamp
 from producer.metrics import ProducerMetrics, ProducerStats
 from producer.spool import Record, Spool
 from tickhouse import kafka
@@ -107,6 +111,10 @@ class Publisher:
     acknowledged = handed to librdkafka - still in its queue - failed. The produce latency
     histogram samples that: the time at which every 512th message was handed over, observed when
     the acknowledged count passes it.
+
+    With `trades_topic`, every message published to it gets the producer's identity
+    (`producer_id`, `producer_seq`; `self.identity`, kept beside the spool) appended to its JSON
+    object before it is first handed over or spooled.
     """
 
     def __init__(
@@ -121,6 +129,7 @@ class Publisher:
         linger_ms: int = 5,
         compression: str = "lz4",
         extra_config: dict[str, Any] | None = None,
+        trades_topic: str | None = None,
     ) -> None:
         self.stats = stats if stats is not None else ProducerStats()
         self._latency = metrics.produce_latency if metrics is not None else None
@@ -142,6 +151,9 @@ class Publisher:
         )
         self._produce = self._producer.produce
         self._spool = Spool(spool_path)
+        # created after the spool: the spool's lock guards the identity file too
+        self._trades_topic = trades_topic
+        self.identity = ProducerIdentity(identity_path(spool_path)) if trades_topic is not None else None
         self._spooling = self._spool.depth > 0
         if self._spooling:
             log.info("spool %s holds %d messages from an earlier run; sending them first",
@@ -163,6 +175,9 @@ class Publisher:
 
     def publish(self, topic: str, key: bytes, value: bytes) -> None:
         """Queue one message (key = symbol). Never blocks for long, never drops it."""
+        identity = self.identity
+        if identity is not None and topic == self._trades_topic:
+            value = stamp(value, identity_tail(identity.producer_id, identity.take(1)))
         if self._spooling:
             self._spool.append(topic, key, value)
             self.stats.spooled += 1
@@ -188,7 +203,13 @@ class Publisher:
         produce = self._produce
         poll = self._producer.poll
         handed = 0
+        identity = self.identity if topic == self._trades_topic else None
+        if identity is not None:
+            first_seq = identity.take(len(batch))
+            id_prefix = b',"producer_id":"%s","producer_seq":' % identity.producer_id.encode("ascii")
         for index, (_ts, key, value) in enumerate(batch):
+            if identity is not None and value.endswith(b"}"):
+                value = value[:-1] + id_prefix + b"%d}" % (first_seq + index)
             try:
                 produce(topic, value, key)
             except BufferError:

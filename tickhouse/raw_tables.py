@@ -19,6 +19,7 @@ KAFKA_COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_ti
 COLUMNS: dict[str, tuple[str, ...]] = {
     "trades": (
         "symbol", "price", "volume", "ts", "event_time", "conditions", "source", *KAFKA_COORDINATES,
+        "producer_id", "producer_seq",
     ),
     "quotes": (
         "symbol", "price", "change", "change_pct", "high", "low", "open", "prev_close", "ts",

@@ -5,6 +5,14 @@ raw message bytes with `parse_trade` / `parse_quote` / `parse_alert`, which rais
 with a reason that names the problem and the offending value. Numbers are parsed as `Decimal` so that
 the warehouse stores exactly the digits that were published.
 
+A trade may carry the identity its producer gave it (`producer_id`, `producer_seq`, extra keys that
+CONTRACT §3 admits; the Tickhouse producer sets both on every trade, producer/identity.py): a resend
+of the same message after a producer crash carries the same identity, and the warehouse keeps its
+first load only. Other producers send none. Both or neither: a trade with only one of them, or with
+a malformed one (`producer_id` not 1-64 chars of `A-Z a-z 0-9 _ -`, `producer_seq` not an integer in
+[0, 2^63)), is bad input and quarantined, since deduplicating on a broken identity could drop a
+genuine trade.
+
 `wire_trade` is the fast path (msgspec) of the common case, a trade exactly as a producer's compact
 JSON writes it with plain decimal numbers: it keeps the numbers as their JSON text, so the drain copies
 them into its COPY lines as published and `parse_trade` builds its record from them. Behind it,
@@ -52,6 +60,8 @@ class Trade:
     ts: int
     conditions: tuple[str, ...] | None = None
     source: str | None = None
+    producer_id: str | None = None
+    producer_seq: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -64,6 +74,9 @@ class Trade:
             out["conditions"] = list(self.conditions)
         if self.source is not None:
             out["source"] = self.source
+        if self.producer_id is not None:
+            out["producer_id"] = self.producer_id
+            out["producer_seq"] = self.producer_seq
         return out
 
 
@@ -317,6 +330,49 @@ def _conditions(obj: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+PRODUCER_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PRODUCER_ID_FULLMATCH = PRODUCER_ID_PATTERN.fullmatch
+MAX_PRODUCER_SEQ = (1 << 63) - 1  # a bigint
+
+
+def _identity(obj: dict[str, Any]) -> tuple[str | None, int | None]:
+    """(producer_id, producer_seq): both absent (null counts as absent), or both valid."""
+    producer_id = obj.get("producer_id")
+    producer_seq = obj.get("producer_seq")
+    if producer_id is None and producer_seq is None:
+        return None, None
+    if producer_id is None or producer_seq is None:
+        present, missing = ("producer_seq", "producer_id") if producer_id is None else (
+            "producer_id", "producer_seq")
+        raise InvalidMessage(
+            f"{missing}: missing, but {present} is set; a trade's producer identity needs both"
+        )
+    if not isinstance(producer_id, str) or not _PRODUCER_ID_FULLMATCH(producer_id):
+        raise InvalidMessage(
+            f"producer_id: must be 1-64 chars of A-Z a-z 0-9 _ -, got {_json_type(producer_id)} "
+            f"{_show(producer_id)}"
+        )
+    if isinstance(producer_seq, bool) or not isinstance(producer_seq, int):
+        raise InvalidMessage(
+            f"producer_seq: must be an integer, got {_json_type(producer_seq)} {_show(producer_seq)}"
+        )
+    if not 0 <= producer_seq <= MAX_PRODUCER_SEQ:
+        raise InvalidMessage(f"producer_seq: must be between 0 and {MAX_PRODUCER_SEQ}, got {producer_seq}")
+    return producer_id, producer_seq
+
+
+def _plain_identity(producer_id: object, producer_seq: object) -> bool:
+    """True when the identity certainly passes `_identity` (a cheap check for the hot path)."""
+    if producer_id is None:
+        return producer_seq is None
+    return (
+        type(producer_id) is str
+        and _PRODUCER_ID_FULLMATCH(producer_id) is not None
+        and type(producer_seq) is int
+        and 0 <= producer_seq <= MAX_PRODUCER_SEQ
+    )
+
+
 _SYMBOL_FULLMATCH = SYMBOL_PATTERN.fullmatch
 # symbols that passed SYMBOL_PATTERN: a dict lookup instead of a regex per trade. Bounded: a producer
 # that invents symbols only makes the cache start over.
@@ -349,7 +405,9 @@ def _plain_number(value: object, positive: bool) -> bool:
     return False
 
 
-_TradeMaker = Callable[[str, Number, Number, int, "tuple[str, ...] | None", "str | None"], "Trade"]
+_TradeMaker = Callable[
+    [str, Number, Number, int, "tuple[str, ...] | None", "str | None", "str | None", "int | None"], "Trade"
+]
 
 
 def _trade_maker() -> _TradeMaker:
@@ -357,8 +415,8 @@ def _trade_maker() -> _TradeMaker:
     `__init__` goes through `object.__setattr__` per field, which doubles the cost of the hot path."""
     new = object.__new__
     setters = [getattr(Trade, f.name).__set__ for f in fields(Trade)]
-    assert len(setters) == 6
-    s_symbol, s_price, s_volume, s_ts, s_conditions, s_source = setters
+    assert len(setters) == 8
+    s_symbol, s_price, s_volume, s_ts, s_conditions, s_source, s_producer_id, s_producer_seq = setters
 
     def make(
         symbol: str,
@@ -367,6 +425,8 @@ def _trade_maker() -> _TradeMaker:
         ts: int,
         conditions: tuple[str, ...] | None,
         source: str | None,
+        producer_id: str | None,
+        producer_seq: int | None,
     ) -> Trade:
         trade = new(Trade)
         s_symbol(trade, symbol)
@@ -375,6 +435,8 @@ def _trade_maker() -> _TradeMaker:
         s_ts(trade, ts)
         s_conditions(trade, conditions)
         s_source(trade, source)
+        s_producer_id(trade, producer_id)
+        s_producer_seq(trade, producer_seq)
         return trade
 
     return make
@@ -391,6 +453,8 @@ def _fast_trade(obj: dict[str, Any], current: int) -> Trade | None:
     ts: Any = obj.get("ts")
     conditions: Any = obj.get("conditions")
     source: Any = obj.get("source")
+    producer_id: Any = obj.get("producer_id")
+    producer_seq: Any = obj.get("producer_seq")
     if (
         type(symbol) is str
         and _valid_symbol(symbol)
@@ -400,9 +464,11 @@ def _fast_trade(obj: dict[str, Any], current: int) -> Trade | None:
         and 0 <= ts <= current + MAX_FUTURE_MS
         and (source is None or type(source) is str)
         and (conditions is None or (type(conditions) is list and all(type(c) is str for c in conditions)))
+        and _plain_identity(producer_id, producer_seq)
     ):
         return _new_trade(
-            symbol, price, volume, ts, tuple(conditions) if conditions is not None else None, source
+            symbol, price, volume, ts, tuple(conditions) if conditions is not None else None, source,
+            producer_id, producer_seq,
         )
     return None
 
@@ -419,14 +485,14 @@ def validate_trade(obj: dict[str, Any], now: int | None = None) -> Trade:
 
 
 def _validate_trade_full(obj: dict[str, Any], current: int) -> Trade:
-    return Trade(
-        symbol=_symbol(obj),
-        price=_number(obj, "price", minimum="positive"),
-        volume=_number(obj, "volume", minimum="non-negative"),
-        ts=_epoch_ms(obj, "ts", current),
-        conditions=_conditions(obj),
-        source=_optional_string(obj, "source"),
-    )
+    symbol = _symbol(obj)
+    price = _number(obj, "price", minimum="positive")
+    volume = _number(obj, "volume", minimum="non-negative")
+    ts = _epoch_ms(obj, "ts", current)
+    conditions = _conditions(obj)
+    source = _optional_string(obj, "source")
+    producer_id, producer_seq = _identity(obj)
+    return Trade(symbol, price, volume, ts, conditions, source, producer_id, producer_seq)
 
 
 # The fast decoder: JSON numbers with a fraction or exponent become Decimal from their literal text,
@@ -491,6 +557,7 @@ def parse_trade_values(payload: bytes | None, now: int | None = None) -> tuple[s
                     conditions is None
                     or (type(conditions) is list and all(type(c) is str for c in conditions))
                 )
+                and _plain_identity(obj.get("producer_id"), obj.get("producer_seq"))
             ):
                 return symbol, float(price), float(volume), ts
     trade = parse_trade(payload, current)
@@ -507,6 +574,8 @@ class WireTrade(msgspec.Struct, omit_defaults=True, gc=False):
     ts: int
     conditions: list[str] | None = None
     source: str | None = None
+    producer_id: str | None = None
+    producer_seq: int | None = None
 
 
 _WIRE_DECODE = msgspec.json.Decoder(WireTrade).decode
@@ -546,6 +615,7 @@ def wire_trade(payload: bytes | None, now: int | None = None) -> WireTrade | Non
         and (volume == b"0" or float(volume) > 0)
         and 0 <= ts <= (now_ms() if now is None else now) + MAX_FUTURE_MS
         and _valid_symbol(wire.symbol)
+        and _plain_identity(wire.producer_id, wire.producer_seq)
     ):
         return wire
     return None
@@ -574,6 +644,8 @@ def parse_trade(payload: bytes | None, now: int | None = None) -> Trade:
             wire.ts,
             tuple(conditions) if conditions is not None else None,
             wire.source,
+            wire.producer_id,
+            wire.producer_seq,
         )
     obj = _canonical_object(payload)
     if obj is not None:

@@ -4,6 +4,7 @@ with a reason that names the problem."""
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -23,6 +24,7 @@ from tickhouse.schemas import (
     parse_trade,
     parse_trade_values,
     to_json,
+    wire_trade,
 )
 
 NOW = 1_763_649_000_000  # 2025-11-20T14:30:00Z
@@ -290,6 +292,14 @@ _trade_values = {
         st.none(), st.lists(st.one_of(st.text(max_size=3), st.integers()), max_size=3), _json_scalars
     ),
     "source": st.one_of(st.none(), _json_scalars),
+    "producer_id": st.one_of(
+        st.none(),
+        st.sampled_from(["p1", "0f3a9c", "a-b_C", "x" * 64, "x" * 65, "", "a b", "é"]),
+        _json_scalars,
+    ),
+    "producer_seq": st.one_of(
+        st.none(), st.integers(-2, 2**64), st.sampled_from([0, 2**63 - 1, 2**63, 1.0, True]), _json_scalars
+    ),
 }
 
 
@@ -329,3 +339,44 @@ def test_fast_path_on_mutated_and_random_bytes(noise: bytes, at: int, insert: by
     good = b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123,"conditions":["1"]}'
     _same_as_full(noise)
     _same_as_full(good[:at] + insert + good[at + len(insert) // 2 :])
+
+
+_PLAIN_TRADE = b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123'
+
+
+def test_a_trade_carries_its_producer_identity_through_every_path() -> None:
+    payload = _PLAIN_TRADE + b',"producer_id":"0f3a9c","producer_seq":42}'
+    trade = parse_trade(payload, now=NOW)
+    assert (trade.producer_id, trade.producer_seq) == ("0f3a9c", 42)
+    assert to_json(trade) == payload  # the producer's bytes are the compact form
+    spaced = parse_trade(payload.replace(b",", b", "), now=NOW)  # the full checks
+    assert (spaced.producer_id, spaced.producer_seq) == ("0f3a9c", 42)
+    plain = parse_trade(_PLAIN_TRADE + b"}", now=NOW)
+    assert (plain.producer_id, plain.producer_seq) == (None, None)
+    nulls = parse_trade(_PLAIN_TRADE + b',"producer_id":null,"producer_seq":null}', now=NOW)
+    assert (nulls.producer_id, nulls.producer_seq) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("identity", "reason"),
+    [
+        (b',"producer_id":"p1"', "producer_seq: missing, but producer_id is set"),
+        (b',"producer_seq":1', "producer_id: missing, but producer_seq is set"),
+        (b',"producer_id":"","producer_seq":1', "producer_id: must be 1-64 chars"),
+        (b',"producer_id":"a b","producer_seq":1', "producer_id: must be 1-64 chars"),
+        (b',"producer_id":"' + b"x" * 65 + b'","producer_seq":1', "producer_id: must be 1-64 chars"),
+        (b',"producer_id":7,"producer_seq":1', "chars of A-Z a-z 0-9 _ -, got number 7"),
+        (b',"producer_id":"p1","producer_seq":"1"', "producer_seq: must be an integer, got string"),
+        (b',"producer_id":"p1","producer_seq":1.0', "producer_seq: must be an integer, got number"),
+        (b',"producer_id":"p1","producer_seq":true', "producer_seq: must be an integer, got boolean"),
+        (b',"producer_id":"p1","producer_seq":-1', "producer_seq: must be between 0 and"),
+        (b',"producer_id":"p1","producer_seq":9223372036854775808', "producer_seq: must be between 0 and"),
+    ],
+)
+def test_a_malformed_producer_identity_is_quarantined_with_the_reason(identity: bytes, reason: str) -> None:
+    payload = _PLAIN_TRADE + identity + b"}"
+    with pytest.raises(InvalidMessage, match=re.escape(reason)):
+        parse_trade(payload, now=NOW)
+    with pytest.raises(InvalidMessage, match=re.escape(reason)):
+        parse_trade_values(payload, now=NOW)
+    assert wire_trade(payload, now=NOW) is None

@@ -110,7 +110,8 @@ def trade_line(t: Trade, topic: str, partition: int, offset: int, kafka_ts: int 
     line = (
         f"{t.symbol}\t{_numeric('price', t.price)}\t{_numeric('volume', t.volume)}\t{t.ts}\t"
         f"{copy_timestamp(t.ts)}\t{copy_text_array(t.conditions)}\t{copy_optional(t.source)}\t"
-        f"{topic}\t{partition}\t{offset}\t{kafka_timestamp(kafka_ts)}\n"
+        f"{topic}\t{partition}\t{offset}\t{kafka_timestamp(kafka_ts)}\t"
+        f"{copy_optional(t.producer_id)}\t{NULL if t.producer_seq is None else t.producer_seq}\n"
     )
     # the common case inline (this runs once per trade): plain ASCII, nothing PostgreSQL refuses
     if line.isascii() and "\x00" not in line:
@@ -125,6 +126,7 @@ _CACHE_MAX = 10_000
 _second_bytes: dict[int, bytes] = {}
 _MILLIS_BYTES = tuple(millis.encode("ascii") for millis in _MILLIS)
 _NULL_BYTES = NULL.encode("ascii")
+_NO_IDENTITY = b"%s\t%s" % (_NULL_BYTES, _NULL_BYTES)
 # what _plain_field gives for text that is not plain: a NUL, which no plain field holds
 _NOT_PLAIN = b"\x00"
 _source_fields: dict[str | None, bytes] = {}
@@ -175,6 +177,12 @@ def trade_wire_line(
     if source_field is _NOT_PLAIN or conditions_field is _NOT_PLAIN:
         return None
     ts = w.ts
+    # PRODUCER_ID_PATTERN: ASCII, nothing to escape; wire_trade gives both or neither
+    producer_id = w.producer_id
+    seq = w.producer_seq
+    identity = (
+        _NO_IDENTITY if producer_id is None or seq is None else b"%s\t%d" % (producer_id.encode("ascii"), seq)
+    )
     if kafka_ts is None or not 0 <= kafka_ts < _MAX_TIMESTAMP_MS:
         kafka_field = _NULL_BYTES
     else:
@@ -188,7 +196,7 @@ def trade_wire_line(
             _timestamp_bytes(ts),
             conditions_field,
             source_field,
-            b"%s\t%d\t%d\t%s\n" % (topic.encode("ascii"), partition, offset, kafka_field),
+            b"%s\t%d\t%d\t%s\t%s\n" % (topic.encode("ascii"), partition, offset, kafka_field, identity),
         )
     )
     return line, ts

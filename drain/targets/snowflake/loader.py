@@ -47,7 +47,7 @@ QUARANTINE = "quarantine"
 FLUSH_ROWS = 50_000
 
 _DOUBLE = {"price", "volume", "change", "change_pct", "high", "low", "open", "close", "prev_close"}
-_BIGINT = {"ts", "trade_ts", "detected_ts", "bar_start", "kafka_offset", "payload_length"}
+_BIGINT = {"ts", "trade_ts", "detected_ts", "bar_start", "kafka_offset", "payload_length", "producer_seq"}
 _TIMESTAMP = {"event_time", "kafka_timestamp"}
 _BINARY = {"kafka_key", "payload", "payload_sha256"}
 

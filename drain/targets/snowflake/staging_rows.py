@@ -61,6 +61,7 @@ def trade_row(t: Trade, topic: str, partition: int, offset: int, kafka_ts: int |
     return [
         t.symbol, str(t.price), str(t.volume), str(t.ts), str(t.ts), conditions, t.source,
         topic, str(partition), str(offset), _kafka_timestamp(kafka_ts),
+        t.producer_id, _text(t.producer_seq),
     ]
 
 

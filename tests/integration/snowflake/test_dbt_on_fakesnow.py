@@ -61,6 +61,7 @@ QUALIFIED_TEMP_TABLE = re.compile(
     r"create or replace temporary table (\w+\.\w+\.\w+__dbt_tmp)", re.IGNORECASE
 )
 TOPIC = "test.trades"
+PRODUCER = "0f3a9c5e"
 START = datetime(2025, 11, 18, 14, 0, tzinfo=UTC)
 
 
@@ -77,16 +78,20 @@ class Account:
         names = [d[0].lower() for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def load_trades(self, trades: list[RawTrade]) -> None:
-        """Through the drain's Snowflake loader: staged, then inserted in one transaction."""
+    def load_trades(self, trades: list[RawTrade], producer_seqs: list[int] | None = None) -> None:
+        """Through the drain's Snowflake loader: staged, then inserted in one transaction. With
+        `producer_seqs`, the trades carry the producer identity (PRODUCER, seq) as the Tickhouse
+        producer stamps it."""
         from drain.targets.snowflake.loader import SnowflakeLoader
 
         loader = SnowflakeLoader(self.conn)
-        items: list[Item] = [
-            (json.dumps({"symbol": t.symbol, "price": float(t.price), "volume": float(t.volume),
-                         "ts": t.ts, "conditions": ["1"]}).encode(), t.partition, t.offset, t.ts, None)
-            for t in trades
-        ]
+        items: list[Item] = []
+        for i, t in enumerate(trades):
+            body: dict[str, Any] = {"symbol": t.symbol, "price": float(t.price), "volume": float(t.volume),
+                                    "ts": t.ts, "conditions": ["1"]}
+            if producer_seqs is not None:
+                body.update(producer_id=PRODUCER, producer_seq=producer_seqs[i])
+            items.append((json.dumps(body).encode(), t.partition, t.offset, t.ts, None))
         loader.add(parse_batch("trades", TOPIC, items, ENCODING))
         loader.finish()
         self._move(loader, TOPIC, "trades", [t.ts for t in trades])
@@ -224,3 +229,17 @@ def test_snowflake_target_builds_and_tests_on_fakesnow(account: Account) -> None
     daily = account.rows(
         "select symbol, count(*) as days from marts.stock_analytics group by 1 order by 1")
     assert [(r["symbol"], int(r["days"])) for r in daily] == [("AAPL", 1), ("MSFT", 1), ("ZZZZ", 1)]
+
+    # trades of the Tickhouse producer, then 40 of them resent after a crash in a later load (same
+    # identity, new offsets): raw holds every message, the bars count each trade once
+    third = trades_batch(3, START + timedelta(minutes=120), 10, offsets)
+    account.load_trades(third, producer_seqs=list(range(len(third))))
+    statuses = dbt("build", "--exclude", *NOT_ON_FAKESNOW)
+    resent = with_coordinates([(t.symbol, t.price, t.volume, t.ts) for t in third[:40]], offsets)
+    account.load_trades(resent, producer_seqs=list(range(40)))
+    statuses = dbt("build", "--exclude", *NOT_ON_FAKESNOW)
+    failed = {name: s for name, s in statuses.items() if s not in ("success", "pass", "warn", "no-op")}
+    assert not failed, failed
+    raw_rows = account.rows("select count(*) as n from raw.trades where producer_id is not null")
+    assert int(raw_rows[0]["n"]) == len(third) + 40
+    assert_bars_match_pandas(account, first + second + third)

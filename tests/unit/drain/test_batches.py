@@ -55,7 +55,7 @@ def test_snowflake_rows_are_typed_values_not_split_copy_text() -> None:
         "symbol": "AAPL", "price": "1.5", "volume": "2", "ts": str(3 * DAY + 5),
         "event_time": str(3 * DAY + 5), "conditions": None, "source": None,
         "kafka_topic": "market.trades", "kafka_partition": "0", "kafka_offset": "10",
-        "kafka_timestamp": "1000",
+        "kafka_timestamp": "1000", "producer_id": None, "producer_seq": None,
     }
     rejected = dict(zip(COLUMNS["quarantine"], result.rejected[0], strict=True))
     assert rejected["payload"] == b"not json".hex() and rejected["payload_length"] == "8"
@@ -73,3 +73,20 @@ def test_a_rejected_message_keeps_at_most_64_kib_with_its_length() -> None:
 def test_encodings_travel_to_worker_processes() -> None:
     for encoding in (POSTGRES, SNOWFLAKE):
         assert pickle.loads(pickle.dumps(encoding)) == encoding
+
+
+@pytest.mark.parametrize("encoding", [POSTGRES, SNOWFLAKE], ids=["postgres", "snowflake"])
+def test_a_malformed_producer_identity_is_quarantined_with_the_reason(encoding: object) -> None:
+    items = [
+        (trade(DAY, producer_id="0f3a9c", producer_seq=1), 0, 1, None, None),
+        (trade(DAY, producer_id="0f3a9c"), 0, 2, None, None),
+        (trade(DAY, producer_id="0f 3a", producer_seq=2), 0, 3, None, None),
+    ]
+    result = parse_batch("trades", "market.trades", items, encoding)  # type: ignore[arg-type]
+    assert result.loaded == 1
+    reasons = [dict(zip(COLUMNS["quarantine"], r, strict=True))["error"] if isinstance(r, (list, tuple))
+               else r.decode().split("\t")[-1].strip() for r in result.rejected]
+    assert reasons == [
+        "producer_seq: missing, but producer_id is set; a trade's producer identity needs both",
+        'producer_id: must be 1-64 chars of A-Z a-z 0-9 _ -, got string "0f 3a"',
+    ]

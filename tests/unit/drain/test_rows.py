@@ -57,9 +57,15 @@ def test_trade_line_has_every_column_in_order() -> None:
     )
     assert fields(line) == [
         "AAPL", "178.45", "100", "1763649000123", "2025-11-20 14:30:00.123+00", '{"1","12"}',
-        "finnhub", "market.trades", "2", "41", "2025-11-20 14:30:00.200+00",
+        "finnhub", "market.trades", "2", "41", "2025-11-20 14:30:00.200+00", "\\N", "\\N",
     ]
     assert len(fields(line)) == len(COLUMNS["trades"])
+
+
+def test_trade_line_carries_the_producer_identity() -> None:
+    payload = b'{"symbol":"AAPL","price":1.5,"volume":2,"ts":5,"producer_id":"0f3a9c","producer_seq":41}'
+    assert fields(trade_line(payload, "t", 0, 7, None))[-2:] == ["0f3a9c", "41"]
+    assert _wire_agrees(payload)
 
 
 def test_optional_fields_become_null() -> None:
@@ -256,6 +262,7 @@ def test_wire_path_takes_the_producers_compact_trades_and_writes_the_same_line()
         b'{"symbol":"X","price":178.450,"volume":0.25,"ts":1763649000123,"conditions":[],"source":"a\\tb\\\\c"}',
         b'{"symbol":"X","price":1,"volume":1,"ts":1,"conditions":["a\\"b","{c}"]}',
         to_json(Trade("BINANCE:BTCUSDT", 97123.5, 0.0031, _WIRE_NOW, ("1",), "synthetic")),
+        to_json(Trade("AAPL", 1.5, 2, 5, None, None, "0f3a9c", 2**63 - 1)),
     ]
     for payload in taken:
         assert _wire_agrees(payload), payload
@@ -273,6 +280,10 @@ def test_wire_path_takes_the_producers_compact_trades_and_writes_the_same_line()
         b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"source":"\xc3\xa9"}',  # non-ASCII text
         b'{"symbol":"AAPL","price":' + b"1" * 19 + b',"volume":1,"ts":1}',  # long: the record path
         b'{"symbol":"AAPL","price":1,"volume":1,"ts":' + str(_WIRE_NOW + 86_400_001).encode() + b"}",
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"producer_id":"p"}',  # rejected: no seq
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"producer_id":"p","producer_seq":-1}',
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"producer_id":"a b","producer_seq":1}',
+        b'{"symbol":"AAPL","price":1,"volume":1,"ts":1,"producer_seq":1,"producer_id":"p"}',  # order
         None,
         b"",
     ]
@@ -317,11 +328,21 @@ def test_wire_path_agrees_with_the_record_path_on_generated_trades() -> None:
             lambda v: json.dumps(v, ensure_ascii=False)
         ),
         "source": st.one_of(st.none(), text).map(lambda v: json.dumps(v, ensure_ascii=False)),
+        "producer_id": st.one_of(
+            st.sampled_from(["0f3a9c", "p-1_A", "x" * 64]), st.sampled_from(["", "a b", "x" * 65]), text
+        ).map(json.dumps),
+        "producer_seq": st.one_of(
+            st.integers(0, 2**63 - 1), st.integers(-1, 2**64), st.sampled_from(["1.0", "null", '"1"'])
+        ).map(str),
     }
 
     @st.composite
     def payloads(draw: st.DrawFn) -> bytes:
         keys = [k for k in fields if k not in ("conditions", "source") or draw(st.booleans())]
+        # an identity is both keys or neither, mostly; sometimes only one of them
+        identity = draw(st.integers(0, 9))
+        keys = [k for k in keys if k not in ("producer_id", "producer_seq")
+                or identity >= 7 or (identity == 6 and k == "producer_id")]
         if draw(st.integers(0, 9)) == 0:
             keys = draw(st.permutations(keys))
         if draw(st.integers(0, 9)) == 0:
@@ -333,7 +354,7 @@ def test_wire_path_agrees_with_the_record_path_on_generated_trades() -> None:
     taken = []
 
     # derandomized: the same examples every run, so the count below is stable
-    @hsettings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+    @hsettings(max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck), database=None,
                derandomize=True)
     @given(payloads())
     def check(payload: bytes) -> None:
@@ -342,3 +363,5 @@ def test_wire_path_agrees_with_the_record_path_on_generated_trades() -> None:
 
     check()
     assert len(taken) > 50, f"the wire path took only {len(taken)} payloads: the test checks little"
+    identified = sum(b'"producer_seq"' in payload for payload in taken)
+    assert identified > 3, f"the wire path took only {identified} payloads with an identity"

@@ -46,8 +46,10 @@ def test_trade_values_are_staged_as_text_in_column_order() -> None:
     assert row("trades", TRADE, "market.trades", 2, 41, 1763649000200) == [
         "BRK.B", "412.5", "0", "1763649000123", "1763649000123",
         json.dumps(["1", 'q"uote', "back\\slash", "tab\tnew\nline"], ensure_ascii=False),
-        "ünï\\code", "market.trades", "2", "41", "1763649000200",
+        "ünï\\code", "market.trades", "2", "41", "1763649000200", None, None,
     ]
+    with_identity = TRADE[:-1] + b',"producer_id":"0f3a9c","producer_seq":7}'
+    assert row("trades", with_identity, "market.trades", 2, 42, None)[-2:] == ["0f3a9c", "7"]
 
 
 def test_quarantine_bytes_are_staged_as_hex() -> None:

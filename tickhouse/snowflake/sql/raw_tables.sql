@@ -20,8 +20,14 @@ create table if not exists raw.trades (
     kafka_partition integer       not null,
     kafka_offset    number(19, 0) not null,
     kafka_timestamp timestamp_tz,
-    loaded_at       timestamp_tz  not null
+    loaded_at       timestamp_tz  not null,
+    -- the identity the Tickhouse producer gives each trade (null from other producers)
+    producer_id     varchar,
+    producer_seq    number(19, 0)
 );
+-- tables made before the identity columns existed
+alter table raw.trades add column if not exists producer_id varchar;
+alter table raw.trades add column if not exists producer_seq number(19, 0);
 
 create table if not exists raw.quotes (
     symbol          varchar       not null,
