@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from producer.corporate_actions import (
     COLUMNS,
@@ -152,3 +153,25 @@ def run_finnhub(settings: Settings, symbols: Sequence[str] | None = None, first:
                                     else list(symbols), first, last)
     finally:
         fetcher.close()
+
+
+def params_request(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The refresh_corporate_actions DAG's params (symbols, from, to; each may be empty) as
+    `run_finnhub`'s arguments; raises ConfigError naming the bad param."""
+    from tickhouse.config import parse_symbols
+
+    def day(name: str) -> dt.date | None:
+        value = params.get(name)
+        if value in (None, ""):
+            return None
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not a date YYYY-MM-DD") from None
+
+    text = params.get("symbols")
+    symbols = list(parse_symbols("symbols", str(text))) if text and str(text).strip() else None
+    first, last = day("from"), day("to")
+    if first and last and first > last:
+        raise ConfigError(f"from {first} is after to {last}")
+    return {"symbols": symbols, "first": first, "last": last}
