@@ -42,7 +42,7 @@ def test_good_rows_become_actions_with_exact_numbers(tmp_path: Path) -> None:
     assert (nvda.symbol, nvda.ex_date, nvda.action) == ("NVDA", dt.date(2024, 6, 10), "split")
     assert nvda.split_ratio == 10 and nvda.cash_amount is None
     assert (aapl.cash_amount, aapl.currency, aapl.split_ratio) == (Decimal("0.25"), "USD", None)
-    assert (tsla.symbol, tsla.action, tsla.split_ratio) == ("TSLA", "split", 3)
+    assert (tsla.symbol, tsla.action, tsla.split_ratio) == ("TSLA", "split", Decimal(3))
     assert {a.source for a in actions} == {"file"} and {a.fetched_at for a in actions} == {NOW}
 
 
