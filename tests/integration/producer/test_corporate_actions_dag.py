@@ -126,3 +126,19 @@ def test_a_refused_key_fails_the_run_at_once(
     [refresh] = [t for t in airflow_api.task_instances(DAG_ID, run["dag_run_id"])
                  if t["task_id"] == "refresh"]
     assert (refresh["state"], refresh["try_number"]) == ("failed", 1)
+
+
+def test_without_a_key_the_run_is_skipped(
+    settings: Settings, warehouse: Settings, airflow_api: AirflowAPI, fake_finnhub: FakeFinnhub,
+) -> None:
+    airflow_api.wait_for_dag(DAG_ID)
+    conf = {"symbols": "MSFT", "from": None, "to": None}
+    started = dt.datetime.now(dt.UTC)
+    done = dags_test(settings, warehouse, conf, {"FINNHUB_API_KEY": "",
+                                                 "FINNHUB_API_URL": fake_finnhub.api_url})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = _run(airflow_api, started, conf)
+    states = {t["task_id"]: t["state"] for t in airflow_api.task_instances(DAG_ID, run["dag_run_id"])}
+    assert states == {"refresh": "skipped", "publish_corporate_actions": "skipped",
+                      "check_refresh": "skipped"}
+    assert fake_finnhub.action_requests == [] and _asset_events(airflow_api, run["dag_run_id"]) == []
