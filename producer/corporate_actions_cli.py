@@ -8,8 +8,8 @@ Without --from / --to: from January 1st DEFAULT_YEARS years ago to DEFAULT_AHEAD
 (ex-dates are announced before they happen).
 
 Exit codes: 0 every action served was stored; 1 some were rejected or a symbol's calls failed
-(the others are stored; run again after a fix); 2 bad arguments or configuration; 3 Finnhub
-refused the key or the plan.
+(the others are stored; run again after a fix); 2 bad arguments or configuration (no
+FINNHUB_API_KEY, an unreadable file or header); 3 Finnhub refused the key or the plan.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+from producer.corporate_actions import CorporateActionFileError
 from producer.corporate_actions_refresh import (
     DEFAULT_AHEAD_DAYS,
     DEFAULT_YEARS,
@@ -70,6 +71,9 @@ def main(argv: list[str]) -> int:
             summary = run_finnhub(settings, symbols, args.first, args.last)
     except ConfigError as err:
         print(f"tickhouse corporate-actions: configuration error: {err}", file=sys.stderr)
+        return 2
+    except CorporateActionFileError as err:
+        print(f"tickhouse corporate-actions: {err}", file=sys.stderr)
         return 2
     except FinnhubAuthError as err:
         print(f"tickhouse corporate-actions: {err}", file=sys.stderr)

@@ -142,6 +142,9 @@ def run_finnhub(settings: Settings, symbols: Sequence[str] | None = None, first:
     from producer.finnhub_quotes import hide_secret_in_logs
     from producer.symbols import symbols_to_refresh
 
+    if not settings.finnhub_api_key:
+        raise ConfigError("FINNHUB_API_KEY is not set; it is needed for --source finnhub (or load "
+                          "the actions from a CSV with --source file --file PATH)")
     hide_secret_in_logs(settings.finnhub_api_key)
     default_first, default_last = default_range(dt.datetime.now(dt.UTC).date())
     first, last = first or default_first, last or default_last

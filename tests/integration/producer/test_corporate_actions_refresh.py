@@ -130,6 +130,13 @@ def test_a_refused_key_stops_without_printing_it(
     assert "refused the API key" in captured.err
     assert "wrong-key-123" not in captured.err + captured.out
     assert _rows(warehouse) == {}
+    # no key at all: a configuration error, nothing called
+    monkeypatch.delenv("FINNHUB_API_KEY")
+    requests = len(fake_finnhub.action_requests)
+    assert _run(monkeypatch, warehouse, {"FINNHUB_API_URL": fake_finnhub.api_url},
+                "--source", "finnhub", "--symbols", "AAPL") == 2
+    assert "FINNHUB_API_KEY is not set" in capsys.readouterr().err
+    assert len(fake_finnhub.action_requests) == requests
 
 
 def test_a_file_stores_its_good_rows_and_reports_the_bad_ones(
@@ -158,6 +165,14 @@ def test_a_file_stores_its_good_rows_and_reports_the_bad_ones(
                              "GE,2021-08-02,split,8,1,,\n", encoding="utf-8")
     assert _run(monkeypatch, warehouse, {}, "--source", "file", "--file", str(path)) == 0
     assert "stored: 2 (new 2, corrected 0); unchanged: 2; rejected: 0" in capsys.readouterr().out
+    assert len(_rows(warehouse)) == 4
+
+    # a file that is not one: exit 2, nothing stored
+    path.write_text("symbol,date,split\nNVDA,2024-06-10,10\n", encoding="utf-8")
+    assert _run(monkeypatch, warehouse, {}, "--source", "file", "--file", str(path)) == 2
+    assert "missing: ex_date, action, from_factor" in capsys.readouterr().err
+    assert _run(monkeypatch, warehouse, {}, "--source", "file", "--file", str(tmp_path / "none.csv")) == 2
+    assert "cannot be read" in capsys.readouterr().err
     assert len(_rows(warehouse)) == 4
 
 
