@@ -53,6 +53,8 @@ _UPSERT = (
 
 @dataclass(slots=True)
 class RefreshSummary:
+    """What one refresh fetched and did with it (the command's printed summary)."""
+
     fetched: int = 0  # actions served (rejected ones included)
     new: int = 0
     corrected: int = 0

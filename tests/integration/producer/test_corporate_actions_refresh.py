@@ -120,6 +120,20 @@ def test_without_symbols_the_warehouse_symbols_are_refreshed(
     assert list(_values(warehouse)) == [("TSLA", dt.date(2022, 8, 25), "split")]
 
 
+def test_an_entry_finnhub_serves_that_cannot_be_stored_exits_1(
+    warehouse: Settings, fake_finnhub: FakeFinnhub, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake_finnhub.set_splits("AMD", [{"date": "2000-08-22", "fromFactor": 0, "toFactor": 2},
+                                    {"date": "2000-08-23", "fromFactor": 1, "toFactor": 2}])
+    assert _run(monkeypatch, warehouse, _finnhub(fake_finnhub), "--source", "finnhub", "--symbols",
+                "AMD", "--from", "2000-01-01", "--to", "2000-12-31") == 1
+    out = capsys.readouterr().out
+    assert "fetched: 2; stored: 1 (new 1, corrected 0); unchanged: 0; rejected: 1" in out, out
+    assert "rejected AMD /stock/split[0]: from_factor is 0: expected a number > 0" in out
+    assert list(_values(warehouse)) == [("AMD", dt.date(2000, 8, 23), "split")]
+
+
 def test_a_refused_key_stops_without_printing_it(
     warehouse: Settings, fake_finnhub: FakeFinnhub, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
