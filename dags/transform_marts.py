@@ -22,7 +22,7 @@ from cosmos import DbtDag, ExecutionConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from alerts.airflow_failures import notify_dag_failure, notify_failure
-from drain.assets import MART_INPUTS, RAW_TABLE_ASSETS
+from drain.assets import MART_INPUTS, RAW_TABLE_ASSETS, REFERENCE_TABLE_ASSETS
 from transform.airflow_profile import profile_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -99,8 +99,10 @@ transform_marts = DbtDag(
     },
     default_args={"owner": "tickhouse", "retries": 0, "on_failure_callback": notify_failure},
     on_failure_callback=notify_dag_failure,
-    # any new raw data triggers a build; the incremental models make it cheap
-    schedule=AssetAny(*(Asset(RAW_TABLE_ASSETS[table]) for table in MART_INPUTS)),
+    # any new raw data triggers a build (a new corporate action too); the incremental models make
+    # it cheap
+    schedule=AssetAny(*(Asset(RAW_TABLE_ASSETS[table]) for table in MART_INPUTS),
+                      *(Asset(name) for name in REFERENCE_TABLE_ASSETS.values())),
     start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

@@ -20,3 +20,10 @@ RAW_TABLE_ASSETS: dict[str, str] = {
 # the raw tables the marts read (no mart reads quotes): what transform_marts is scheduled on and
 # what makes the ingest DAG's hot loop run dbt
 MART_INPUTS: tuple[str, ...] = ("raw.trades", "raw.candles", "raw.alerts")
+
+# raw tables written by DAGs of their own, not by the drain, that the marts read:
+# refresh_corporate_actions emits this Asset when it stored a new or corrected action, and
+# transform_marts is scheduled on it too (a split restates the symbol's adjusted history)
+REFERENCE_TABLE_ASSETS: dict[str, str] = {
+    "raw.corporate_actions": "tickhouse.raw.corporate_actions",
+}

@@ -36,6 +36,12 @@ def _symbols(argv: list[str]) -> int:
     return main(argv)
 
 
+def _corporate_actions(argv: list[str]) -> int:
+    from producer.corporate_actions_cli import main
+
+    return main(argv)
+
+
 def _drain(argv: list[str]) -> int:
     from drain.cli import main
 
@@ -83,6 +89,8 @@ SERVICES: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "produce": (_produce, "publish trades and quotes to Kafka (finnhub, replay, synthetic)"),
     "backfill": (_backfill, "publish history as candles to Kafka (finnhub, file)"),
     "symbols": (_symbols, "`symbols refresh`: company profiles from Finnhub into dim_symbols"),
+    "corporate-actions": (_corporate_actions, "`corporate-actions refresh`: splits and dividends "
+                          "from Finnhub or a CSV file into raw.corporate_actions"),
     "drain": (_drain, "drain Kafka into the raw tables (`--once`: one micro-batch)"),
     "quarantine": (_quarantine, "list the messages the drain quarantined, or replay them after a fix"),
     "transform": (_transform, "`dbt build` of the whole project"),

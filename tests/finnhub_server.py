@@ -26,6 +26,15 @@ returns the profile set with `set_profile` (`{"country","currency","exchange","f
 "ipo","logo","marketCapitalization","name","phone","shareOutstanding","ticker","weburl"}`,
 market capitalization in millions) or `{}` for an unknown symbol; 401 for a wrong token.
 
+REST (https://finnhub.io/docs/api/splits, https://finnhub.io/docs/api/stock-dividends):
+`GET /api/v1/stock/split?symbol=S&from=YYYY-MM-DD&to=YYYY-MM-DD&token=KEY` returns the splits set
+with `set_splits` whose `date` (the ex-date) is in [from, to]: `[{"symbol","date","fromFactor",
+"toFactor"}]`; `GET /api/v1/stock/dividend?...` the same for `set_dividends`: `[{"symbol","date",
+"amount","adjustedAmount","payDate","recordDate","declarationDate","currency"}]`; `[]` when there are
+none. 401 for a wrong token, 422 for a missing symbol or a bad date, scripted answers via
+`fail_actions(n, status, retry_after)` (for both paths, in call order). Every call is logged in
+`action_requests`.
+
 Runs in a background thread on 127.0.0.1 with ephemeral ports: `with FakeFinnhub() as server: ...`.
 """
 
@@ -123,6 +132,11 @@ class FakeFinnhub:
         self._clients: list[Client] = []
         self.profiles: dict[str, dict[str, Any]] = {}  # symbol -> /stock/profile2 answer
         self.profile_requests: list[tuple[str, int]] = []  # (symbol, status)
+        # "/stock/split" | "/stock/dividend" -> symbol -> the entries served
+        self.actions: dict[str, dict[str, list[dict[str, Any]]]] = {
+            "/stock/split": {}, "/stock/dividend": {}}
+        self.action_requests: list[tuple[str, str, int]] = []  # (path, symbol, status)
+        self._action_failures: list[tuple[int, float | None]] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-finnhub",
@@ -358,6 +372,57 @@ class FakeFinnhub:
             self.profile_requests.append((symbol, status))
         return status, body
 
+    # --- REST: /stock/split, /stock/dividend ------------------------------------------------
+
+    def set_splits(self, symbol: str, splits: list[dict[str, Any]]) -> None:
+        """The splits served for `symbol`: Finnhub's fields date (ex-date), fromFactor, toFactor."""
+        with self._lock:
+            self.actions["/stock/split"][symbol] = [{"symbol": symbol, **s} for s in splits]
+
+    def set_dividends(self, symbol: str, dividends: list[dict[str, Any]]) -> None:
+        """The dividends served for `symbol`: Finnhub's fields date (ex-date), amount,
+        adjustedAmount, payDate, recordDate, declarationDate, currency."""
+        with self._lock:
+            self.actions["/stock/dividend"][symbol] = [{"symbol": symbol, **d} for d in dividends]
+
+    def fail_actions(self, count: int, status: int = 429, retry_after: float | None = None) -> None:
+        """The next `count` /stock/split or /stock/dividend calls get HTTP `status`."""
+        with self._lock:
+            self._action_failures.extend([(status, retry_after)] * count)
+
+    def _action_answer(self, path: str, query: dict[str, list[str]]
+                       ) -> tuple[int, Any, dict[str, str]]:
+        token = query.get("token", [""])[0]
+        symbol = query.get("symbol", [""])[0]
+        first: dt.date | None
+        last: dt.date | None
+        try:
+            first = dt.date.fromisoformat(query.get("from", [""])[0])
+            last = dt.date.fromisoformat(query.get("to", [""])[0])
+        except ValueError:
+            first = last = None
+        headers: dict[str, str] = {}
+        body: Any
+        with self._lock:
+            if token != self.token:
+                status, body = 401, {"error": "Invalid API key"}
+            elif self._action_failures:
+                status, retry_after = self._action_failures.pop(0)
+                body = ({"error": "API limit reached. Please try again later. Remaining Limit: 0"}
+                        if status == 429 else {"error": "internal error"})
+                if retry_after is not None:
+                    headers["Retry-After"] = f"{retry_after:g}"
+            elif not symbol:
+                status, body = 422, {"error": "Wrong symbol"}
+            elif first is None or last is None:
+                status, body = 422, {"error": "Wrong from/to"}
+            else:
+                status = 200
+                body = [dict(e) for e in self.actions[path].get(symbol, [])
+                        if first <= dt.date.fromisoformat(e["date"]) <= last]
+            self.action_requests.append((path, symbol, status))
+        return status, body, headers
+
     # --- REST: /stock/candle -------------------------------------------------------------------
 
     def daily_series(self) -> dict[str, list[Row]]:
@@ -453,13 +518,16 @@ class FakeFinnhub:
                     self._reply(status, body)
                 elif path == "/api/v1/stock/profile2":
                     self._reply(*server._profile_answer(parse_qs(parts.query)))
+                elif path in ("/api/v1/stock/split", "/api/v1/stock/dividend"):
+                    self._reply(*server._action_answer(path.removeprefix("/api/v1"),
+                                                       parse_qs(parts.query)))
                 elif path == "/api/v1/stock/candle":
                     status, body, headers = server._candle_answer(parse_qs(parts.query))
                     self._reply(status, body, headers)
                 else:
                     self._reply(404, {"error": f"no route {path}"})
 
-            def _reply(self, status: int, body: dict[str, Any],
+            def _reply(self, status: int, body: Any,
                        headers: dict[str, str] | None = None) -> None:
                 raw = json.dumps(body).encode()
                 self.send_response(status)

@@ -81,7 +81,8 @@ def test_transform_marts_dag_parses_from_the_manifest(tmp_path: Path) -> None:
     assert all(task["retries"] == 0 for task in tasks.values())
     # the tasks that write a hot model hold the build lock (hooks on every task; they decide)
     assert all(task["locks"] == ["hold_build_lock", "release_build_lock"] for task in tasks.values())
-    for asset in ("tickhouse.raw.trades", "tickhouse.raw.alerts", "tickhouse.raw.candles"):
+    for asset in ("tickhouse.raw.trades", "tickhouse.raw.alerts", "tickhouse.raw.candles",
+                  "tickhouse.raw.corporate_actions"):
         assert f"name='{asset}'" in result["schedule"]
     # no mart reads raw.quotes: new quotes alone start no build
     assert "name='tickhouse.raw.quotes'" not in result["schedule"]
