@@ -69,7 +69,12 @@ def test_notifications_survive_sigkill(
         stale_feed={"enabled": False},
         notifiers=[{"type": "webhook", "url_env": "REL_HOOK", "max_attempts": 10, "backoff_seconds": 0.1}],
     )
-    env = {"REL_HOOK": receiver, "ALERTS_NOTIFY_GROUP": f"rel-notify-{rel_topics.suffix}"}
+    # The trades are an hour old; the age limit (its own test) would rightly hold them all back.
+    env = {
+        "REL_HOOK": receiver,
+        "ALERTS_NOTIFY_GROUP": f"rel-notify-{rel_topics.suffix}",
+        "ALERTS_NOTIFY_MAX_AGE_SECONDS": "0",
+    }
     service = AlertProcess(rel_topics, rules, tmp_path / "alerts.log", env=env)
     service.start()
     start = now_ms() - 3_600_000
