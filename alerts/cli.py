@@ -85,8 +85,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tickhouse alerts",
-        description="Evaluate alert rules on every trade and publish alerts (CONTRACT §3); "
-        "`tickhouse alerts notify` runs only the notifiers.",
+        description="Evaluate alert rules on every trade and publish alerts "
+        "(docs/interfaces/kafka-messages.md); `tickhouse alerts notify` runs only the notifiers.",
     )
     _common(parser)
     parser.add_argument("--check", action="store_true", help="validate the rules file and exit")

@@ -67,7 +67,7 @@ def _post_json(url: str, body: bytes, timeout: float, what: str, alert_id: str) 
 
 
 class WebhookSender:
-    """POSTs the CONTRACT §3 alert JSON to a URL."""
+    """POSTs the docs/interfaces/kafka-messages.md alert JSON to a URL."""
 
     def __init__(self, name: str, url: str, timeout: float) -> None:
         self.name = name

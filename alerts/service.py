@@ -1,5 +1,5 @@
 """The alert service: a consumer group on the trades topic that evaluates the rules on every
-trade and publishes CONTRACT §3 alerts (key = symbol) to the alerts topic.
+trade and publishes docs/interfaces/kafka-messages.md alerts (key = symbol) to the alerts topic.
 
 State and restarts
 ------------------
@@ -17,9 +17,9 @@ by the broker. Whichever instance is assigned a partition next:
    (symbol, rule, trades topic, partition, offset), so a replay produces the same ids.
 
 Rules run in event time, so the restored cooldowns hold across restarts. Event time is bounded: a
-trade dated more than `max_ahead_seconds` after its Kafka timestamp (which CONTRACT §3 allows, up to
-a day) is left out of the rules — counted in `tickhouse_alerts_future_trades_total` and logged — so
-it cannot move their clock into the future; the drain still loads it.
+trade dated more than `max_ahead_seconds` after its Kafka timestamp (which docs/interfaces/kafka-messages.md
+allows, up to a day) is left out of the rules — counted in `tickhouse_alerts_future_trades_total` and logged —
+so it cannot move their clock into the future; the drain still loads it.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ Targets (issue 13): drain >= 80% of (a); (a) >= 60% of (h); drain >= 20x (b).
 `--index-costs` also COPYs the file into the heap with one of raw.trades' indexes at a time (and
 two alternatives), and into a partitioned copy without indexes: what each costs.
 
-The rows get event times in 1971 (valid per CONTRACT §3, and a range no real data uses), so the
-bench loads into day partitions of its own and drops them afterwards; its topic is unique.
+The rows get event times in 1971 (valid per docs/interfaces/kafka-messages.md, and a range no real data uses),
+so the bench loads into day partitions of its own and drops them afterwards; its topic is unique.
 
     .venv/bin/python bench/bench_drain.py [--rows 2000000] [--naive-seconds 20] [--index-costs] [--keep]
 """

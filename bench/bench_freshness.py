@@ -1,8 +1,8 @@
 """Freshness through Airflow: trade event time -> the trade is counted in its 1m bar of marts.fct_bars.
 
 Needs the running local stack with Airflow (`make up`). Two phases, each with a steady background
-of trades (default 1,000 trades/s over 10 symbols, CONTRACT §3 messages keyed by symbol, on the
-trades topic) and a probe symbol among them whose trades carry their production time as event time:
+of trades (default 1,000 trades/s over 10 symbols, docs/interfaces/kafka-messages.md messages keyed by symbol,
+on the trades topic) and a probe symbol among them whose trades carry their production time as event time:
 
 1. Airflow: `ingest_market_data` (continuous drain loop with the hot dbt models) and
    `transform_marts` unpaused, nothing else, for longer than one drain task's loop: the window

@@ -7,7 +7,7 @@ acks=all, lz4, linger.ms=5) and the same pre-serialized messages:
 - publisher: `producer.publisher.Publisher` (delivery reports checked, spool logic, counters)
              driven by the replay publish loop at --speed 0, until every message is acknowledged;
 - replay:    the whole `--source replay` path from the CSV file (read, validate against
-             CONTRACT §3, serialize, publish, flush until acknowledged), end to end.
+             docs/interfaces/kafka-messages.md, serialize, publish, flush until acknowledged), end to end.
 
 Targets: publisher >= 80% of bare and >= 200k msgs/s. Each variant runs `--rounds` times in
 alternation; the best round of each is compared (the machine is shared, so single rounds are

@@ -24,8 +24,8 @@ imported inside the task so that parsing this file touches no network and loads 
 - A rewound topic (deleted and re-created; see `drain.errors.TopicRewound`) stops only
   that topic: the others are committed and their Assets published, and `check_topics` then fails
   the run with the message that says what to do (no retries: retrying cannot fix it).
-- Configuration: the Tickhouse environment (CONTRACT §2 and DRAIN_* variables) of the Airflow
-  worker, read by `tickhouse.config.load_settings()`.
+- Configuration: the Tickhouse environment (docs/interfaces/configuration.md and DRAIN_* variables) of the
+  Airflow worker, read by `tickhouse.config.load_settings()`.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from alerts.airflow_failures import notify_failure
 from drain.assets import REFERENCE_TABLE_ASSETS
 
 CORPORATE_ACTIONS = Asset(REFERENCE_TABLE_ASSETS["raw.corporate_actions"])
-# comma-separated symbols of CONTRACT §3, or empty (the warehouse's symbols)
+# comma-separated symbols (docs/interfaces/kafka-messages.md), or empty (the warehouse's symbols)
 SYMBOLS_PATTERN = r"^\s*([A-Za-z0-9.:_/^=-]{1,32}(\s*,\s*[A-Za-z0-9.:_/^=-]{1,32})*)?\s*$"
 
 
@@ -121,7 +121,7 @@ def refresh_corporate_actions() -> None:
     # with the refresh
     @task(retries=0, trigger_rule="none_failed_min_one_success")
     def check_refresh(refreshed: dict[str, Any]) -> None:
-        """Fails the run when an action served was not stored (CONTRACT §1's exit code)."""
+        """Fails the run when an action served was not stored (the exit code of docs/interfaces/commands.md)."""
         from airflow.sdk.exceptions import AirflowFailException
 
         if refreshed["failed"] or refreshed["rejected"]:

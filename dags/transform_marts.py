@@ -1,4 +1,4 @@
-"""transform_marts: build and test the dbt marts when new raw data has landed (CONTRACT §5).
+"""transform_marts: build and test the dbt marts when new raw data has landed (docs/interfaces/airflow.md).
 
 Cosmos renders every dbt model (with its tests, TestBehavior.BUILD) and seed as an Airflow
 task, from the manifest `dbt parse` wrote at setup (`transform.dbt_runner.dbt_parse()`), so

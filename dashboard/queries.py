@@ -1,7 +1,7 @@
 """What the dashboard reads from the warehouse: only `marts`, only as `bi_reader`, always parametrized.
 
 Every function takes an open connection, so the queries are testable against a real database
-without the web app. The marts are dbt's views with enforced contracts (CONTRACT §4,
+without the web app. The marts are dbt's views with enforced contracts (docs/interfaces/warehouse.md,
 dbt_project/models/marts/_marts__models.yml): the queries are fixed SQL against those columns. A
 mart that does not exist yet (before the first transform) is reported, not an error.
 """
@@ -62,7 +62,8 @@ class MartUnavailable(RuntimeError):
 
 
 def validate_symbol(symbol: str) -> str:
-    """Return the symbol if it satisfies CONTRACT §3's symbol rule, else raise ValueError."""
+    """Return the symbol if it satisfies docs/interfaces/kafka-messages.md's symbol rule, else raise
+    ValueError."""
     if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
         raise ValueError(f"{symbol!r} is not a valid symbol (1-32 chars of A-Z a-z 0-9 . : - _ / ^ =)")
     return symbol

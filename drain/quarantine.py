@@ -5,7 +5,7 @@
 their key, so that a drain whose validation was fixed (or a message that was rejected only for a
 time, such as one dated more than a day ahead) loads them like any other message. Only messages
 whose payload and key were kept whole are replayed (a message over 64 KiB keeps only its first
-64 KiB, CONTRACT §4) and only when the kept bytes still match the sha256 recorded with them.
+64 KiB, docs/interfaces/warehouse.md) and only when the kept bytes still match the sha256 recorded with them.
 
 Replays are recorded in raw.quarantine_replays, one row per quarantined message, so that a second
 replay never publishes a message again: a message is claimed (and committed) before it is

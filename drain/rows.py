@@ -1,12 +1,12 @@
 """What the drain makes of one Kafka message: a typed row of its raw table, or a rejected one.
 
-Validation is the one in `tickhouse.schemas` (CONTRACT §3): a message of raw.<kind> becomes its record
-(`Trade`, `Quote`, `Alert`, `Candle`), which with the message's Kafka coordinates is the typed row; a
-bad message becomes a `Rejected` row of raw.quarantine, with its bytes (bounded) and the reason.
-How rows are written is the target's business, given as an `Encoding` (COPY text for PostgreSQL,
-staging values for Snowflake, `drain.targets`). An encoder may refuse a value CONTRACT §3 admits
-but its warehouse cannot store (`InvalidMessage`): the message is then quarantined with that reason,
-so bad input can never fail a load.
+Validation is the one in `tickhouse.schemas` (docs/interfaces/kafka-messages.md): a message of raw.<kind>
+becomes its record (`Trade`, `Quote`, `Alert`, `Candle`), which with the message's Kafka coordinates is the
+typed row; a bad message becomes a `Rejected` row of raw.quarantine, with its bytes (bounded) and the reason.
+How rows are written is the target's business, given as an `Encoding` (COPY text for PostgreSQL, staging
+values for Snowflake, `drain.targets`). An encoder may refuse a value docs/interfaces/kafka-messages.md admits
+but its warehouse cannot store (`InvalidMessage`): the message is then quarantined with that reason, so bad
+input can never fail a load.
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ EVENT_MS: dict[str, Callable[[Any], int]] = {
     "candles": attrgetter("bar_start"),
 }
 
-# What raw.quarantine keeps of a rejected message (CONTRACT §4): the payload up to the size a valid
-# message may have, the key up to far more than a symbol needs, the reason up to a few lines. The
-# full length and sha256 of the payload are kept beside it, so a row stays under ~70 KiB whatever
-# a producer sends (Kafka accepts ~1 MB).
-QUARANTINE_PAYLOAD_BYTES = 64 * 1024  # CONTRACT §4; also the most a valid message may have
+# What raw.quarantine keeps of a rejected message (docs/interfaces/warehouse.md): the payload up to the size a
+# valid message may have, the key up to far more than a symbol needs, the reason up to a few lines. The full
+# length and sha256 of the payload are kept beside it, so a row stays under ~70 KiB whatever a producer sends
+# (Kafka accepts ~1 MB).
+QUARANTINE_PAYLOAD_BYTES = 64 * 1024  # docs/interfaces/warehouse.md; also the most a valid message may have
 QUARANTINE_KEY_BYTES = 1024
 QUARANTINE_ERROR_CHARS = 2000
 
@@ -170,7 +170,8 @@ def check_storable(fields: Mapping[str, Any]) -> None:
 
 
 def text_fields(record: Record) -> dict[str, Any]:
-    """The fields of a record that may hold arbitrary text (the symbol is checked by §3)."""
+    """The fields of a record that may hold arbitrary text (the symbol is checked by
+    docs/interfaces/kafka-messages.md)."""
     if isinstance(record, Trade):
         return {"source": record.source, "conditions": record.conditions}
     if isinstance(record, Alert):

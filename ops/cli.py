@@ -1,4 +1,4 @@
-"""The `tickhouse` console script (CONTRACT §1).
+"""The `tickhouse` console script (docs/interfaces/commands.md).
 
 `up | down | status | env | demo` manage the local stack; `produce | backfill | drain | quarantine |
 transform | alerts | dashboard | metrics` hand their remaining arguments to the service that

@@ -67,7 +67,8 @@ class BackfillSummary:
     duplicates: int = 0  # candles served again by an overlapping answer (published once)
     published: int = 0  # handed to the Kafka producer
     acknowledged: int = 0  # acknowledged by Kafka (acks=all)
-    invalid: int = 0  # Finnhub candles that break CONTRACT §3: published, the drain quarantines them
+    # Finnhub candles that break docs/interfaces/kafka-messages.md: published, the drain quarantines them
+    invalid: int = 0
     rows: int = 0  # file rows read
     bad_rows: list[str] = field(default_factory=list)  # "line N: reason", at most `max_errors`
     bad_row_count: int = 0
@@ -199,8 +200,8 @@ def _record(
         if problem is not None:
             summary.invalid += 1
             if summary.invalid <= _SHOWN_PROBLEMS:
-                log.warning("%s: candle at %d breaks CONTRACT §3 (%s); published anyway, the "
-                            "drain quarantines it with that reason", chunk.describe(),
+                log.warning("%s: candle at %d breaks docs/interfaces/kafka-messages.md (%s); published "
+                            "anyway, the drain quarantines it with that reason", chunk.describe(),
                             candle.bar_start, problem)
         publish(candle.symbol.encode("utf-8"), to_json(candle))
         summary.published += 1

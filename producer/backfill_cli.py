@@ -99,7 +99,8 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tickhouse backfill",
-        description="Publish history as candles to CANDLES_TOPIC (CONTRACT §1, §3).",
+        description="Publish history as candles to CANDLES_TOPIC "
+        "(docs/interfaces/commands.md, docs/interfaces/kafka-messages.md).",
         epilog="Exit codes: 0 done, 1 Kafka did not acknowledge every candle, 2 bad usage or "
         "configuration, 3 Finnhub refused the key or the plan (401/403), 4 invalid rows in the "
         "file, 5 Finnhub ranges failed after retries, 130 interrupted.",

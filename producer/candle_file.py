@@ -2,11 +2,11 @@
 
 CSV: a header row naming at least `symbol,resolution,bar_start,open,high,low,close,volume`, in any
 order, and optionally `source`; one candle per row. JSONL: one JSON object per line with those
-fields (CONTRACT §3 `market.candles`). `bar_start` is epoch milliseconds; `resolution` one of
-Finnhub's 1, 5, 15, 30, 60, D, W, M. Rows are checked with the same validation the drain applies
-(`tickhouse.schemas.validate_candle`), so a row that passes here is loaded, not quarantined; a bad
-row is reported with its line number and the reason naming the field and the offending value.
-Rows without a `source` get `"source": "file"`.
+fields (docs/interfaces/kafka-messages.md `market.candles`). `bar_start` is epoch milliseconds; `resolution`
+one of Finnhub's 1, 5, 15, 30, 60, D, W, M. Rows are checked with the same validation the drain applies
+(`tickhouse.schemas.validate_candle`), so a row that passes here is loaded, not quarantined; a bad row is
+reported with its line number and the reason naming the field and the offending value. Rows without a `source`
+get `"source": "file"`.
 """
 
 from __future__ import annotations

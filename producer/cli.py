@@ -61,7 +61,8 @@ def _non_negative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tickhouse produce",
-        description="Publish market trades (and quotes) to Kafka (CONTRACT §1, §3).",
+        description="Publish market trades (and quotes) to Kafka "
+        "(docs/interfaces/commands.md, docs/interfaces/kafka-messages.md).",
     )
     parser.add_argument("--source", required=True, choices=("finnhub", "replay", "synthetic"))
     parser.add_argument("--symbols", help="comma-separated symbols (default: SYMBOLS)")

@@ -69,7 +69,7 @@ class RefreshSummary:
 
     @property
     def ok(self) -> bool:
-        """Every action served was stored (CONTRACT §1: the exit code)."""
+        """Every action served was stored (docs/interfaces/commands.md: the exit code)."""
         return not self.rejected and not self.failed
 
     def lines(self) -> list[str]:

@@ -122,10 +122,9 @@ def candles_from_response(symbol: str, resolution: str, body: Any) -> tuple[str,
     """A `/stock/candle` answer -> ("ok", candles) or ("no_data", []).
 
     The candles are what Finnhub served, mapped field by field (`t` seconds -> `bar_start` ms,
-    `source` "finnhub"), not validated: one that breaks CONTRACT §3 is still published, and the
-    drain quarantines it with the reason (see `candle_problem`). Raises FinnhubResponseError when
-    the answer itself is malformed (not the documented arrays, of different lengths, `t` not
-    whole seconds).
+    `source` "finnhub"), not validated: one that breaks docs/interfaces/kafka-messages.md is still published,
+    and the drain quarantines it with the reason (see `candle_problem`). Raises FinnhubResponseError when the
+    answer itself is malformed (not the documented arrays, of different lengths, `t` not whole seconds).
     """
     if not isinstance(body, Mapping):
         raise FinnhubResponseError(f"not a JSON object: {body!r:.200}")
@@ -166,7 +165,8 @@ def candles_from_response(symbol: str, resolution: str, body: Any) -> tuple[str,
 
 
 def candle_problem(candle: Candle, now: int | None = None) -> str | None:
-    """Why the drain will quarantine this candle (CONTRACT §3), or None when it is valid."""
+    """Why the drain will quarantine this candle (docs/interfaces/kafka-messages.md), or None when it is
+    valid."""
     try:
         validate_candle(candle.to_dict(), now)
     except InvalidMessage as err:

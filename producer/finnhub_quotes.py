@@ -127,7 +127,7 @@ def quote_from_response(
 ) -> Quote | None:
     """A `/quote` response -> Quote; None when `c == 0` (Finnhub's answer for an unknown symbol).
 
-    Raises InvalidMessage when the response does not fit CONTRACT §3.
+    Raises InvalidMessage when the response does not fit docs/interfaces/kafka-messages.md.
     """
     if not isinstance(body, Mapping):
         raise InvalidMessage(f"quote response is not a JSON object: {body!r:.200}")

@@ -1,6 +1,6 @@
 """The producer's identity for its trades: a producer id and a sequence number per trade.
 
-Each trade message gets two extra JSON keys (CONTRACT §3 admits extra keys), `producer_id` and
+Each trade message gets two extra JSON keys (docs/interfaces/kafka-messages.md), `producer_id` and
 `producer_seq`, before it is first handed to Kafka. They travel inside the message bytes, so a
 message resent from the spool after a crash carries the same identity as its first copy, and the
 warehouse keeps only the first load of each (producer_id, producer_seq).

@@ -322,8 +322,8 @@ class Publisher:
             topic, err = self._refused
             raise PublisherError(
                 f"Kafka refused to take messages for {topic} ({err}): this process's Kafka login "
-                "(KAFKA_USERNAME) may not write there; grant it the ACLs (README: Kafka principals "
-                f"and ACLs). The messages are kept in the spool {self._spool.path}"
+                "(KAFKA_USERNAME) may not write there; grant it the ACLs (docs/operations.md: Kafka "
+                f"principals and ACLs). The messages are kept in the spool {self._spool.path}"
             )
         if self._spooling:
             self._drain_spool()

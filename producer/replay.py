@@ -1,8 +1,9 @@
 """Replaying trades from a file (CSV or JSONL, optionally gzipped) at a chosen speed.
 
 CSV: a header row with `symbol,price,volume,ts` and optionally `conditions` (`;`-separated codes)
-and `source`. JSONL: one JSON object per line with the trade fields of CONTRACT §3 (Finnhub's short
-names `s,p,v,t,c` are accepted too). Rows that do not validate are logged and counted, not sent.
+and `source`. JSONL: one JSON object per line with the trade fields of docs/interfaces/kafka-messages.md
+(Finnhub's short names `s,p,v,t,c` are accepted too). Rows that do not validate are logged and counted, not
+sent.
 
 `speed` 0 publishes as fast as possible; `speed` X > 0 keeps the file's inter-arrival gaps divided
 by X (1 = real time). `max_gap` caps any single wait (e.g. overnight gaps in a multi-day file).
@@ -187,7 +188,7 @@ def prepare_file(path: Path, stats: ReadStats | None = None) -> Iterator[Prepare
     """The file's valid trades as (ts, key, value), like `prepare(read_trades(path))`, faster.
 
     Plain `symbol,price,volume,ts` CSV files take a fast path that avoids building and
-    validating a Trade per row when the row's text already satisfies CONTRACT §3.
+    validating a Trade per row when the row's text already satisfies docs/interfaces/kafka-messages.md.
     """
     counts = stats if stats is not None else ReadStats()
     if file_format(path) != "csv":

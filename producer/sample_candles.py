@@ -7,7 +7,7 @@ and volume of AAPL, FB, GOOG, IBM and MSFT, every trading day the source holds (
 
 Each bar becomes one row of the candle file format: `symbol,resolution,bar_start,open,high,low,
 close,volume` with resolution `D` and `bar_start` = 00:00 UTC of the trading date in epoch
-milliseconds (Finnhub's convention for daily candles, CONTRACT §1). Prices are written as the
+milliseconds (Finnhub's convention for daily candles, docs/interfaces/commands.md). Prices are written as the
 source's numbers (Python's shortest repr of the float), volumes as integers; rows are ordered by
 symbol, then date. The gzip header carries no timestamp: the same command gives the same bytes.
 

@@ -1,4 +1,4 @@
-"""Configuration: environment variables (CONTRACT §2), validated once at start.
+"""Configuration: environment variables (docs/interfaces/configuration.md), validated once at start.
 
 Precedence, highest first: the process environment, a `.env` file in the project root (or the
 file TICKHOUSE_ENV_FILE names: `make test` points it at its own stack's), the credentials that setup
@@ -21,7 +21,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SYMBOLS = "AAPL,MSFT,GOOGL,AMZN,TSLA,NVDA,META,NFLX,AMD,INTC"
 DEFAULT_DRAIN_GROUP = "tickhouse-drain"
 
-# CONTRACT §3: 1-32 chars of A-Z a-z 0-9 . : - _ / ^ =
+# docs/interfaces/kafka-messages.md: 1-32 chars of A-Z a-z 0-9 . : - _ / ^ =
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9.:\-_/^=]{1,32}$")
 _TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 _HOST_PORT_PATTERN = re.compile(r"^[A-Za-z0-9.\-]+:(\d{1,5})$")
@@ -40,11 +40,11 @@ KAFKA_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 # the local stack's Kafka principals (issue 14); KAFKA_<NAME>_PASSWORD holds each one's password
 KAFKA_PRINCIPALS = ("admin", "producer", "drain", "alerts", "monitor")
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
-# the local broker listens twice: KAFKA_BOOTSTRAP_SERVERS (CONTRACT §2) for clients without a login,
-# which its ACLs let publish and read market data only, and KAFKA_LOGIN_PORT for SCRAM logins
+# the local broker listens twice: KAFKA_BOOTSTRAP_SERVERS (docs/interfaces/configuration.md) for clients
+# without a login, which its ACLs let publish and read market data only, and KAFKA_LOGIN_PORT for SCRAM logins
 DEFAULT_KAFKA_LOGIN_PORT = "9094"
 # what a client without a login may do on the local broker: `market` (publish and read the market
-# topics, read alerts: CONTRACT §3's interface) or `none`
+# topics, read alerts: docs/interfaces/kafka-messages.md's interface) or `none`
 KAFKA_ANONYMOUS_CHOICES = ("market", "none")
 
 
@@ -227,7 +227,7 @@ def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
 
 
 def parse_symbols(name: str, raw: str) -> tuple[str, ...]:
-    """Split and validate a comma-separated symbol list (CONTRACT §3 symbol rule)."""
+    """Split and validate a comma-separated symbol list (docs/interfaces/kafka-messages.md symbol rule)."""
     symbols = tuple(s.strip() for s in raw.split(",") if s.strip())
     if not symbols:
         raise ConfigError(f"{name} is empty; give at least one symbol, e.g. AAPL,MSFT")

@@ -1,4 +1,4 @@
-"""The raw tables (CONTRACT §4): their names and the columns a load writes, in one place.
+"""The raw tables (docs/interfaces/warehouse.md): their names and the columns a load writes, in one place.
 
 PostgreSQL creates them in the migrations (`tickhouse/sql/`, history that is never rewritten) and
 Snowflake from `tickhouse/snowflake/sql/raw_tables.sql`; tests hold both against these lists

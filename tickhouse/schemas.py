@@ -1,4 +1,5 @@
-"""The one definition of Tickhouse's Kafka messages (CONTRACT §3): records, parsing, validation.
+"""The one definition of Tickhouse's Kafka messages (docs/interfaces/kafka-messages.md): records, parsing,
+validation.
 
 The producer builds records and serializes them with `to_json`; the drain and the alert service parse
 raw message bytes with `parse_trade` / `parse_quote` / `parse_alert`, which raise `InvalidMessage`
@@ -6,7 +7,7 @@ with a reason that names the problem and the offending value. Numbers are parsed
 the warehouse stores exactly the digits that were published.
 
 A trade may carry the identity its producer gave it (`producer_id`, `producer_seq`, extra keys that
-CONTRACT §3 admits; the Tickhouse producer sets both on every trade, producer/identity.py): a resend
+docs/interfaces/kafka-messages.md lists; the Tickhouse producer sets both on every trade, producer/identity.py): a resend
 of the same message after a producer crash carries the same identity, and the warehouse keeps its
 first load only. Other producers send none. Both or neither: a trade with only one of them, or with
 a malformed one (`producer_id` not 1-64 chars of `A-Z a-z 0-9 _ -`, `producer_seq` not an integer in
@@ -49,7 +50,8 @@ Number = int | float | Decimal
 
 
 class InvalidMessage(ValueError):
-    """A Kafka message that does not satisfy CONTRACT §3; `str(err)` is the quarantine reason."""
+    """A Kafka message that does not satisfy docs/interfaces/kafka-messages.md; `str(err)` is the quarantine
+    reason."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -566,7 +568,7 @@ def parse_trade_values(payload: bytes | None, now: int | None = None) -> tuple[s
 
 class WireTrade(msgspec.Struct, omit_defaults=True, gc=False):
     """A trade as a producer's compact JSON writes it, its numbers still as their JSON text: what
-    `wire_trade` gives when every field is plainly valid (CONTRACT §3)."""
+    `wire_trade` gives when every field is plainly valid (docs/interfaces/kafka-messages.md)."""
 
     symbol: str
     price: msgspec.Raw

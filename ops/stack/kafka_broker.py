@@ -65,8 +65,8 @@ def java() -> str:
 
 def server_properties(settings: Settings) -> str:
     """The broker's configuration: two client listeners, PUBLIC on KAFKA_BOOTSTRAP_SERVERS without a
-    login (CONTRACT §2: the principal `ANONYMOUS`) and CLIENT on KAFKA_LOGIN_PORT with SASL/SCRAM;
-    SASL/PLAIN between broker and controller; the StandardAuthorizer denying what
+    login (docs/interfaces/configuration.md: the principal `ANONYMOUS`) and CLIENT on KAFKA_LOGIN_PORT with
+    SASL/SCRAM; SASL/PLAIN between broker and controller; the StandardAuthorizer denying what
     `kafka_security.acl_table` does not grant."""
     host, port, login = settings.kafka_host, settings.kafka_port, settings.kafka_login_port
     controller = settings.kafka_controller_port

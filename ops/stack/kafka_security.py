@@ -2,11 +2,11 @@
 
 The broker authenticates its services (SCRAM-SHA-256 on the login listener, KAFKA_LOGIN_PORT) and
 authorizes every client with the StandardAuthorizer: nothing is allowed that `acl_table` does not
-grant. A client without a login (KAFKA_BOOTSTRAP_SERVERS, CONTRACT §2) is `ANONYMOUS`, which may
-publish and read market data only (KAFKA_ANONYMOUS_ACCESS=none: nothing). Each Tickhouse service
-has its own principal, whose password setup generates into `<state dir>/secrets.env`
-(KAFKA_<NAME>_PASSWORD) and hands only to that service's processes; `admin` is the stack's own
-superuser (topic creation, setup, the user's `tickhouse` commands and the tests).
+grant. A client without a login (KAFKA_BOOTSTRAP_SERVERS, docs/interfaces/configuration.md) is `ANONYMOUS`,
+which may publish and read market data only (KAFKA_ANONYMOUS_ACCESS=none: nothing). Each Tickhouse service has
+its own principal, whose password setup generates into `<state dir>/secrets.env` (KAFKA_<NAME>_PASSWORD) and
+hands only to that service's processes; `admin` is the stack's own superuser (topic creation, setup, the
+user's `tickhouse` commands and the tests).
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ ANONYMOUS = "ANONYMOUS"
 
 
 def acl_table(settings: Settings) -> dict[str, tuple[Grant, ...]]:
-    """Every principal's grants, least privilege, written once (README "Kafka security" shows
-    them as `kafka-acls` commands). `admin` is a superuser and needs none."""
+    """Every principal's grants, least privilege, written once (docs/operations.md, "Kafka on a cluster of
+    your own", shows them as `kafka-acls` commands). `admin` is a superuser and needs none."""
     trades, quotes, alerts, candles = (
         settings.trades_topic,
         settings.quotes_topic,
@@ -92,10 +92,10 @@ def acl_table(settings: Settings) -> dict[str, tuple[Grant, ...]]:
     probes = _group("tickhouse-probe-", DESCRIBE, prefixed=True)
     table: dict[str, tuple[Grant, ...]] = {}
     if settings.kafka_anonymous_access == "market":
-        # a client without a login (CONTRACT §2/§3: anyone may publish market data to
-        # KAFKA_BOOTSTRAP_SERVERS and read the topics): publish and read the market topics, read
-        # alerts, use a consumer group of its own; never write alerts or the alert service's
-        # topics, never delete or alter anything, never join or commit a `tickhouse-*` group
+        # a client without a login (docs/interfaces/configuration.md and kafka-messages.md: anyone may publish
+        # market data to KAFKA_BOOTSTRAP_SERVERS and read the topics): publish and read the market topics,
+        # read alerts, use a consumer group of its own; never write alerts or the alert service's topics,
+        # never delete or alter anything, never join or commit a `tickhouse-*` group
         table[ANONYMOUS] = (
             *(_topic(t, WRITE, READ, DESCRIBE) for t in market),
             _topic(alerts, READ, DESCRIBE),

@@ -378,7 +378,8 @@ def test_secrets_appear_nowhere(
 
 # --- symbols ------------------------------------------------------------------------------------------
 
-# outside CONTRACT §3's symbol alphabet; ("../x" and "BRK/B" are inside it: see the URL check below)
+# outside docs/interfaces/kafka-messages.md's symbol alphabet; ("../x" and "BRK/B" are inside it: see the URL
+# check below)
 HOSTILE_SYMBOLS = [
     "AAPL'; drop table raw.trades; --", "A B", "AAPL&token=x", "AAPL?x=1", "AAPL#x",
     "\u0000", "ÄPPLE", "A" * 33, "", "AAP\nL", "%41APL", "<script>", "AAPL\\", '"AAPL"',

@@ -1,5 +1,5 @@
-"""A trade dated up to a day ahead is valid input (CONTRACT §3), but the alert service's rules run
-in event time: such a trade must not move their clock. Before the fix, one trade of one symbol dated
+"""A trade dated up to a day ahead is valid input (docs/interfaces/kafka-messages.md), but the alert service's
+rules run in event time: such a trade must not move their clock. Before the fix, one trade of one symbol dated
 23 h ahead fired stale_feed for every other symbol and froze that symbol's RSI minutes."""
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def _read_all(settings: Settings, topic: str) -> list[dict[str, Any]]:
         while remaining and time.monotonic() < deadline:
             for msg in consumer.consume(1000, 1.0):
                 assert msg.error() is None, msg.error()
-                parse_alert(msg.value())  # CONTRACT §3 shape
+                parse_alert(msg.value())  # docs/interfaces/kafka-messages.md shape
                 value, partition, offset = msg.value(), msg.partition(), msg.offset()
                 assert value is not None and partition is not None and offset is not None
                 out.append(json.loads(value))

@@ -210,7 +210,7 @@ def test_quarantine_is_bounded_and_replayed_exactly_once(
         ).fetchall()
     by_sha = {bytes(sha): (bytes(p), length) for p, length, sha, _ in rows if sha is not None}
     assert len(rows) == len(early) + len(hostile) + 2
-    for message in hostile:  # CONTRACT §4: the first 64 KiB, with the full length and sha256
+    for message in hostile:  # docs/interfaces/warehouse.md: the first 64 KiB, with the full length and sha256
         assert by_sha[hashlib.sha256(message).digest()] == (message[:65_536], len(message))
     kept = sum(len(p) for p, *_ in rows if p is not None)
     received = sum(len(v) for v in values[len(good):] if v is not None)

@@ -36,13 +36,13 @@ from tickhouse.schemas import Trade, now_ms, parse_trade, to_json
 
 FUZZ = env_int("RELIABILITY_FUZZ_EXAMPLES", 2_500)
 CORPUS_REPEAT = env_int("RELIABILITY_CORPUS_REPEAT", 130)
-# valid per CONTRACT §3 (so the alert service takes them) but not storable in PostgreSQL: the drain
-# quarantines them (drain/rows.py)
+# valid per docs/interfaces/kafka-messages.md (so the alert service takes them) but not storable in
+# PostgreSQL: the drain quarantines them (drain/rows.py)
 STORAGE_ONLY = {"20k decimals", "NUL in source", "surrogate in source"}
 GOOD = env_int("RELIABILITY_GOOD_TRADES", 5_000)
 NOW = now_ms()
 DAY = 86_400_000
-QUARANTINE_KEPT = 65_536  # bytes of a rejected message raw.quarantine keeps (CONTRACT §4)
+QUARANTINE_KEPT = 65_536  # bytes of a rejected message raw.quarantine keeps (docs/interfaces/warehouse.md)
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def trade_corpus() -> list[Case]:
         Case("SQL payload", b"'); drop table raw.trades; --", "JSON"),
         Case("single quotes", good.replace(b'"', b"'"), "JSON"),
     ]
-    # edge values CONTRACT §3 admits: they must be loaded, exactly as sent
+    # edge values docs/interfaces/kafka-messages.md admits: they must be loaded, exactly as sent
     cases += [
         Case("extra keys", _j(_trade(extra={"nested": [1, {"x": None}]}, z=1)), None),
         Case("1e308 price", good.replace(b"101.25", b"1e308"), None),
@@ -303,7 +303,8 @@ def _verify_topic(conn: psycopg.Connection[Any], settings: Settings, table: str,
         error, payload, length, sha = got
         if case.expect.lower() not in error.lower():
             problems.append(f"{case.label}: reason {error!r} does not name {case.expect!r}")
-        # CONTRACT §4: the original bytes, at most the first 64 KiB, with full length and sha256
+        # docs/interfaces/warehouse.md: the original bytes, at most the first 64 KiB, with full length and
+        # sha256
         if case.payload is None:
             if (payload, length, sha) != (None, None, None):
                 problems.append(f"{case.label}: a null message kept bytes")

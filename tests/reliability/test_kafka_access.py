@@ -1,8 +1,8 @@
 """Kafka authentication and ACLs (issue 14 item 9): before, any local user could publish fake alerts
-or delete topics on the broker. Now a client without a SCRAM login may only do what CONTRACT §2/§3
-promise it (publish and read market data on KAFKA_BOOTSTRAP_SERVERS): no alerts, no deletes, no
-services' consumer groups; each service's principal may do only what
-`ops/stack/kafka_security.acl_table` grants it, while the services, each logged in as its own
+or delete topics on the broker. Now a client without a SCRAM login may only do what
+docs/interfaces/configuration.md and kafka-messages.md promise it (publish and read market data on
+KAFKA_BOOTSTRAP_SERVERS): no alerts, no deletes, no services' consumer groups; each service's principal may do
+only what `ops/stack/kafka_security.acl_table` grants it, while the services, each logged in as its own
 principal at the login listener, still move every trade once."""
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ def test_kafka_refuses_strangers_and_other_principals(
         offsets = committed[hijacked].result(15).topic_partitions or []
         assert all(tp.offset < 0 for tp in offsets), offsets
         refused.append(f"anonymous commit in a tickhouse-* group: {_code(hijack)}")
-        # ... while CONTRACT §2/§3's interface stays open to it: market data in, topics readable
+        # ... while the interface of docs/interfaces/configuration.md and kafka-messages.md stays open to it:
+        # market data in, topics readable
         assert _produce(_anonymous(settings), topics.quotes, b"ANON") is None
         assert _read(_anonymous(settings), topics.quotes, 3, f"someone-{topics.suffix}") == 1
         assert _commit(_anonymous(settings), topics.quotes, f"someone-{topics.suffix}") is None

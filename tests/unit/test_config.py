@@ -1,4 +1,5 @@
-"""Configuration: defaults per CONTRACT §2, precedence, and errors that name the bad variable."""
+"""Configuration: defaults per docs/interfaces/configuration.md, precedence, and errors that name the bad
+variable."""
 
 from __future__ import annotations
 
@@ -115,9 +116,10 @@ def test_kafka_identity_of_a_process(tmp_path: Path) -> None:
 
 
 def test_a_local_login_goes_to_the_login_listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """CONTRACT §2's KAFKA_BOOTSTRAP_SERVERS stays the address of clients without a login; a local
-    stack's login (its admin, a principal named alone, a service started with KAFKA_LOGIN_SERVERS)
-    connects at KAFKA_LOGIN_PORT of the same host; a user's own secured cluster at its bootstrap."""
+    """docs/interfaces/configuration.md's KAFKA_BOOTSTRAP_SERVERS stays the address of clients without a
+    login; a local stack's login (its admin, a principal named alone, a service started with
+    KAFKA_LOGIN_SERVERS) connects at KAFKA_LOGIN_PORT of the same host; a user's own secured cluster at its
+    bootstrap."""
     from tickhouse.config import kafka_client_settings
 
     def kafka_login_servers(env: dict[str, str]) -> str:

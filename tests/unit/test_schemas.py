@@ -1,5 +1,5 @@
-"""Message schemas (CONTRACT §3): good messages parse exactly, every kind of bad input is rejected
-with a reason that names the problem."""
+"""Message schemas (docs/interfaces/kafka-messages.md): good messages parse exactly, every kind of bad input
+is rejected with a reason that names the problem."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- Raw landing tables (CONTRACT §4): one row per accepted Kafka message, unique on its Kafka
+-- Raw landing tables (docs/interfaces/warehouse.md): one row per accepted Kafka message, unique on its Kafka
 -- coordinates. Partitioned by event day; the drain creates the day partitions it needs
 -- (raw.ensure_day_partition) before it loads into them. Owned by the loader role.
 set local role ${loader};

@@ -1,4 +1,4 @@
--- Candles (CONTRACT §3 `market.candles`, §4 `raw.candles`): history from Finnhub's /stock/candle
+-- Candles (docs/interfaces/kafka-messages.md `market.candles`, docs/interfaces/warehouse.md `raw.candles`): history from Finnhub's /stock/candle
 -- or a file, one row per accepted message, like the other raw tables. `event_time` is the candle's
 -- `bar_start` as a timestamp (the partition key); `bar_start` keeps the published epoch ms.
 set local role ${loader};

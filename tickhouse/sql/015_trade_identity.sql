@@ -1,4 +1,4 @@
--- The identity the Tickhouse producer gives each trade (CONTRACT §3 extra keys `producer_id`,
+-- The identity the Tickhouse producer gives each trade (docs/interfaces/kafka-messages.md keys `producer_id`,
 -- `producer_seq`; null for trades of other producers). A trade resent after a producer crash is a
 -- second message with its own Kafka coordinates, so it is stored as a row of its own; dbt staging
 -- keeps the first load of each identity (stg_tickhouse__trades). The index serves that lookup:

@@ -1,4 +1,4 @@
--- The alerts of the fast-path alert service, one row each, for BI tools (CONTRACT §4;
+-- The alerts of the fast-path alert service, one row each, for BI tools (docs/interfaces/warehouse.md;
 -- enforced contract in _marts__models.yml): deduplicated incrementally in
 -- intermediate.int_alerts. `details` is the JSON text of the rule's numbers.
 

@@ -1,4 +1,4 @@
--- OHLCV bars per symbol and interval, for BI tools (CONTRACT §4; enforced contract in
+-- OHLCV bars per symbol and interval, for BI tools (docs/interfaces/warehouse.md; enforced contract in
 -- _marts__models.yml). Built incrementally in intermediate.int_bars; this view shows its public
 -- columns. Every interval is here: filter on bar_interval, or use the one-interval views
 -- fct_bars_1m, _5m, _15m, _1h and _1d, which cannot be summed across intervals by mistake.

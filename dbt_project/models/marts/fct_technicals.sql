@@ -1,4 +1,4 @@
--- Technical indicators per bar, for BI tools (CONTRACT §4; enforced contract in
+-- Technical indicators per bar, for BI tools (docs/interfaces/warehouse.md; enforced contract in
 -- _marts__models.yml): computed incrementally in intermediate.int_technicals (which keeps the
 -- indicator state), shown here with the bar's exact close and trading date.
 

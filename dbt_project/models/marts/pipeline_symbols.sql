@@ -1,6 +1,6 @@
 {{ config(materialized='view') }}
 
--- Per symbol, what the marts cover and whether they are behind raw (CONTRACT §4's "the marts
+-- Per symbol, what the marts cover and whether they are behind raw (docs/interfaces/warehouse.md's "the marts
 -- equal the raw tables after the next transform": rows loaded by the drain that no transform
 -- has rebuilt from yet). For `tickhouse status`, the dashboard's pipeline panel and the
 -- metrics exporter. A view: "behind" is as of the query.

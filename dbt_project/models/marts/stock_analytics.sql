@@ -1,4 +1,4 @@
--- One row per symbol and trading date, for BI tools (CONTRACT §4; enforced contract in
+-- One row per symbol and trading date, for BI tools (docs/interfaces/warehouse.md; enforced contract in
 -- _marts__models.yml): computed incrementally in intermediate.int_stock_analytics.
 
 with analytics as (

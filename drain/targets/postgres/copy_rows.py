@@ -3,8 +3,8 @@
 Lines are built by hand in COPY's text format because it is the fastest path from Python (see
 bench/bench_drain.py, which measures it against psycopg's binary `write_row`): this runs once per
 message, so each encoder is one f-string with a fast path for the common case, plain ASCII. On top
-of CONTRACT §3 it refuses what PostgreSQL cannot store (text with NUL or a lone surrogate, more than
-16383 digits after the decimal point), so that bad input can never fail a COPY.
+of docs/interfaces/kafka-messages.md it refuses what PostgreSQL cannot store (text with NUL or a lone
+surrogate, more than 16383 digits after the decimal point), so that bad input can never fail a COPY.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The staging tables are all VARCHAR (`loader.create_staging_sql`); the loader casts each column to
 its raw table's type in SQL when it moves the rows into RAW. So a value is written here in the form
 that cast reads: numbers as their JSON text, timestamps as epoch milliseconds, `conditions` and
-`details` as JSON, binary as hex. On top of CONTRACT §3 the same text is refused as in PostgreSQL
-(NUL, lone surrogates), so a message is quarantined alike whichever warehouse loads it.
+`details` as JSON, binary as hex. On top of docs/interfaces/kafka-messages.md the same text is refused as in
+PostgreSQL (NUL, lone surrogates), so a message is quarantined alike whichever warehouse loads it.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def read_alerts(bootstrap: str, topic: str, check: bool = True) -> list[tuple[by
             for msg in consumer.consume(1000, 1.0):
                 assert msg.error() is None
                 if check:
-                    parse_alert(msg.value())  # CONTRACT §3 shape
+                    parse_alert(msg.value())  # docs/interfaces/kafka-messages.md shape
                 out.append((msg.key(), json.loads(msg.value())))
                 if msg.offset() + 1 >= ends[msg.partition()]:
                     remaining.discard(msg.partition())

@@ -117,7 +117,8 @@ def test_quality_suite_checks_candle_batches(
     assert ("expect_column_values_to_be_in_set", "resolution", True) in checks
     assert all(success for _, _, success in checks) and len(checks) >= 15
 
-    # valid per CONTRACT §3 but above the data-quality price ceiling: loaded, then flagged
+    # valid per docs/interfaces/kafka-messages.md but above the data-quality price ceiling: loaded, then
+    # flagged
     topics.produce(topics.candles, [json.dumps({**good, "high": 5e7, "close": 5e7}).encode()],
                    partition=0)
     with pytest.raises(DataQualityError) as failed:

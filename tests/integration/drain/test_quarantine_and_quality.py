@@ -73,7 +73,8 @@ def test_every_kind_of_bad_message_is_quarantined_with_its_reason(
     ).fetchall()
     assert [row[0] for row in rows] == [2 * i + 1 for i in range(len(BAD_TRADES))]
     for (offset, payload, error, length, sha256), (bad, phrase) in zip(rows, BAD_TRADES, strict=True):
-        # CONTRACT §4: the original bytes, at most the first 64 KiB, full length and sha256 beside
+        # docs/interfaces/warehouse.md: the original bytes, at most the first 64 KiB, full length and sha256
+        # beside
         kept = None if bad is None else bad[:65_536]
         assert (bytes(payload) if payload is not None else None) == kept, f"offset {offset}"
         if bad is None:
@@ -125,7 +126,7 @@ def test_text_round_trips_exactly(topics: Topics, db: psycopg.Connection[Any]) -
 def test_quality_suite_warns_or_fails_but_keeps_rows(
     topics: Topics, db: psycopg.Connection[Any]
 ) -> None:
-    # valid per CONTRACT §3 but suspicious: high < low, a price above the DQ ceiling
+    # valid per docs/interfaces/kafka-messages.md but suspicious: high < low, a price above the DQ ceiling
     topics.produce(topics.quotes, [quote(1), quote(2, high=5, low=9)], partition=0)
     topics.produce(topics.trades, [trade(1), trade(2, price=5e7)], partition=0)
 

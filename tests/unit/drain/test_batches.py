@@ -25,7 +25,8 @@ def trade(ts: int, **extra: object) -> bytes:
 ITEMS = [
     (trade(3 * DAY + 5), 0, 10, 1000, b"AAPL"),
     (b"not json", 0, 11, None, b"k"),
-    (trade(DAY + 7, source="x\u0000"), 1, 12, None, None),  # §3 admits it, no warehouse stores it
+    # docs/interfaces/kafka-messages.md admits it, no warehouse stores it
+    (trade(DAY + 7, source="x\u0000"), 1, 12, None, None),
     (trade(DAY + 1), 1, 13, None, None),
 ]
 

@@ -1,4 +1,5 @@
-"""Typed rows as PostgreSQL COPY text, and the warehouse-level checks on top of CONTRACT §3 (pure)."""
+"""Typed rows as PostgreSQL COPY text, and the warehouse-level checks on top of
+docs/interfaces/kafka-messages.md (pure)."""
 
 from __future__ import annotations
 

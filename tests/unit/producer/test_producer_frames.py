@@ -38,7 +38,7 @@ def test_missing_conditions_and_zero_volume_are_valid() -> None:
     (trade,) = parsed.trades
     assert trade.conditions is None
     assert trade.volume == 0
-    # the published message satisfies CONTRACT §3 and keeps the price's digits
+    # the published message satisfies docs/interfaces/kafka-messages.md and keeps the price's digits
     assert parse_trade(to_json(trade), now=NOW) == trade
     assert b'"price":7296.89' in to_json(trade)
 

@@ -3,7 +3,7 @@
 -- Idempotent.
 -- Snowflake does not enforce unique constraints: the drain inserts a message only when its
 -- Kafka coordinates are not there yet (drain/targets/snowflake/loader.py).
--- Numbers are DOUBLE: every number CONTRACT §3 admits is a finite double, so no message can fail
+-- Numbers are DOUBLE: every number docs/interfaces/kafka-messages.md admits is a finite double, so no message can fail
 -- the load (NUMBER(38, s) would reject or round some). No day partitions: Snowflake prunes
 -- micro-partitions by event_time on its own; add `cluster by (to_date(event_time))` on big tables.
 create schema if not exists raw;
