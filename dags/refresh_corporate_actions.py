@@ -121,7 +121,7 @@ def refresh_corporate_actions() -> None:
     # with the refresh
     @task(retries=0, trigger_rule="none_failed_min_one_success")
     def check_refresh(refreshed: dict[str, Any]) -> None:
-        """Fails the run when an action served was not stored (the exit code of docs/interfaces/commands.md)."""
+        """Fails the run when an action served was not stored (docs/interfaces/commands.md)."""
         from airflow.sdk.exceptions import AirflowFailException
 
         if refreshed["failed"] or refreshed["rejected"]:
