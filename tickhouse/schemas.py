@@ -8,11 +8,11 @@ the warehouse stores exactly the digits that were published.
 
 A trade may carry the identity its producer gave it (`producer_id`, `producer_seq`, keys that
 docs/interfaces/kafka-messages.md lists; the Tickhouse producer sets both on every trade,
-producer/identity.py): a resend of the same message after a producer crash carries the same identity, and the warehouse keeps its
-first load only. Other producers send none. Both or neither: a trade with only one of them, or with
-a malformed one (`producer_id` not 1-64 chars of `A-Z a-z 0-9 _ -`, `producer_seq` not an integer in
-[0, 2^63)), is bad input and quarantined, since deduplicating on a broken identity could drop a
-genuine trade.
+producer/identity.py): a resend of the same message after a producer crash carries the same identity, and
+the warehouse keeps its first load only. Other producers send none. Both or neither: a trade with only
+one of them, or with a malformed one (`producer_id` not 1-64 chars of `A-Z a-z 0-9 _ -`, `producer_seq`
+not an integer in [0, 2^63)), is bad input and quarantined, since deduplicating on a broken identity
+could drop a genuine trade.
 
 `wire_trade` is the fast path (msgspec) of the common case, a trade exactly as a producer's compact
 JSON writes it with plain decimal numbers: it keeps the numbers as their JSON text, so the drain copies
