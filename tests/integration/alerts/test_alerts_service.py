@@ -652,3 +652,58 @@ def test_partitions_whose_state_could_not_be_restored_are_still_owned_and_commit
     finally:
         consumer.close()
     assert committed[0].offset == len(trades), "progress on the partition was never committed"
+
+
+def test_alerts_on_old_trades_are_published_but_not_notified(
+    bootstrap: str, topics: dict[str, str], hooks: str
+) -> None:
+    """An alert raised on a trade older than max_age_seconds (a replay, a backfill) reaches the
+    alerts topic like any other but no notifier sends it; it is counted as too_old. Live ones are sent."""
+    rules = SymbolRules(
+        price_move=PriceMoveConfig(enabled=False),
+        volume_spike=VolumeSpikeConfig(enabled=False),
+        rsi=RsiConfig(enabled=False),
+        session_extremes=SessionExtremesConfig(enabled=False),
+        stale_feed=StaleFeedConfig(enabled=False),
+        suspicious_tick=SuspiciousTickConfig(band_pct=5, cooldown_seconds=0),
+    )
+    notify = NotifyService(
+        NotifyOptions(
+            bootstrap_servers=bootstrap,
+            alerts_topic=topics["alerts"],
+            notifiers=(NotifierConfig(type="webhook", name="ok", url_env="HOOK_OK"),),  # type: ignore[arg-type]
+            group=f"{topics['group']}-notify",
+            environ={"HOOK_OK": f"{hooks}/ok"},
+            consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+            max_age_seconds=300,
+        )
+    )
+    running = Running(AlertService(options(bootstrap, topics, rules)))
+    notify.start()
+    try:
+        wait_for("the partitions", lambda: len(running.service.assigned) == 2)
+        wait_for("the notifier", lambda: all(c.ready.is_set() for c in notify.consumers))
+        now = int(time.time() * 1000)
+        # every 10th trade is a bad print: 5 alerts on hour-old trades (OLD), 5 on live ones (LIVE)
+        trades = [
+            {"symbol": symbol, "price": 150.0 if i % 10 == 9 else 100.0, "volume": 1, "ts": start + i}
+            for symbol, start in (("OLD", now - 3_600_000), ("LIVE", now))
+            for i in range(50)
+        ]
+        produce_trades(bootstrap, topics["trades"], trades, {"OLD": 0, "LIVE": 1})
+        wait_for("10 alerts on the topic", lambda: len(read_alerts(bootstrap, topics["alerts"])) == 10)
+        wait_for("5 notifications", lambda: len(Hooks.received) == 5, timeout=20)
+        consumer = notify.consumers[0]
+        wait_for("5 alerts counted too old", lambda: consumer.too_old == 5, timeout=20)
+        time.sleep(1)  # nothing more arrives
+    finally:
+        notify.stop()
+        running.stop()
+        admin = AdminClient(client_config(bootstrap))
+        admin.delete_topics([notify.options.dead_letters])
+        admin.delete_consumer_groups([c.group for c in notify.consumers])
+    published = [a for _, a in read_alerts(bootstrap, topics["alerts"])]
+    assert sorted(a["symbol"] for a in published) == ["LIVE"] * 5 + ["OLD"] * 5
+    sent = [json.loads(body) for body in Hooks.received]
+    assert len(sent) == 5 and {a["symbol"] for a in sent} == {"LIVE"}
+    assert consumer.sent == 5 and consumer.too_old == 5
