@@ -28,7 +28,7 @@ rate / alert_every per second, plus one `session_high` per symbol at the start.
   catch-up     time to consume --catchup trades already on the topic: throughput with no
                producer competing for the CPU, service vs forwarder
 
-Targets (issue 13): p99 <= 10 ms at 10k trades/s; >= 50k trades/s per host.
+Targets: p99 <= 10 ms at 10k trades/s; >= 50k trades/s per host.
 
     .venv/bin/python bench/bench_alerts.py [--duration 30] [--rates 1000,10000]
         [--step-seconds 10] [--instances 2] [--no-ramp] [--no-baseline] [--catchup 200000]

@@ -13,7 +13,7 @@ In one run, over the same N trades:
   formats      building + COPYing a sample as hand-made COPY text (what the drain does) vs psycopg's
                binary `write_row`: why the drain uses text
 
-Targets (issue 13): drain >= 80% of (a); (a) >= 60% of (h); drain >= 20x (b).
+Targets: drain >= 80% of (a); (a) >= 60% of (h); drain >= 20x (b).
 `--index-costs` also COPYs the file into the heap with one of raw.trades' indexes at a time (and
 two alternatives), and into a partitioned copy without indexes: what each costs.
 

@@ -108,7 +108,7 @@ def backfill_history() -> None:
         from tickhouse.config import ConfigError, load_settings
 
         try:
-            # the producer's Kafka principal (issue 14), from its Airflow connection
+            # the producer's Kafka principal, from its Airflow connection
             use_kafka_connection("tickhouse_kafka_producer")
             settings = load_settings()
             hide_secret_in_logs(settings.finnhub_api_key)

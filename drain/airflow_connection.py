@@ -1,9 +1,9 @@
-"""The drain's warehouse credentials from the Airflow connection `tickhouse_warehouse` (issue 16).
+"""The drain's warehouse credentials from the Airflow connection `tickhouse_warehouse`.
 
 Inside Airflow the `ingest_market_data` task takes the loader role's host, port, database, login
 and password from that connection, so a user's own Airflow works with the connection
 docs/interfaces/airflow.md documents, and the local stack's workers hold no LOADER_PASSWORD in their
-environment (issue 14). Outside Airflow (`tickhouse drain`) nothing changes: the configuration is read as
+environment. Outside Airflow (`tickhouse drain`) nothing changes: the configuration is read as
 before.
 """
 

@@ -36,7 +36,7 @@ from tickhouse import kafka
 log = logging.getLogger(__name__)
 
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
-# Kafka refused this client (issue 14: logins and ACLs): resending cannot help until someone grants
+# Kafka refused this client (logins and ACLs): resending cannot help until someone grants
 # the rights, so the messages are kept in the spool and the publisher stops and says why.
 _REFUSED = frozenset(
     {

@@ -1,5 +1,5 @@
-"""Tests own their topics, and the stack's Kafka principals may use only the topics their ACLs name
-(issue 14): a test that runs a service as its own principal (an Airflow task, a service process)
+"""Tests own their topics, and the stack's Kafka principals may use only the topics their ACLs name:
+a test that runs a service as its own principal (an Airflow task, a service process)
 on topics of its own grants that principal the same ACLs there, from the stack's one table
 (`ops/stack/kafka_security.acl_table`), and takes them away afterwards (deleting a topic keeps its
 ACLs)."""

@@ -1,7 +1,7 @@
-"""A warehouse role's credentials from an Airflow connection (issue 16), for code that runs inside
+"""A warehouse role's credentials from an Airflow connection, for code that runs inside
 an Airflow task: the drain takes the loader's from `tickhouse_warehouse`, dbt the dbt role's from
 `tickhouse_dbt`, so a user's own Airflow works with the connections docs/interfaces/airflow.md documents and
-the local stack's workers hold no password variables (issue 14)."""
+the local stack's workers hold no password variables."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ class ConfigError(TickhouseError, ValueError):
 KAFKA_DEFAULT_MECHANISM = "SCRAM-SHA-256"
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
 KAFKA_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
-# the local stack's Kafka principals (issue 14); KAFKA_<NAME>_PASSWORD holds each one's password
+# the local stack's Kafka principals; KAFKA_<NAME>_PASSWORD holds each one's password
 KAFKA_PRINCIPALS = ("admin", "producer", "drain", "alerts", "monitor")
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 # the local broker listens twice: KAFKA_BOOTSTRAP_SERVERS (docs/interfaces/configuration.md) for clients
@@ -277,7 +277,7 @@ class Settings:
     finnhub_ws_url: str
     finnhub_api_url: str
     symbols: tuple[str, ...]
-    # the Kafka identity of this process (issue 14): KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
+    # the Kafka identity of this process: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
     # KAFKA_USERNAME, KAFKA_PASSWORD; see `kafka_security`
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = KAFKA_DEFAULT_MECHANISM

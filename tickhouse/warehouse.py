@@ -9,7 +9,7 @@ Roles and databases are made by an administrator: the cluster's bootstrap superu
 generated credentials) when it is configured, as in the local stack; otherwise the owner role itself
 (a user's own cluster where `POSTGRES_USER` may create roles). The owner is then an ordinary role:
 it owns the warehouse database and is a member of the job roles, so migrations can create objects
-in their name, and nothing more (issue 14).
+in their name, and nothing more.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The dbt profile of the `transform_marts` DAG: from the Airflow connection `tickhouse_dbt`
-(issue 16), so a user's own Airflow works with the connection docs/interfaces/airflow.md documents and the
-local stack's workers hold no DBT_PASSWORD in their environment (issue 14).
+"""The dbt profile of the `transform_marts` DAG: from the Airflow connection `tickhouse_dbt`,
+so a user's own Airflow works with the connection docs/interfaces/airflow.md documents and the
+local stack's workers hold no DBT_PASSWORD in their environment.
 
 Snowflake (WAREHOUSE=snowflake or DBT_TARGET=snowflake) keeps `profiles.yml`, whose target reads
 the SNOWFLAKE_* variables.

@@ -27,7 +27,7 @@ from tickhouse.config import (
 )
 
 # the warehouse roles whose passwords are in Airflow's environment as variables: none; the drain's
-# and dbt's reach the tasks only in the connections tickhouse_warehouse and tickhouse_dbt (issue 16)
+# and dbt's reach the tasks only in the connections tickhouse_warehouse and tickhouse_dbt
 WORKER_ROLES: tuple[str, ...] = ()
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
@@ -63,7 +63,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         f"@{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_db}"
     )
     # the Kafka principals of the drain (ingest_market_data, stack_healthcheck) and of the
-    # producer (backfill_history), issue 14: their logins are in these connections only
+    # producer (backfill_history), least privilege: their logins are in these connections only
     def kafka_conn(principal: str) -> str:
         return json.dumps(
             {
@@ -81,7 +81,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 
     # the project's .env reaches the workers too (DRAIN_*, WAREHOUSE, SNOWFLAKE_*, notifiers...);
     # the process environment wins over it, as everywhere. No generated secret reaches Airflow
-    # as a variable; the loader's and dbt's passwords are in its connections only (issue 14).
+    # as a variable; the loader's and dbt's passwords are in its connections only.
     env = service_environment(
         settings, {**read_env_file(env_file(project_root=root)), **os.environ}, WORKER_ROLES
     )

@@ -31,9 +31,9 @@ class App:
     port_variable: str
     default_port: int
     health_path: str
-    # the warehouse roles whose passwords it receives (issue 14: its own only)
+    # the warehouse roles whose passwords it receives (its own only)
     roles: tuple[str, ...] = ()
-    # its Kafka principal (issue 14), whose login it alone receives
+    # its Kafka principal, whose login it alone receives
     kafka_user: str | None = None
 
     def port(self) -> int:

@@ -2,7 +2,7 @@
 
 A value given in the environment (or `.env`) wins over the file and is never written to it.
 
-Least privilege (issue 14): the file is read by setup and by the user's `tickhouse` commands; the
+Least privilege: the file is read by setup and by the user's `tickhouse` commands; the
 processes the stack starts (Airflow, the alert service, dashboard, exporter) get an environment made
 by `service_environment`: no secret but the passwords of their own roles, and the switch that keeps
 them from reading the file. `POSTGRES_SUPERUSER_PASSWORD`, of the cluster's bootstrap superuser,

@@ -1,4 +1,4 @@
-"""Who may do what on the local stack's Kafka (issue 14): SASL/SCRAM users and their ACLs.
+"""Who may do what on the local stack's Kafka: SASL/SCRAM users and their ACLs.
 
 The broker authenticates its services (SCRAM-SHA-256 on the login listener, KAFKA_LOGIN_PORT) and
 authorizes every client with the StandardAuthorizer: nothing is allowed that `acl_table` does not

@@ -64,7 +64,7 @@ def up(
     if "kafka" in wanted:
         t0 = time.monotonic()
         if kafka_broker.needs_restart(settings):
-            # its clients must log in from now on (issue 14): Airflow's connections and the
+            # its clients must log in from now on (least privilege): Airflow's connections and the
             # services' environments are made at their start, so they start again with their logins
             from ops.stack.apps import stop_apps
 

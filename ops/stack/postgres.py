@@ -81,7 +81,7 @@ def cluster_dir(settings: Settings) -> Path:
 def private_dir(path: Path) -> None:
     """Make `path` a directory only the server user can enter (0700, owned by it), created
     atomically; refuse a symlink or a directory someone else owns, checked with lstat and fixed
-    through a descriptor opened without following links (issue 14: /var/tmp is shared)."""
+    through a descriptor opened without following links (/var/tmp is shared)."""
     entry = pwd.getpwnam(SERVER_USER) if _as_root() else pwd.getpwuid(os.geteuid())
     # fails if anything, a planted link included, is there already
     with contextlib.suppress(FileExistsError):
@@ -276,7 +276,7 @@ def _connects(conninfo: str) -> bool:
 
 
 def split_legacy_owner(settings: Settings) -> bool:
-    """Upgrade a cluster whose bootstrap superuser is the warehouse owner (made before issue 14):
+    """Upgrade a cluster whose bootstrap superuser is the warehouse owner (older versions):
     that role is renamed to the bootstrap superuser (it stays the superuser, with its new
     password), a new ordinary owner role takes POSTGRES_USER's name and password, and it is given
     what the old one owned in the warehouse. No data moves. Returns True when it did so."""

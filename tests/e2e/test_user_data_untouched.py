@@ -100,7 +100,7 @@ def users_stack(
         started = _run([tickhouse_command(), "up", "--only", "postgres,kafka"], env)
         assert started.returncode == 0, started.stdout + started.stderr
         user = load_settings(env)
-        # this process's Kafka clients log in to the user's broker as its admin (issue 14), at its
+        # this process's Kafka clients log in to the user's broker as its admin, at its
         # login listener
         monkeypatch.setenv("KAFKA_USERNAME", user.kafka_username)
         monkeypatch.setenv("KAFKA_PASSWORD", user.kafka_password)

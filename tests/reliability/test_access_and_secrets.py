@@ -242,7 +242,7 @@ def _secrets(settings: Settings, finnhub_key: str) -> dict[str, str]:
         "AIRFLOW_DB_PASSWORD": settings.airflow_db_password,
         "FINNHUB_API_KEY": finnhub_key,
     }
-    # the Kafka principals' passwords (issue 14 item 9); the broker's own two are in its 0600
+    # the Kafka principals' passwords; the broker's own two are in its 0600
     # server.properties, which is not searched
     generated = read_env_file(settings.secrets_file)
     for name in ("admin", "producer", "drain", "alerts", "monitor", "controller"):
@@ -433,7 +433,7 @@ def test_symbols_validated_before_sql_or_url(settings: Settings, scenario: Scena
     scenario.messages = len(HOSTILE_SYMBOLS) * 3 + 5
 
 
-# --- least privilege (issue 14) ----------------------------------------------------------------
+# --- least privilege -------------------------------------------------------------------
 
 
 def _environ(pid: int) -> bytes | None:
@@ -482,7 +482,7 @@ def test_each_process_holds_only_its_own_role(
         "bi_reader": settings.bi_reader_password,
         "monitor": settings.monitor_password,
         "airflow admin": airflow.admin_password(settings),
-        # Kafka's principals (issue 14 item 9) and the broker-controller login
+        # Kafka's principals and the broker-controller login
         **{
             f"kafka {name}": read_env_file(settings.secrets_file)[f"KAFKA_{name.upper()}_PASSWORD"]
             for name in ("admin", "producer", "drain", "alerts", "monitor", "controller")
@@ -542,7 +542,7 @@ def test_each_process_holds_only_its_own_role(
     assert all(pid in seen for pid in roots), "could not read an Airflow process's environment"
     for pid, environ in seen.items():
         found += [f"airflow pid {pid}: {n}" for n in leaks("airflow", environ)]
-        # the loader's and dbt's passwords are in the connections only (issue 16), not variables
+        # the loader's and dbt's passwords are in the connections only, not variables
         names = {item.split(b"=", 1)[0] for item in environ.split(b"\0")}
         found += [
             f"airflow pid {pid}: {n.decode()}"
@@ -646,7 +646,7 @@ def test_legacy_superuser_owner_is_split_without_data_loss(
     from tickhouse.warehouse import setup_warehouse
 
     old = dataclasses.replace(settings, state_dir=tmp_path / "state", postgres_port=_free_port())
-    # the cluster as versions before issue 14 made it: the owner is the bootstrap superuser
+    # the cluster as versions before least privilege made it: the owner is the bootstrap superuser
     monkeypatch.setenv("POSTGRES_SUPERUSER", old.postgres_user)
     monkeypatch.setenv("POSTGRES_SUPERUSER_PASSWORD", old.postgres_password)
     home = postgres.cluster_dir(old)

@@ -1,4 +1,4 @@
-"""Notifier transport security (issue 14 item 8): SMTP STARTTLS verifies the server's certificate,
+"""Notifier transport security: SMTP STARTTLS verifies the server's certificate,
 against a real local SMTP server with a self-signed one; Slack webhooks are https:// only and a
 generic webhook may use http:// only to this machine."""
 

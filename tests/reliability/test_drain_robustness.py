@@ -1,4 +1,4 @@
-"""The drain's robustness, second pass (issue 14 items 3, 4 and the lock_timeout part of 8), each
+"""The drain's robustness, second pass, each
 through the real `tickhouse drain --once` process against the real broker and database:
 
 - a new DRAIN_GROUP, and one whose bookkeeping was deleted, start where the warehouse is instead

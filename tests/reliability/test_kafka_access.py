@@ -1,4 +1,4 @@
-"""Kafka authentication and ACLs (issue 14 item 9): before, any local user could publish fake alerts
+"""Kafka authentication and ACLs: before, any local user could publish fake alerts
 or delete topics on the broker. Now a client without a SCRAM login may only do what
 docs/interfaces/configuration.md and kafka-messages.md promise it (publish and read market data on
 KAFKA_BOOTSTRAP_SERVERS): no alerts, no deletes, no services' consumer groups; each service's principal may do

@@ -1,4 +1,4 @@
--- Schemas and who may do what (docs/interfaces/warehouse.md, issue 2):
+-- Schemas and who may do what (docs/interfaces/warehouse.md):
 --   loader    owns and writes `raw`;
 --   dbt       reads `raw`, owns `staging`, `intermediate`, `marts`;
 --   bi_reader reads `marts` and nothing else.

@@ -1,4 +1,4 @@
--- Bookkeeping of the Kafka -> raw drain (issue 4), owned by the loader role next to the raw tables.
+-- Bookkeeping of the Kafka -> raw drain, owned by the loader role next to the raw tables.
 set local role ${loader};
 
 -- One row per drain run and topic: what was consumed, loaded, quarantined, how far behind the topic

@@ -1,4 +1,4 @@
--- Event-time partitions that survive history (issue 12 §3). Replaces one partition per UTC day,
+-- Event-time partitions that survive history. Replaces one partition per UTC day,
 -- which made ten years of daily trades into 2,613 partitions of raw.trades and every dbt run that
 -- read them fail with "out of shared memory" (a query locks each partition and its indexes).
 --

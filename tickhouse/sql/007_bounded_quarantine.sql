@@ -1,4 +1,4 @@
--- A bounded raw.quarantine (issue 14 item 4, docs/interfaces/warehouse.md): a rejected message keeps at most its
+-- A bounded raw.quarantine (docs/interfaces/warehouse.md): a rejected message keeps at most its
 -- first 64 KiB in `payload`, with its full length and sha256 beside it, so a hostile producer of
 -- 1 MB messages fills 16 times less disk; and the table is partitioned by `loaded_at` with the
 -- ranges of 006 (months, for rows loaded now), so QUARANTINE_RETENTION_DAYS drops whole partitions.

@@ -1,8 +1,8 @@
--- What every BI tool connecting as bi_reader gets without configuring anything (issue 16): the
+-- What every BI tool connecting as bi_reader gets without configuring anything: the
 -- marts first on its search path (unqualified `fct_bars` works), and a statement timeout, so one
 -- runaway dashboard query cannot hold the warehouse.
 -- Setting another role's defaults needs a superuser or CREATEROLE: where the owner is an ordinary
--- role (the local stack, issue 14) the bootstrap superuser sets them at every setup
+-- role (the local stack) the bootstrap superuser sets them at every setup
 -- (tickhouse.warehouse.ensure_roles_and_databases) and this migration leaves them alone.
 do $$
 begin

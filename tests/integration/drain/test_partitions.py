@@ -1,4 +1,4 @@
-"""Event-time partitions that survive history (issue 12 §3): months for recent data, years for
+"""Event-time partitions that survive history: months for recent data, years for
 history, bounded whatever a batch holds; recent queries prune; retention drops whole partitions;
 installs with the day partitions of before migration 006 keep working and are not rewritten.
 
@@ -405,7 +405,7 @@ def test_merge_day_partitions_of_an_old_install_into_months_and_years(
     own_db: Settings, own_topics: Callable[[Settings], Topics], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An install that already made a day partition per weekday of history (the state issue 12
+    """An install that already made a day partition per weekday of history (the state earlier versions
     found) merges them with `tickhouse drain --merge-day-partitions`; no row changes."""
     before = tmp_path / "sql"
     before.mkdir()
