@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 
 from drain.batches import BatchParser, BatchResult, Item
 from drain.consumer import KafkaSource
-from drain.errors import DataQualityError, TopicRewound, rewound_message
+from drain.errors import DataQualityError, DrainError, TopicRewound, rewound_message
 from drain.options import DrainOptions
 from drain.stats import DrainResult, Position, Rewound, TopicStats
 from drain.targets import open_target
@@ -216,7 +216,7 @@ def _consume(
                         at_end.add(position)
                         continue
                     if error.fatal():
-                        raise RuntimeError(f"Kafka consumer failed: {error}")
+                        raise DrainError(f"Kafka consumer failed: {error}")
                     log.warning("Kafka reported %s on %s[%s]; continuing", error, msg.topic(),
                                 msg.partition())
                     continue

@@ -26,6 +26,12 @@ from rich.table import Table
 
 from ops.stack.processes import tickhouse_command
 from tickhouse.config import Settings, load_settings
+from tickhouse.errors import TickhouseError
+
+
+class DemoError(TickhouseError):
+    """The demo could not show what it promises; the message says where to look."""
+
 
 SAMPLE_FILE = Path("data/sample_trades.csv.gz")
 SYNTHETIC_SYMBOLS = ("NVDA", "TSLA", "AMD")
@@ -123,7 +129,7 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, console: Console
             if check():
                 return
             time.sleep(2)
-    raise RuntimeError(
+    raise DemoError(
         f"timed out after {timeout:.0f} s waiting for {what}; "
         "see `tickhouse status` and the logs in .local/logs"
     )
@@ -142,7 +148,7 @@ def _produce_malformed(settings: Settings) -> int:
 def _run(argv: list[str], what: str, timeout: float = 600) -> None:
     result = subprocess.run(argv, text=True, capture_output=True, timeout=timeout, check=False)
     if result.returncode != 0:
-        raise RuntimeError(
+        raise DemoError(
             f"{what} failed (exit {result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
         )
 
@@ -205,7 +211,7 @@ def _sample_info(path: Path) -> SampleInfo:
             first = ts if first is None else min(first, ts)
             last = ts if last is None else max(last, ts)
     if first is None or last is None:
-        raise RuntimeError(f"{path} holds no trades")
+        raise DemoError(f"{path} holds no trades")
     return SampleInfo(path, count, tuple(sorted(symbols)), first, last)
 
 
@@ -314,7 +320,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     in_marts, in_raw = _sample_days(settings, sample)
     if in_marts < in_raw:
         # the marts equal raw after every transform, whatever the event time of the rows
-        raise RuntimeError(
+        raise DemoError(
             f"the marts hold {in_marts} of the {in_raw} sample days raw holds after a transform; "
             "see the transform_marts task logs"
         )
@@ -349,7 +355,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     with console.status("synthetic trades flowing; Airflow's drain loop keeps the bars fresh"):
         _, err = synthetic.communicate(timeout=seconds + 120)
     if synthetic.returncode != 0:
-        raise RuntimeError(f"synthetic producer failed: {err[-2000:]}")
+        raise DemoError(f"synthetic producer failed: {err[-2000:]}")
 
     console.print("[bold]5/6[/] waiting for the drain to empty Kafka and dbt to build the marts")
     _drain_and_transform(settings, api, console)

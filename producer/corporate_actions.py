@@ -40,7 +40,7 @@ class CorporateActionFileError(ProducerError, ValueError):
     """The file cannot be read as corporate actions at all (missing, no header, columns lacking)."""
 
 
-class BadAction(ValueError):
+class BadAction(ProducerError, ValueError):
     """One action that cannot be stored: the column, the value, what is expected."""
 
     def __init__(self, column: str, value: Any, expected: str) -> None:

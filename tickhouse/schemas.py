@@ -39,6 +39,7 @@ from typing import Any
 import msgspec
 
 from tickhouse.config import SYMBOL_PATTERN
+from tickhouse.errors import TickhouseError
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FUTURE_MS = 24 * 60 * 60 * 1000  # ts may be at most one day after now
@@ -49,7 +50,7 @@ RESOLUTIONS = ("1", "5", "15", "30", "60", "D", "W", "M")
 Number = int | float | Decimal
 
 
-class InvalidMessage(ValueError):
+class InvalidMessage(TickhouseError, ValueError):
     """A Kafka message that does not satisfy docs/interfaces/kafka-messages.md; `str(err)` is the quarantine
     reason."""
 
