@@ -30,11 +30,12 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 
 from alerts.airflow_failures import notify_failure
+from tickhouse.config import SYMBOL_LIST_PATTERN
 from tickhouse.schemas import RESOLUTIONS
 
 # comma-separated symbols of docs/interfaces/kafka-messages.md (1-32 chars of A-Z a-z 0-9 . : - _ / ^ =), in a
 # form both Python's and the browser's regular expressions read the same way
-SYMBOLS_PATTERN = r"^\s*[A-Za-z0-9.:_/^=-]{1,32}(\s*,\s*[A-Za-z0-9.:_/^=-]{1,32})*\s*$"
+SYMBOLS_PATTERN = SYMBOL_LIST_PATTERN
 
 
 @dag(

@@ -30,10 +30,11 @@ from airflow.sdk import Asset, Param, dag, task
 
 from alerts.airflow_failures import notify_failure
 from drain.assets import REFERENCE_TABLE_ASSETS
+from tickhouse.config import SYMBOL_LIST_PATTERN
 
 CORPORATE_ACTIONS = Asset(REFERENCE_TABLE_ASSETS["raw.corporate_actions"])
 # comma-separated symbols (docs/interfaces/kafka-messages.md), or empty (the warehouse's symbols)
-SYMBOLS_PATTERN = r"^\s*([A-Za-z0-9.:_/^=-]{1,32}(\s*,\s*[A-Za-z0-9.:_/^=-]{1,32})*)?\s*$"
+SYMBOLS_PATTERN = rf"^\s*$|{SYMBOL_LIST_PATTERN}"
 
 
 @dag(

@@ -20,8 +20,8 @@ def warehouse_settings(settings: Settings, conn_id: str = WAREHOUSE_CONN_ID) -> 
 
     For the Snowflake warehouse (WAREHOUSE=snowflake) the settings are returned unchanged: its
     credentials are SNOWFLAKE_* variables."""
-    import os
+    from tickhouse.snowflake.settings import selected_warehouse
 
-    if (os.environ.get("WAREHOUSE") or "postgres").strip().lower() == "snowflake":
+    if selected_warehouse() == "snowflake":
         return settings
     return with_connection(settings, conn_id, "loader")

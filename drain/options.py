@@ -12,6 +12,7 @@
 | `DRAIN_DQ_MIN_EVENT_TIME` | `1990-01-01` | lower bound of the data-quality timestamp check |
 | `DRAIN_DQ_MAX_PRICE` | 10000000 | upper bound of the data-quality price check |
 | `DRAIN_DQ_MAX_VOLUME` | 10000000000 | upper bound of the data-quality volume check |
+| `DRAIN_LOCK_TIMEOUT_S` | 60 | seconds a statement may wait behind a lock, then the run fails |
 | `WAREHOUSE` | `postgres` | where the drain loads: `postgres` or `snowflake` (tickhouse.snowflake.settings) |
 """
 
@@ -49,6 +50,9 @@ class DrainOptions:
     partition_refresh_seconds: float = 2.0
     # where the rows go: "postgres" or "snowflake" (WAREHOUSE)
     warehouse: str = "postgres"
+    # a statement waits this long behind someone else's lock (a manual ALTER, a long migration),
+    # then the run fails clearly and Airflow retries, instead of hanging to the task's timeout
+    lock_timeout_seconds: int = 60
 
     def __post_init__(self) -> None:
         for topic, kind in self.topics.items():
@@ -68,6 +72,8 @@ class DrainOptions:
             raise ConfigError(
                 f"WAREHOUSE={self.warehouse!r} must be one of {', '.join(WAREHOUSES)}"
             )
+        if self.lock_timeout_seconds < 1:
+            raise ConfigError(f"DRAIN_LOCK_TIMEOUT_S={self.lock_timeout_seconds} must be >= 1")
         if self.retention_days < 0:
             raise ConfigError(f"DRAIN_RETENTION_DAYS={self.retention_days} must be >= 0 (0 = keep)")
         if self.quarantine_retention_days < 0:
@@ -126,6 +132,7 @@ def load_options(
         "dq_max_price": _float(env, "DRAIN_DQ_MAX_PRICE", 1e7),
         "dq_max_volume": _float(env, "DRAIN_DQ_MAX_VOLUME", 1e10),
         "warehouse": selected_warehouse(env),
+        "lock_timeout_seconds": _int(env, "DRAIN_LOCK_TIMEOUT_S", 60),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return DrainOptions(**values)  # type: ignore[arg-type]

@@ -22,7 +22,10 @@ DEFAULT_SYMBOLS = "AAPL,MSFT,GOOGL,AMZN,TSLA,NVDA,META,NFLX,AMD,INTC"
 DEFAULT_DRAIN_GROUP = "tickhouse-drain"
 
 # docs/interfaces/kafka-messages.md: 1-32 chars of A-Z a-z 0-9 . : - _ / ^ =
-SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9.:\-_/^=]{1,32}$")
+SYMBOL = r"[A-Za-z0-9.:_/^=-]{1,32}"
+SYMBOL_PATTERN = re.compile(rf"^{SYMBOL}$")
+# a comma-separated list of symbols, as the DAGs' `symbols` params take it (JSON Schema regex)
+SYMBOL_LIST_PATTERN = rf"^\s*{SYMBOL}(\s*,\s*{SYMBOL})*\s*$"
 _TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 _HOST_PORT_PATTERN = re.compile(r"^[A-Za-z0-9.\-]+:(\d{1,5})$")
 # set to "1" in a process's environment: do not read `<state dir>/secrets.env`

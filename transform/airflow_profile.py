@@ -16,6 +16,7 @@ from cosmos.profiles import PostgresUserPasswordProfileMapping
 
 from tickhouse.airflow_connections import with_connection
 from tickhouse.config import Settings
+from tickhouse.snowflake.settings import selected_warehouse
 
 DBT_CONN_ID = "tickhouse_dbt"
 PROFILE_NAME = "tickhouse"
@@ -24,7 +25,7 @@ PROFILE_NAME = "tickhouse"
 def profile_config(profiles_yml: Path, conn_id: str = DBT_CONN_ID) -> ProfileConfig:
     """Cosmos' ProfileConfig: the PostgreSQL target mapped from the Airflow connection `conn_id`
     (read when a task runs, not when the DAG file is parsed), or profiles.yml for Snowflake."""
-    target = os.environ.get("DBT_TARGET") or os.environ.get("WAREHOUSE") or "postgres"
+    target = os.environ.get("DBT_TARGET") or selected_warehouse()
     if target != "postgres":
         return ProfileConfig(
             profile_name=PROFILE_NAME, target_name=target, profiles_yml_filepath=profiles_yml
@@ -49,7 +50,7 @@ def dbt_settings(settings: Settings, conn_id: str = DBT_CONN_ID) -> Settings:
     """`settings` with the dbt role's connection from the Airflow connection `conn_id`, for what
     runs dbt or takes its build lock inside a task (the hot models, Cosmos' lock hook). Snowflake:
     unchanged (its credentials are SNOWFLAKE_* variables)."""
-    target = os.environ.get("DBT_TARGET") or os.environ.get("WAREHOUSE") or "postgres"
-    if target.strip().lower() != "postgres":
+    target = os.environ.get("DBT_TARGET") or selected_warehouse()
+    if target != "postgres":
         return settings
     return with_connection(settings, conn_id, "dbt")

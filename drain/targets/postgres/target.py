@@ -10,7 +10,6 @@ and the Great Expectations checks of the rows just loaded (`quality`, DRAIN_DQ_P
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -36,12 +35,10 @@ class PostgresTarget:
     def __init__(self, settings: Settings, options: DrainOptions) -> None:
         self._settings = settings
         self._options = options
-        # lock_timeout: behind someone's ACCESS EXCLUSIVE lock (a manual ALTER, a long migration)
-        # the run fails clearly after a minute and Airflow retries, instead of hanging to its timeout
         self._conn = psycopg.connect(
             settings.conninfo("loader"),
             application_name="tickhouse-drain",
-            options=f"-c lock_timeout={int(os.environ.get('DRAIN_LOCK_TIMEOUT_S', '60')) * 1000}",
+            options=f"-c lock_timeout={options.lock_timeout_seconds * 1000}",
         )
         self._stored: dict[Position, int] = {}
 

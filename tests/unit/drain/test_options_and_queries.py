@@ -29,15 +29,16 @@ def test_defaults_and_env_overrides(tmp_path: Path) -> None:
     }
     assert (options.max_messages, options.max_seconds, options.dq_policy) == (500_000, 45.0, "warn")
     assert options.group == "tickhouse-drain" and options.retention_days == 0
-    assert options.quarantine_retention_days == 30
+    assert options.quarantine_retention_days == 30 and options.lock_timeout_seconds == 60
     env = {"DRAIN_MAX_MESSAGES": "1000", "DRAIN_MAX_SECONDS": "2.5", "DRAIN_DQ_POLICY": "FAIL",
            "DRAIN_GROUP": "g", "DRAIN_RETENTION_DAYS": "30", "DRAIN_DQ_MIN_EVENT_TIME": "2000-01-01",
-           "QUARANTINE_RETENTION_DAYS": "0"}
+           "QUARANTINE_RETENTION_DAYS": "0", "DRAIN_LOCK_TIMEOUT_S": "7"}
     options = load_options(settings, env, max_messages=7)
     assert (options.max_messages, options.max_seconds, options.dq_policy) == (7, 2.5, "fail")
     assert (options.group, options.retention_days) == ("g", 30)
     assert options.quarantine_retention_days == 0
     assert options.dq_min_event_time == date(2000, 1, 1)
+    assert options.lock_timeout_seconds == 7
 
 
 @pytest.mark.parametrize(
@@ -50,6 +51,7 @@ def test_defaults_and_env_overrides(tmp_path: Path) -> None:
         ({"DRAIN_RETENTION_DAYS": "-3"}, "DRAIN_RETENTION_DAYS=-3"),
         ({"QUARANTINE_RETENTION_DAYS": "-1"}, "QUARANTINE_RETENTION_DAYS=-1"),
         ({"DRAIN_DQ_MIN_EVENT_TIME": "yesterday"}, "must be a date"),
+        ({"DRAIN_LOCK_TIMEOUT_S": "0"}, "DRAIN_LOCK_TIMEOUT_S=0 must be >= 1"),
     ],
 )
 def test_bad_options_name_the_variable(env: dict[str, str], message: str, tmp_path: Path) -> None:
