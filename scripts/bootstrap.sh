@@ -14,12 +14,12 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 
 # --- Python venv -------------------------------------------------------------------------------
-venv_hash="$(hash_of requirements.txt pyproject.toml)"
+venv_hash="$(hash_of requirements.txt requirements-dev.txt pyproject.toml)"
 if [[ ! -x .venv/bin/python || "$(cat .venv/.tickhouse-stamp 2>/dev/null)" != "$venv_hash" ]]; then
-  say "Python venv (.venv) from requirements.txt — about 1.5 minutes the first time"
+  say "Python venv (.venv) from requirements-dev.txt (requirements.txt + tests and linters) — about 1.5 minutes the first time"
   "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade "pip==$(grep -E '^pip==' requirements.txt | cut -d= -f3)"
-  .venv/bin/pip install --progress-bar off -q --only-binary=dbt-core-experimental-parser -r requirements.txt
+  .venv/bin/pip install --progress-bar off -q --only-binary=dbt-core-experimental-parser -r requirements-dev.txt
   .venv/bin/pip install -q --no-deps --no-build-isolation -e .
   echo "$venv_hash" > .venv/.tickhouse-stamp
 else
