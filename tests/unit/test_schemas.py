@@ -17,15 +17,15 @@ from tickhouse.schemas import (
     InvalidMessage,
     Quote,
     Trade,
-    _canonical_object,
-    _parse_trade_full,
     parse_alert,
     parse_quote,
     parse_trade,
+    parse_trade_fully,
     parse_trade_values,
     to_json,
     wire_trade,
 )
+from tickhouse.schemas.trade_parsing import _canonical_object
 
 NOW = 1_763_649_000_000  # 2025-11-20T14:30:00Z
 
@@ -203,14 +203,14 @@ def _values(payload: bytes | None) -> tuple[str, object]:
 
 def _full_values(payload: bytes | None) -> tuple[str, object]:
     try:
-        t = _parse_trade_full(payload, now=NOW)
+        t = parse_trade_fully(payload, now=NOW)
     except InvalidMessage as err:
         return ("rejected", str(err))
     return ("accepted", (t.symbol, float(t.price), float(t.volume), t.ts))
 
 
 def _same_as_full(payload: bytes | None) -> None:
-    assert _outcome(parse_trade, payload) == _outcome(_parse_trade_full, payload), payload
+    assert _outcome(parse_trade, payload) == _outcome(parse_trade_fully, payload), payload
     got, want = _values(payload), _full_values(payload)
     assert got == want, payload
     if got[0] == "accepted":

@@ -234,10 +234,10 @@ _WIRE_NOW = 1_763_649_000_000
 
 def _line_outcome(payload: bytes | None, kafka_ts: int | None) -> tuple[str, object]:
     """What the record path (the full checks, then `trade_line`) makes of a trades message."""
-    from tickhouse.schemas import _parse_trade_full
+    from tickhouse.schemas import parse_trade_fully
 
     try:
-        trade = _parse_trade_full(payload, now=_WIRE_NOW)
+        trade = parse_trade_fully(payload, now=_WIRE_NOW)
         return ("line", copy_rows.trade_line(trade, "market.trades", 2, 41, kafka_ts))
     except InvalidMessage as err:
         return ("rejected", str(err))
