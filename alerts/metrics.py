@@ -15,6 +15,11 @@ ALERTS = Counter("tickhouse_alerts_alerts_total", "Alerts published, by rule", [
 BAD_MESSAGES = Counter(
     "tickhouse_alerts_bad_messages_total", "Messages on the trades topic that are not valid trades"
 )
+UNKNOWN_CONDITION_PRINTS = Counter(
+    "tickhouse_alerts_unknown_condition_prints_total",
+    "Trades evaluated with a condition code the trade_conditions table does not list (evaluated as "
+    "regular; add the code to dbt_project/seeds/trade_conditions.csv)",
+)
 FUTURE_TRADES = Counter(
     "tickhouse_alerts_future_trades_total",
     "Trades dated further ahead of their Kafka timestamp than --max-ahead-seconds: left out of the "

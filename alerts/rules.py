@@ -37,6 +37,13 @@ Rules (rule names as published in `market.alerts`):
   new normal after half the window); with `exclude_from_state` a flagged trade does not feed the
   price-based rules (price move, RSI, session extremes); it still counts for volume and
   staleness.
+
+Trade conditions (`eligibility`, by the consolidated CTA/UTP rules of tickhouse.trade_conditions,
+the table the bars use): a print that does not update the last price (an odd lot, an average-price
+or cash-sale print, Form T) is not evaluated by `suspicious_tick`, `price_move_*` or the RSI and
+does not move their reference prices; `session_high` / `session_low` take the prints that update
+high/low, as the bars' high and low do; `volume_spike` counts the volume of the prints that update
+volume. Every print, eligible or not, keeps its symbol from going stale.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from alerts.config import (
     SymbolRules,
     VolumeSpikeConfig,
 )
+from tickhouse.trade_conditions import REGULAR, Eligibility
 
 REL_TOL = 1e-9
 _bisect_left = bisect.bisect_left
@@ -566,9 +574,16 @@ class Engine:
         return state
 
     def evaluate(
-        self, symbol: str, price: float, volume: float, ts: int, partition: int = -1
+        self,
+        symbol: str,
+        price: float,
+        volume: float,
+        ts: int,
+        partition: int = -1,
+        eligibility: Eligibility = REGULAR,
     ) -> tuple[Firing, ...] | list[Firing]:
-        """Feed one trade; returns the firings that passed their cooldown (usually none)."""
+        """Feed one trade (what its conditions let it update: `eligibility`); returns the firings
+        that passed their cooldown (usually none)."""
         state = self.states.get(symbol)
         if state is None:
             state = self.state(symbol)
@@ -582,13 +597,14 @@ class Engine:
         out: list[Firing] | None = None
         candidates: list[Firing] | None = None
 
-        price_ok = True
-        if state.suspicious is not None:
+        updates_last = eligibility.updates_last
+        flagged = False  # a suspicious print kept out of the price-based rules
+        if updates_last and state.suspicious is not None:
             firing = state.suspicious.update(symbol, clock, price)
             if firing is not None:
                 candidates = [firing]
-                price_ok = not state.suspicious.cfg.exclude_from_state
-        if price_ok:
+                flagged = state.suspicious.cfg.exclude_from_state
+        if updates_last and not flagged:
             if state.price_move is not None:
                 moves = state.price_move.update(symbol, clock, price)
                 if moves is not None:
@@ -600,11 +616,11 @@ class Engine:
                 firing = state.rsi.update(symbol, clock, price, ts)
                 if firing is not None:
                     candidates = [firing] if candidates is None else [*candidates, firing]
-            if state.session is not None:
-                firing = state.session.update(symbol, clock, price)
-                if firing is not None:
-                    candidates = [firing] if candidates is None else [*candidates, firing]
-        if state.volume is not None:
+        if state.session is not None and eligibility.updates_high_low and not flagged:
+            firing = state.session.update(symbol, clock, price)
+            if firing is not None:
+                candidates = [firing] if candidates is None else [*candidates, firing]
+        if state.volume is not None and eligibility.updates_volume:
             firing = state.volume.update(symbol, clock, volume)
             if firing is not None:
                 candidates = [firing] if candidates is None else [*candidates, firing]

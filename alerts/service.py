@@ -20,6 +20,11 @@ Rules run in event time, so the restored cooldowns hold across restarts. Event t
 trade dated more than `max_ahead_seconds` after its Kafka timestamp (which docs/interfaces/kafka-messages.md
 allows, up to a day) is left out of the rules — counted in `tickhouse_alerts_future_trades_total` and logged —
 so it cannot move their clock into the future; the drain still loads it.
+
+Each trade is evaluated with what its conditions let it update (tickhouse.trade_conditions, the
+table the bars use; alerts/rules.py says which rule takes which prints). A trade carrying a code
+the table does not list is evaluated as regular and counted in
+`tickhouse_alerts_unknown_condition_prints_total`.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ from alerts.config import RulesConfig
 from alerts.errors import AlertsError
 from alerts.rules import Engine, Firing
 from tickhouse import kafka
-from tickhouse.schemas import Alert, InvalidMessage, now_ms, parse_trade_values, to_json
+from tickhouse.schemas import Alert, InvalidMessage, now_ms, parse_trade_fields, to_json
+from tickhouse.trade_conditions import default_table
 
 log = logging.getLogger("tickhouse.alerts")
 
@@ -97,6 +103,7 @@ class Stats:
     replayed_silently: int = 0
     duplicates_suppressed: int = 0
     future_trades: int = 0
+    unknown_condition_prints: int = 0  # trades with a condition code the table does not list
     by_rule: dict[str, int] = field(default_factory=dict)
 
 
@@ -252,9 +259,11 @@ class AlertService:
         positions = self._positions
         live_from = self._live_from
         skips = self._skip
-        parse_values = parse_trade_values
+        parse_fields = parse_trade_fields
+        eligibility_of = default_table().eligibility
         bad = 0
         count = 0
+        unknown = 0
         for msg in (first, *rest) if rest else (first,):
             err = msg.error()
             if err is not None:
@@ -267,7 +276,7 @@ class AlertService:
             offset: int = msg.offset()  # type: ignore[assignment]
             positions[partition] = offset + 1
             try:
-                symbol, price, volume, ts = parse_values(msg.value(), now)
+                symbol, price, volume, ts, conditions = parse_fields(msg.value(), now)
             except InvalidMessage as reason:
                 bad += 1
                 log.debug("skipping bad message %s/%d@%d: %s", msg.topic(), partition, offset, reason)
@@ -282,7 +291,10 @@ class AlertService:
             if skips and symbol in skips.get(partition, ()) and offset < skips[partition][symbol]:
                 continue  # restored: this symbol's state covers the trade already
             count += 1
-            firings = evaluate(symbol, price, volume, ts, partition)
+            eligibility = eligibility_of(conditions)
+            if eligibility.unknown_codes:
+                unknown += 1
+            firings = evaluate(symbol, price, volume, ts, partition, eligibility)
             if firings:
                 if offset < live_from.get(partition, 0):
                     self.stats.replayed_silently += len(firings)
@@ -291,6 +303,9 @@ class AlertService:
                     self._publish(firings, msg, partition, offset, (symbol, price, volume, ts), started)
         self.stats.trades += count
         metrics.TRADES_EVALUATED.inc(count)
+        if unknown:
+            self.stats.unknown_condition_prints += unknown
+            metrics.UNKNOWN_CONDITION_PRINTS.inc(unknown)
         if bad:
             self.stats.bad_messages += bad
             metrics.BAD_MESSAGES.inc(bad)

@@ -20,6 +20,7 @@ from tickhouse.schemas import (
     parse_alert,
     parse_quote,
     parse_trade,
+    parse_trade_fields,
     parse_trade_fully,
     parse_trade_values,
     to_json,
@@ -257,6 +258,15 @@ def test_trade_values_are_doubles_of_the_published_digits() -> None:
     assert parse_trade_values(payload.replace(b"178.45", b"1.7845e2"), now=NOW)[1] == 178.45  # full path
     with pytest.raises(InvalidMessage, match="duplicated key 'price'"):
         parse_trade_values(payload[:-1] + b',"price":1}', now=NOW)
+
+
+def test_trade_fields_carry_the_conditions_on_both_paths() -> None:
+    payload = b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123,"conditions":["1","12"]}'
+    assert list(parse_trade_fields(payload, now=NOW)[4] or ()) == ["1", "12"]
+    full = payload.replace(b"178.45", b"1.7845e2")  # not the compact form: the full checks
+    assert parse_trade_fields(full, now=NOW) == ("AAPL", 178.45, 100.0, 1763649000123, ("1", "12"))
+    bare = b'{"symbol":"AAPL","price":178.45,"volume":100,"ts":1763649000123}'
+    assert parse_trade_fields(bare, now=NOW)[4] is None
 
 
 def test_fast_path_takes_the_compact_form_and_only_it() -> None:

@@ -45,6 +45,7 @@ from tickhouse.schemas.records import (
 from tickhouse.schemas.trade_parsing import (
     WireTrade,
     parse_trade,
+    parse_trade_fields,
     parse_trade_fully,
     parse_trade_values,
     validate_trade,
@@ -83,6 +84,7 @@ __all__ = [
     "parse_candle",
     "parse_quote",
     "parse_trade",
+    "parse_trade_fields",
     "parse_trade_fully",
     "parse_trade_values",
     "to_json",

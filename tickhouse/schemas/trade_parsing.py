@@ -176,8 +176,15 @@ _NUMBER_TYPES = (int, float)
 
 
 def parse_trade_values(payload: bytes | None, now: int | None = None) -> tuple[str, float, float, int]:
-    """(symbol, price, volume, ts) of a trades message, price and volume as doubles: what
-    `parse_trade` accepts, with the same errors, without building Decimals and a Trade.
+    """(symbol, price, volume, ts) of a trades message: `parse_trade_fields` without the conditions."""
+    return parse_trade_fields(payload, now)[:4]
+
+
+def parse_trade_fields(
+    payload: bytes | None, now: int | None = None
+) -> tuple[str, float, float, int, tuple[str, ...] | list[str] | None]:
+    """(symbol, price, volume, ts, conditions) of a trades message, price and volume as doubles:
+    what `parse_trade` accepts, with the same errors, without building Decimals and a Trade.
 
     The fast path takes a payload only when it is exactly the compact encoding of what it decodes
     to, so each number is the shortest text of its double: finite, in range, and positive exactly
@@ -211,9 +218,9 @@ def parse_trade_values(payload: bytes | None, now: int | None = None) -> tuple[s
                 )
                 and _plain_identity(obj.get("producer_id"), obj.get("producer_seq"))
             ):
-                return symbol, float(price), float(volume), ts
+                return symbol, float(price), float(volume), ts, conditions
     trade = parse_trade(payload, current)
-    return trade.symbol, float(trade.price), float(trade.volume), trade.ts
+    return trade.symbol, float(trade.price), float(trade.volume), trade.ts, trade.conditions
 
 
 class WireTrade(msgspec.Struct, omit_defaults=True, gc=False):

@@ -44,6 +44,7 @@ from alerts.service import AlertService, ServiceOptions, alert_id
 from tickhouse.config import load_settings
 from tickhouse.kafka import client_config
 from tickhouse.schemas import parse_alert, parse_trade
+from tickhouse.trade_conditions import default_table
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +191,10 @@ def oracle(rules: SymbolRules, topic: str, sent: list[Sent]) -> list[tuple[str, 
             trade = parse_trade(s.value)
         except ValueError:
             continue
-        for f in engine.evaluate(trade.symbol, float(trade.price), float(trade.volume), trade.ts):
+        eligibility = default_table().eligibility(trade.conditions)
+        for f in engine.evaluate(
+            trade.symbol, float(trade.price), float(trade.volume), trade.ts, -1, eligibility
+        ):
             ident = alert_id(f.symbol, f.rule, topic, s.partition, s.offset)
             out.append((ident, f.symbol, f.rule, trade.ts))
     return out
@@ -270,6 +274,51 @@ def test_end_to_end_alerts_match_the_rules(bootstrap: str, topics: dict[str, str
     assert details["suspicious_tick"]["band_pct"] == 20.0
     assert details["stale_feed"]["threshold_seconds"] == 60.0
     assert "previous_extreme" in details["session_high"]
+
+
+def test_prints_that_do_not_update_last_fire_no_price_alert(bootstrap: str, topics: dict[str, str]) -> None:
+    """Odd-lot, average-price and cash-sale prints far from the price fire nothing and do not move
+    the reference prices; a print at the odd lot's price with a code the table does not list is
+    evaluated as regular (it fires) and is counted."""
+    regular: list[dict[str, Any]] = [
+        {"symbol": "E", "price": 100.0, "volume": 100, "ts": T0 + i * 1000, "conditions": ["1"]}
+        for i in range(6)
+    ]
+    ineligible: list[dict[str, Any]] = [
+        {"symbol": "E", "price": 150.0, "volume": 10, "ts": T0 + 7_000, "conditions": ["12"]},
+        {"symbol": "E", "price": 60.0, "volume": 500, "ts": T0 + 8_000, "conditions": ["3"]},
+        {"symbol": "E", "price": 200.0, "volume": 300, "ts": T0 + 9_000, "conditions": ["5"]},
+        {"symbol": "E", "price": 40.0, "volume": 20, "ts": T0 + 10_000, "conditions": ["1", "12"]},
+    ]
+    jump: dict[str, Any] = {
+        "symbol": "E",
+        "price": 150.0,
+        "volume": 100,
+        "ts": T0 + 12_000,
+        "conditions": ["9999"],
+    }
+    trades = [*regular, *ineligible, jump]
+    counted_before = REGISTRY.get_sample_value("tickhouse_alerts_unknown_condition_prints_total") or 0.0
+    sent = produce_trades(bootstrap, topics["trades"], trades, {"E": 0})
+    expected = oracle(RULES, topics["trades"], sent)
+    running = Running(AlertService(options(bootstrap, topics)))
+    try:
+        wait_for("all trades", lambda: running.service.stats.trades == len(trades))
+        wait_for("the alerts", lambda: len(read_alerts(bootstrap, topics["alerts"])) >= len(expected))
+    finally:
+        running.stop()
+    got = read_alerts(bootstrap, topics["alerts"])
+    assert sorted((a["alert_id"], a["symbol"], a["rule"], a["trade_ts"]) for _, a in got) == sorted(expected)
+    fired_on = {(a["trade_ts"], a["rule"]) for _, a in got}
+    assert not {ts for ts, _ in fired_on} & {t["ts"] for t in ineligible}
+    assert (jump["ts"], "suspicious_tick") in fired_on
+    # taken as regular trades, the same prints would have fired price alerts of their own
+    as_regular = Engine(RulesConfig(defaults=RULES, overrides={}))
+    fired_as_regular = {t["ts"] for t in trades if as_regular.evaluate("E", t["price"], t["volume"], t["ts"])}
+    assert fired_as_regular & {t["ts"] for t in ineligible}
+    assert running.service.stats.unknown_condition_prints == 1
+    counted = REGISTRY.get_sample_value("tickhouse_alerts_unknown_condition_prints_total") or 0.0
+    assert counted - counted_before == 1
 
 
 def test_rebalance_crash_and_restart_neither_duplicate_nor_miss(

@@ -9,6 +9,7 @@ import pytest
 
 from producer.synthetic import SyntheticConfig, generate
 from tickhouse.schemas import parse_trade, to_json
+from tickhouse.trade_conditions import default_table
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +62,34 @@ def test_arrivals_are_bursty_at_the_given_mean_rate() -> None:
 def test_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="rate"):
         next(generate(SyntheticConfig(symbols=("A",), rate=0, duration=1)))
+
+
+def test_conditions_are_realistic_and_follow_the_table() -> None:
+    cfg = SyntheticConfig(symbols=("A", "B"), rate=200, duration=300, seed=5, start_ts=START)
+    trades = list(generate(cfg))
+    kinds = Counter(t.conditions for t in trades)
+    assert set(kinds) == {("1",), ("12",), ("3",), None}
+    assert kinds[("1",)] > 0.85 * len(trades)
+    assert 0.06 * len(trades) < kinds[("12",)] < 0.10 * len(trades)
+    assert 0 < kinds[("3",)] < 0.01 * len(trades)
+    assert all(t.volume == 0 for t in trades if t.conditions is None)
+    assert all(0 < t.volume < 100 for t in trades if t.conditions == ("12",))
+    assert all(t.volume >= 1000 and t.volume % 100 == 0 for t in trades if t.conditions == ("3",))
+    table = default_table()
+    assert table.eligibility(["1"]).updates_last
+    assert not table.eligibility(["12"]).updates_last and not table.eligibility(["3"]).updates_last
+
+
+def test_odd_lots_print_off_the_market_price() -> None:
+    trades = list(generate(SyntheticConfig(symbols=("A",), rate=100, duration=600, seed=9, start_ts=START)))
+    last_regular: float | None = None
+    offsets = []
+    for trade in trades:
+        if trade.conditions == ("1",):
+            last_regular = float(trade.price)
+        elif trade.conditions == ("12",) and last_regular is not None:
+            offsets.append(abs(float(trade.price) / last_regular - 1))
+    assert len(offsets) > 100
+    mean = sum(offsets) / len(offsets)
+    assert 0.0005 < mean < 0.005  # off the market by tenths of a percent on average, never wildly
+    assert max(offsets) < 0.03
