@@ -14,6 +14,7 @@ from tests.reliability.helpers import (
     check_trades_exactly_once,
     drain_until_caught_up,
     env_int,
+    high_watermarks,
     start_drain,
     start_replay,
     stored_offsets,
@@ -33,15 +34,19 @@ def test_sigkill_drain_at_random_moments(
     settings: Settings, rel_topics: RelTopics, tmp_path: Path, scenario: Scenario
 ) -> None:
     """drain SIGKILLed at random moments during a replay."""
-    rng = random.Random(env_int("RELIABILITY_SEED", int(time.time())))
-    scenario.note(f"{TRADES:,} trades replayed, >= {KILLS} SIGKILLs (random moments + every fault stage)")
+    seed = env_int("RELIABILITY_SEED", int(time.time()))
+    rng = random.Random(seed)
+    scenario.note(
+        f"{TRADES:,} trades replayed, >= {KILLS} SIGKILLs (random moments + every fault stage); "
+        f"replay the moments with RELIABILITY_SEED={seed}"
+    )
     csv = tmp_path / "trades.csv"
     ids = write_replay_csv(csv, TRADES, ("RELK1", "RELK2", "RELK3", "RELK4"), now_ms() - 3_600_000)
     # small batches: many commits per scenario, so kills land before, inside and after commits
     env = rel_topics.env(DRAIN_MAX_MESSAGES=str(max(5_000, TRADES // 8)))
     replay = start_replay(rel_topics.env(), csv, rel_topics.trades, log=tmp_path / "producer.log")
 
-    kills = completed = attempts = 0
+    kills = completed = attempts = mid_work = 0
     stage_kills = dict.fromkeys(STAGES, 0)
     deadline = time.monotonic() + BUDGET_S
     try:
@@ -66,6 +71,10 @@ def test_sigkill_drain_at_random_moments(
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
                 kills += 1
+                # work was in hand: the topic held messages past what the warehouse had committed
+                loaded = stored_offsets(settings, rel_topics.group, rel_topics.trades)
+                ends = high_watermarks(settings, rel_topics.trades)
+                mid_work += any(end > loaded.get(p, 0) for p, end in ends.items())
                 continue
             _out, err = proc.communicate()
             assert proc.returncode == 0, f"drain failed: {err[-2000:]}"
@@ -77,12 +86,16 @@ def test_sigkill_drain_at_random_moments(
     scenario.kills = kills
     scenario.messages = TRADES
     assert kills >= KILLS, f"only {kills} kills in {BUDGET_S} s ({attempts} attempts)"
+    random_kills = kills - sum(stage_kills.values())
+    # kills of an idle drain would prove nothing: most must land while there is work to do
+    assert mid_work >= random_kills // 2, f"{mid_work} of {random_kills} random kills found work pending"
 
     runs = drain_until_caught_up(settings, rel_topics, env)
     result = check_trades_exactly_once(settings, rel_topics.trades, ids)
     scenario.lost, scenario.doubled = result.lost, result.doubled
     scenario.note(
-        f"{attempts} drain starts: {kills} killed ({stage_kills} at fault stages), {completed} completed, "
+        f"{attempts} drain starts: {kills} killed ({stage_kills} at fault stages, {mid_work} random ones "
+        f"with messages not yet committed), {completed} completed, "
         f"{runs} clean drains to catch up"
     )
     assert result.lost == 0 and result.doubled == 0, result

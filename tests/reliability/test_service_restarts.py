@@ -23,6 +23,7 @@ from tests.reliability.helpers import (
     run_drain,
     start_drain,
     start_replay,
+    stored_offsets,
     wait_for_drain_copy,
     write_replay_csv,
 )
@@ -48,19 +49,29 @@ def test_kafka_broker_restart_mid_stream(
         extra=["--max-queue", "2000"],
     )
     env = rel_topics.env(DRAIN_MAX_SECONDS="5")
-    codes: list[int] = []
+    drains: list[tuple[int, str]] = []  # (exit code, stderr) of every drain during the flow
+    in_flight = threading.Event()
     stop = threading.Event()
 
     def drain_loop() -> None:
         while not stop.is_set():
-            codes.append(run_drain(env, timeout=120).returncode)
+            in_flight.set()
+            done = run_drain(env, timeout=120)
+            in_flight.clear()
+            drains.append((done.returncode, done.stderr))
             time.sleep(0.5)
 
     drainer = threading.Thread(target=drain_loop, daemon=True)
     drainer.start()
     try:
-        time.sleep(4)
+        # the fault lands mid-stream: part of the flow is loaded, a drain is running, the replay goes on
+        deadline = time.monotonic() + 60
+        while not stored_offsets(settings, rel_topics.group, rel_topics.trades):
+            assert time.monotonic() < deadline, "no drain loaded anything within 60 s"
+            time.sleep(0.2)
+        assert in_flight.wait(10), "no drain was running"
         assert replay.poll() is None, f"the replay ended before the fault: {log.read_text()[-2000:]}"
+        loaded_before = sum(stored_offsets(settings, rel_topics.group, rel_topics.trades).values())
         t0 = time.monotonic()
         assert kafka_broker.stop(settings)
         time.sleep(3)
@@ -72,6 +83,13 @@ def test_kafka_broker_restart_mid_stream(
         drainer.join(timeout=180)
         if replay.poll() is None:
             replay.kill()
+    assert 0 < loaded_before < BROKER_TRADES
+    # a drain that lost the broker fails cleanly (exit 3, nothing committed), never otherwise
+    unexpected = [(code, err[-500:]) for code, err in drains if code not in (0, 3)]
+    assert not unexpected, unexpected
+    assert all("failed:" in err for code, err in drains if code == 3)
+    assert drains and drains[-1][0] == 0, f"the last drain of the flow did not succeed: {drains[-1:]}"
+    codes = [code for code, _ in drains]
     text = log.read_text()
     assert "spool" in text, f"the producer never spooled during a {outage:.0f} s outage:\n{text[-3000:]}"
     assert "0 kept in the spool" in text, text[-2000:]
