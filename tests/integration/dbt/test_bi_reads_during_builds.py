@@ -57,7 +57,8 @@ def load_trades(settings: Settings, symbol: str, first_ms: int, minutes: int, da
     transaction, as the drain writes them (the incremental models find the load by it)."""
     with connect(settings, "owner") as conn:
         conn.execute(
-            "select raw.ensure_partitions('raw.trades', to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0))",
+            "select raw.ensure_partitions('raw.trades',"
+            " to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0))",
             (first_ms, first_ms + days * DAY_MS),
         )
         offset = conn.execute("select coalesce(max(kafka_offset), 0) + 1 from raw.trades").fetchone()
@@ -144,10 +145,13 @@ def test_bi_queries_never_fail_during_hot_runs_full_builds_seeds_and_full_refres
         transform()
         queries_during_builds = reader.queries
 
-    assert reader.errors == [], f"{len(reader.errors)} of {reader.queries} BI queries failed: {reader.errors[:5]}"
+    failed = f"{len(reader.errors)} of {reader.queries} BI queries failed: {reader.errors[:5]}"
+    assert reader.errors == [], failed
     assert queries_during_builds > 100, queries_during_builds
     # what the builds wrote is what the readers see: every minute of every load, both symbols
-    bars = fetch(warehouse, "select symbol, count(*) as n from marts.fct_bars_1m group by symbol order by symbol")
+    bars = fetch(
+        warehouse, "select symbol, count(*) as n from marts.fct_bars_1m group by symbol order by symbol"
+    )
     assert [(row["symbol"], row["n"]) for row in bars] == [("BIA", 3 * 30 + 5 + 3), ("BIB", 5)]
     symbols = {row["symbol"] for row in fetch(warehouse, "select symbol from marts.dim_symbols")}
     assert {"BIA", "BIB"} <= symbols
