@@ -18,7 +18,7 @@ import pytest
 from tests.integration.dbt.conftest import Transformer, fetch, own_warehouse
 from tickhouse.config import Settings
 from tickhouse.warehouse import connect
-from transform.dbt_runner import run_dbt
+from transform.dbt_runner import failure_summary, run_dbt
 from transform.hot import HotTransform
 
 pytestmark = pytest.mark.integration
@@ -211,3 +211,38 @@ def test_a_build_behind_a_long_bi_transaction_waits_at_most_the_lock_timeout_the
     rows = fetch(settings, "select count(*) as n from marts.fct_bars_1m where symbol = 'BIC'")
     assert rows[0]["n"] == 4
     assert "BIC" in {row["symbol"] for row in fetch(settings, "select symbol from marts.dim_symbols")}
+
+
+def test_views_over_a_mart_survive_its_rebuild_and_an_incompatible_change_fails_naming_them(
+    warehouse: Settings, tmp_path: Path
+) -> None:
+    target = ["--target-path", str(tmp_path / "run")]
+    if not fetch(warehouse, "select 1 from pg_views where schemaname = 'marts' and viewname = 'fct_alerts'"):
+        Transformer(warehouse, tmp_path / "full")()  # the module's first test did not run
+    with connect(warehouse, "dbt", autocommit=True) as conn:
+        # a user's own view over a mart (a BI tool's saved query)
+        conn.execute("create view marts.recent_alert_ids as select alert_id from marts.fct_alerts")
+        try:
+            assert run_dbt(["run", "--select", "fct_alerts", *target], warehouse).success
+            survivor = conn.execute("select to_regclass('marts.recent_alert_ids') is not null").fetchone()
+            assert survivor == (True,)
+
+            # the view as an older project version left it: alert_id of another type, which
+            # `create or replace view` cannot change while recent_alert_ids reads it
+            definition = conn.execute("select pg_get_viewdef('marts.fct_alerts'::regclass)").fetchone()
+            assert definition is not None
+            conn.execute("drop view marts.fct_alerts cascade")
+            conn.execute(
+                "create view marts.fct_alerts as select alert_id::varchar(200) as alert_id"
+                f" from ({definition[0].rstrip(';')}) as current_definition"
+            )
+            conn.execute("create view marts.recent_alert_ids as select alert_id from marts.fct_alerts")
+            result = run_dbt(["run", "--select", "fct_alerts", *target], warehouse)
+            assert not result.success
+            message = failure_summary(result)
+            assert "marts.recent_alert_ids" in message and "alert_id" in message, message
+            # nothing was dropped
+            assert conn.execute("select count(*) from marts.recent_alert_ids").fetchone() is not None
+        finally:
+            conn.execute("drop view if exists marts.recent_alert_ids")
+            assert run_dbt(["run", "--select", "fct_alerts", *target], warehouse).success
