@@ -13,7 +13,8 @@ mapping, `transform.airflow_profile`); the Snowflake target reads profiles.yml.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,9 @@ def _writes_a_hot_model(context: Any) -> bool:
 # cores the hot loop needs to keep the bars seconds behind the trades.
 SLOW_PATH_NICENESS = 10
 
+# how many times a task whose dbt run timed out on a BI query's lock runs again (tickhouse.config)
+LOCK_RETRIES = int(os.environ.get("DBT_LOCK_RETRIES", "").strip() or 3)
+
 
 def hold_build_lock(context: Any) -> None:
     """pre_execute: the task yields the CPU to the hot loop (SLOW_PATH_NICENESS; dbt runs in this
@@ -50,13 +54,19 @@ def hold_build_lock(context: Any) -> None:
     they do not queue behind the hot runs, nor the hot runs behind them."""
     import os
 
+    from tickhouse.config import load_settings
+    from transform.airflow_retries import apply_lock_timeout, retry_lock_timeouts_only
+
     os.nice(SLOW_PATH_NICENESS)
+    settings = load_settings()
+    # a BI query holding a lock makes the task wait DBT_LOCK_TIMEOUT_SECONDS at most, then retry
+    apply_lock_timeout(settings)
+    retry_lock_timeouts_only(context["task"])
     if _writes_a_hot_model(context):
-        from tickhouse.config import load_settings
         from transform.airflow_profile import dbt_settings
         from transform.dbt_runner import hold_build_lock as hold
 
-        hold(context, dbt_settings(load_settings()))  # the dbt role, from tickhouse_dbt
+        hold(context, dbt_settings(settings))  # the dbt role, from tickhouse_dbt
 
 
 def release_build_lock(context: Any, result: Any = None) -> None:
@@ -88,12 +98,14 @@ transform_marts = DbtDag(
         should_detach_multiple_parents_tests=True,
         emit_datasets=False,
     ),
-    # a failed data test is a finding, not a transient error: never retry. The tasks that write a
+    # a failed data test is a finding, not a transient error: never retried. The tasks that write a
     # hot model hold the build lock while they run, so no model is written by this DAG and the
     # ingest DAG's hot loop (transform.hot) at once: a task waits for the lock, never fails.
     operator_args={
         "install_deps": False,
-        "retries": 0,
+        # only a run that timed out on a reader's lock is retried (transform.airflow_retries)
+        "retries": LOCK_RETRIES,
+        "retry_delay": timedelta(seconds=5),
         "pre_execute": hold_build_lock,
         "post_execute": release_build_lock,
     },

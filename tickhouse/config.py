@@ -195,6 +195,16 @@ def _positive_int(name: str, raw: str) -> int:
     return int(raw)
 
 
+def _positive_seconds(name: str, raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 86_400:
+        raise ConfigError(f"{name}={raw!r} must be a number of seconds > 0 (e.g. 10 or 0.5)")
+    return seconds
+
+
 def _topic(name: str, raw: str) -> str:
     if not _TOPIC_PATTERN.fullmatch(raw) or raw in {".", ".."}:
         raise ConfigError(
@@ -291,6 +301,10 @@ class Settings:
     kafka_login_port: int = int(DEFAULT_KAFKA_LOGIN_PORT)
     kafka_login_servers: str = ""
     kafka_anonymous_access: str = "market"
+    # how long a dbt statement waits for a lock a BI query holds (DBT_LOCK_TIMEOUT_SECONDS), and
+    # how many times a build that timed out is run again (DBT_LOCK_RETRIES)
+    dbt_lock_timeout_seconds: float = 10.0
+    dbt_lock_retries: int = 3
 
     @property
     def kafka_port(self) -> int:
@@ -458,6 +472,10 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
             ("http", "https"),
         ),
         symbols=parse_symbols("SYMBOLS", get("SYMBOLS", DEFAULT_SYMBOLS)),
+        dbt_lock_timeout_seconds=_positive_seconds(
+            "DBT_LOCK_TIMEOUT_SECONDS", get("DBT_LOCK_TIMEOUT_SECONDS", "10")
+        ),
+        dbt_lock_retries=_positive_int("DBT_LOCK_RETRIES", get("DBT_LOCK_RETRIES", "3")),
         **_kafka_identity(env),
     )
 

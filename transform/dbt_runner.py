@@ -5,11 +5,18 @@ dbt runs in-process through its programmatic entry point (`dbtRunner`), with the
 The profile takes its connection from environment variables, which are set here from
 `load_settings()` so that the generated credentials (setup's secrets file) reach dbt.
 `WAREHOUSE=snowflake` selects the profile's `snowflake` output (DBT_TARGET).
+
+On PostgreSQL every dbt connection has a `lock_timeout` (DBT_LOCK_TIMEOUT_SECONDS, through
+libpq's PGOPTIONS): a statement that needs a lock a long BI query holds (replacing a view the
+query reads) fails after that long instead of queueing the BI queries behind it; `build` and the
+hot runs then run the invocation again, up to DBT_LOCK_RETRIES more times.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -26,6 +33,11 @@ from tickhouse.errors import TickhouseError
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 PROFILES_DIR = PROJECT_ROOT
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+log = logging.getLogger(__name__)
+
+# PostgreSQL's message when lock_timeout cancels a statement (SQLSTATE 55P03)
+LOCK_TIMEOUT_MESSAGE = "canceling statement due to lock timeout"
 
 
 class TransformError(TickhouseError, RuntimeError):
@@ -55,7 +67,17 @@ def dbt_environment(
     if target != "postgres":  # profiles.yml's default
         values["DBT_TARGET"] = target
     values.update({k: v for k, v in merged.items() if k.startswith("SNOWFLAKE_")})
+    if target == "postgres":
+        values["PGOPTIONS"] = pg_options_with_lock_timeout(
+            merged.get("PGOPTIONS", ""), settings.dbt_lock_timeout_seconds
+        )
     return values
+
+
+def pg_options_with_lock_timeout(pgoptions: str, seconds: float) -> str:
+    """libpq's PGOPTIONS with `-c lock_timeout=<ms>` added (after, so it wins over one given)."""
+    setting = f"-c lock_timeout={max(1, round(seconds * 1000))}"
+    return f"{pgoptions.strip()} {setting}".strip()
 
 
 @contextmanager
@@ -158,9 +180,48 @@ def build(extra_args: Sequence[str] = (), settings: Settings | None = None) -> N
     """`dbt build` of the whole project; raises TransformError when anything fails."""
     settings = settings or load_settings()
     with one_build_at_a_time(settings):
-        result = run_dbt(["build", *extra_args], settings)
+        result = run_dbt_retrying_lock_timeouts(["build", *extra_args], settings)
     if not result.success:
         raise TransformError(failure_summary(result))
+
+
+def run_dbt_retrying_lock_timeouts(
+    args: Sequence[str], settings: Settings, manifest: Any = None
+) -> Any:
+    """`run_dbt`, run again (up to `settings.dbt_lock_retries` more times, a second apart) while
+    it fails only because a statement timed out waiting for a lock (a BI query held it). A build
+    is idempotent: the incremental models rebuild from the loads not yet recorded as transformed.
+    """
+    attempt = 0
+    while True:
+        result = run_dbt(args, settings, manifest=manifest)
+        if result.success or not failed_on_lock_timeout(result) or attempt >= settings.dbt_lock_retries:
+            return result
+        attempt += 1
+        log.warning(
+            "dbt %s waited more than %.1f s for a lock a reader holds (%s); running it again (%d of %d)",
+            args[0] if args else "",
+            settings.dbt_lock_timeout_seconds,
+            failure_summary(result),
+            attempt,
+            settings.dbt_lock_retries,
+        )
+        time.sleep(1.0)
+
+
+def failed_on_lock_timeout(result: Any) -> bool:
+    """Whether some node of a failed dbt result failed on lock_timeout, and none on anything else
+    (a failed data test or a SQL error is not retried)."""
+    if result.exception is not None:
+        return LOCK_TIMEOUT_MESSAGE in str(result.exception)
+    failed = [
+        node_result
+        for node_result in getattr(result.result, "results", None) or []
+        if str(getattr(node_result, "status", "")).lower() in {"error", "fail", "runtime error"}
+    ]
+    return bool(failed) and all(
+        LOCK_TIMEOUT_MESSAGE in str(node_result.message or "") for node_result in failed
+    )
 
 
 def dbt_parse(settings: Settings | None = None) -> Path:

@@ -33,6 +33,7 @@ from transform.dbt_runner import (
     failure_summary,
     one_build_at_a_time,
     run_dbt,
+    run_dbt_retrying_lock_timeouts,
 )
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,12 @@ class HotTransform:
             if seeds or models:
                 log.info("building what the warehouse lacks first: %s", ", ".join(seeds + models))
             if seeds:
-                result = run_dbt(
+                result = run_dbt_retrying_lock_timeouts(
                     ["--quiet", "seed", *target, "--select", *seeds], self.settings, manifest=self._manifest
                 )
                 if not result.success:
                     raise TransformError(f"dbt seed failed: {failure_summary(result)}")
-            result = run_dbt(
+            result = run_dbt_retrying_lock_timeouts(
                 ["--quiet", "run", *target, "--select", *HOT_MODELS, *models],
                 self.settings,
                 manifest=self._manifest,

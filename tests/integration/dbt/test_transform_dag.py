@@ -78,7 +78,8 @@ def test_transform_marts_dag_parses_from_the_manifest(tmp_path: Path) -> None:
         assert f"{model}_model_build" in tasks
     assert "int_bars_model_build" in tasks["int_technicals_model_build"]["upstream"]
     assert "symbol_reference_seed_build" in tasks
-    assert all(task["retries"] == 0 for task in tasks.values())
+    # retried only when dbt timed out on a BI query's lock (transform.airflow_retries)
+    assert all(task["retries"] == int(os.environ.get("DBT_LOCK_RETRIES") or 3) for task in tasks.values())
     # the tasks that write a hot model hold the build lock (hooks on every task; they decide)
     assert all(task["locks"] == ["hold_build_lock", "release_build_lock"] for task in tasks.values())
     for asset in ("tickhouse.raw.trades", "tickhouse.raw.alerts", "tickhouse.raw.candles",

@@ -32,6 +32,8 @@ def test_dbt_environment_comes_from_the_settings() -> None:
         "DBT_USER": "transformer",
         "DBT_PASSWORD": "s3cret",
         "BI_READER_USER": "analyst",
+        # dbt's connections wait DBT_LOCK_TIMEOUT_SECONDS (10) at most for a lock
+        "PGOPTIONS": "-c lock_timeout=10000",
     }
 
 
