@@ -12,6 +12,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,12 +214,8 @@ def _users_marker(settings: Settings, node: Node) -> Path:
     return node.home / "scram-users"
 
 
-def _format_storage(settings: Settings, node: Node, config: Path) -> None:
-    """Format a node's empty storage (a new stack, or a node whose disk was lost: it then copies
-    every partition back from the other brokers)."""
-    data = node.home / "data"
-    if (data / "meta.properties").exists():
-        return
+def _cluster_id(settings: Settings) -> Path:
+    """The file with the id every node of this stack's Kafka is formatted with (made once)."""
     home = kafka_dir(settings) if settings.kafka_brokers == 1 else cluster_dir(settings)
     home.mkdir(parents=True, exist_ok=True)
     cluster_id = home / "cluster.id"
@@ -231,6 +228,16 @@ def _format_storage(settings: Settings, node: Node, config: Path) -> None:
         while value.startswith("-"):
             value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cluster_id.write_text(value + "\n")
+    return cluster_id
+
+
+def _format_storage(settings: Settings, node: Node, config: Path) -> None:
+    """Format a node's empty storage (a new stack, or a node whose disk was lost: it then copies
+    every partition back from the other brokers)."""
+    data = node.home / "data"
+    if (data / "meta.properties").exists():
+        return
+    cluster_id = _cluster_id(settings)
     # the admin's password goes through a 0600 argument file, not the command line that any local
     # user may read in `ps`
     arguments = node.home / "format.args"
@@ -374,9 +381,16 @@ def start(settings: Settings, say: Callable[[str], None] | None = None) -> bool:
         log4j.write_text(LOG4J2_CONFIG)
     for node in missing:
         node.home.mkdir(parents=True, exist_ok=True)
-        config = node.home / "server.properties"
-        _write_private(config, server_properties(settings, node))
-        _format_storage(settings, node, config)
+        _write_private(node.home / "server.properties", server_properties(settings, node))
+    if missing:
+        _cluster_id(settings)
+    # one JVM per storage to format: side by side
+    with ThreadPoolExecutor(max_workers=len(missing) or 1) as pool:
+        for done in [
+            pool.submit(_format_storage, settings, node, node.home / "server.properties") for node in missing
+        ]:
+            done.result()
+    for node in missing:
         if not _users_marker(settings, node).exists():
             if say:
                 say("Kafka       upgrading: adding the SCRAM users to the existing storage (once)")
