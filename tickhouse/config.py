@@ -476,7 +476,10 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
         kafka_bootstrap_servers=_broker_addresses(env),
         kafka_brokers=_broker_count(env),
         kafka_controller_port=_port("KAFKA_CONTROLLER_PORT", get("KAFKA_CONTROLLER_PORT", "9093")),
-        kafka_heap_opts=get("KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g"),
+        # a cluster's three brokers share the machine: a quarter of the single broker's heap each
+        kafka_heap_opts=get(
+            "KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g" if _broker_count(env) == 1 else "-Xms128m -Xmx256m"
+        ),
         topic_partitions=_positive_int("TOPIC_PARTITIONS", get("TOPIC_PARTITIONS", "3")),
         trades_topic=_topic("TRADES_TOPIC", get("TRADES_TOPIC", "market.trades")),
         quotes_topic=_topic("QUOTES_TOPIC", get("QUOTES_TOPIC", "market.quotes")),
