@@ -16,6 +16,7 @@ import shutil
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,17 @@ def _trades_with_coordinates(settings: Settings, topic: str) -> list[tuple[int, 
     return sorted(out, key=lambda row: (row[0], row[1]))
 
 
+def _alert_metrics(service: AlertProcess) -> str:
+    """The alert service's own figures (trades evaluated, delivery errors, checkpoints)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{service.port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError as err:
+        return f"(no metrics: {err})"
+    return "\n".join(line for line in text.splitlines()
+                     if line.startswith("tickhouse_alerts_") and not line.startswith("#"))
+
+
 def _wait_whole(settings: Settings, topics: RelTopics, timeout: float = 120) -> None:
     """Until every partition of the scenario's topics and the consumer offsets has all its copies
     in sync again."""
@@ -196,6 +208,7 @@ def _run_scenario(
             service.check_alive()
             assert time.monotonic() < deadline, (
                 f"the alert service did not catch up: committed {committed}, ends {marks}\n"
+                + _alert_metrics(service) + "\n"
                 + "\n".join(line for line in service.log().splitlines()[-400:] if " alert " not in line)
             )
             time.sleep(1)
