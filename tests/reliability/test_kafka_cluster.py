@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
 from alerts.config import load_rules
 from alerts.rules import Engine
@@ -294,3 +295,17 @@ def test_broker_disk_lost(cluster: Settings, tmp_path: Path, scenario: Scenario)
         return 1
 
     _run_scenario(cluster, tmp_path, scenario, fault, speed=40)
+
+
+def test_topics_have_three_copies_and_need_two_in_sync(cluster: Settings) -> None:
+    """Kafka cluster: the stack's topics are on every broker and acknowledged by two."""
+    admin = kafka.admin(cluster.kafka_bootstrap_servers)
+    metadata = admin.list_topics(timeout=10)
+    for topic in (*cluster.topics, "__consumer_offsets"):
+        for partition in metadata.topics[topic].partitions.values():
+            assert sorted(partition.replicas) == [1, 2, 3], (topic, partition.id)
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in cluster.topics]
+    for resource, future in admin.describe_configs(resources).items():
+        configs = future.result(30)
+        assert configs["min.insync.replicas"].value == "2", resource
+        assert configs["unclean.leader.election.enable"].value == "false", resource
