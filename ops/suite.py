@@ -30,7 +30,7 @@ from tickhouse.config import KAFKA_BROKER_PORT_STEP, KAFKA_PRINCIPALS, PROJECT_R
 # what configures Tickhouse, or reaches outside services: never taken from the caller's environment
 _NOT_PASSED_ON = (
     "TICKHOUSE_", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_CONTROLLER_PORT", "KAFKA_LOGIN_", "KAFKA_HEAP_OPTS",
-    "KAFKA_ANONYMOUS_ACCESS",
+    "KAFKA_ANONYMOUS_ACCESS", "KAFKA_BROKERS",
     "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_", "KAFKA_SSL_", "KAFKA_USERNAME", "KAFKA_PASSWORD",
     *(f"KAFKA_{p.upper()}_PASSWORD" for p in (*KAFKA_PRINCIPALS, "controller")), "TOPIC_",
     "TRADES_TOPIC", "QUOTES_TOPIC", "ALERTS_", "CANDLES_TOPIC", "POSTGRES_", "LOADER_", "DBT_",

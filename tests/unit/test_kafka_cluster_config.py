@@ -94,3 +94,12 @@ def test_the_suite_can_run_on_a_cluster_with_free_port_runs(tmp_path: Path) -> N
     )
     assert written["KAFKA_BROKERS"] == "3"
     assert int(written["KAFKA_LOGIN_PORT"]) != int(written["KAFKA_CONTROLLER_PORT"])
+
+
+def test_the_suite_ignores_the_callers_broker_count(tmp_path: Path) -> None:
+    env, written = run_environment(
+        {"KAFKA_BROKERS": "3", "TICKHOUSE_STATE_DIR": str(tmp_path / "user"),
+         "TICKHOUSE_TEST_STATE_DIR": str(tmp_path / "test")},
+        project_root=tmp_path,
+    )
+    assert "KAFKA_BROKERS" not in env and "KAFKA_BROKERS" not in written
