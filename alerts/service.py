@@ -153,7 +153,10 @@ class AlertService:
             },
         )
         consumer = clients.trades_consumer(
-            opts.bootstrap_servers, opts.group, opts.from_beginning, opts.consumer_config
+            opts.bootstrap_servers,
+            opts.group,
+            opts.from_beginning,
+            {"on_commit": self._on_commit, **opts.consumer_config},
         )
         producer = clients.alerts_producer(opts.bootstrap_servers, opts.producer_config)
         state_producer = clients.state_producer(opts.bootstrap_servers, opts.producer_config)
@@ -462,6 +465,17 @@ class AlertService:
             return
         for tp in offsets:
             self._committed[tp.partition] = tp.offset
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """An asynchronous commit that failed (its group's coordinator moved to another broker, say)
+        is made again at the next tick: without this, a partition with no new trades would keep
+        its old committed offset until the next trade."""
+        for tp in partitions:
+            if (err is not None or tp.error is not None) and tp.topic == self.options.trades_topic:
+                if self._committed.get(tp.partition) == tp.offset:
+                    del self._committed[tp.partition]
+                log.warning("offset commit of partition %d failed: %s; retrying", tp.partition,
+                            err or tp.error)
 
     def _finish(self, partitions: set[int]) -> None:
         """Everything of `partitions` durable: alerts, offsets, a checkpoint (revoke, shutdown)."""

@@ -12,7 +12,7 @@ the next run.
     python -m ops.suite [PYTEST ARGS...]      (what scripts/run_tests.sh runs)
 
 TICKHOUSE_TEST_COMPONENTS (default: postgres,kafka,airflow) and TICKHOUSE_TEST_LINT (default 1)
-narrow a run.
+narrow a run; TICKHOUSE_TEST_KAFKA_BROKERS=3 runs it on a Kafka cluster (KAFKA_BROKERS).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ops.stack.manager import COMPONENTS, down, up
-from tickhouse.config import KAFKA_PRINCIPALS, PROJECT_ROOT
+from tickhouse.config import KAFKA_BROKER_PORT_STEP, KAFKA_PRINCIPALS, PROJECT_ROOT
 
 # what configures Tickhouse, or reaches outside services: never taken from the caller's environment
 _NOT_PASSED_ON = (
     "TICKHOUSE_", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_CONTROLLER_PORT", "KAFKA_LOGIN_", "KAFKA_HEAP_OPTS",
-    "KAFKA_ANONYMOUS_ACCESS",
+    "KAFKA_ANONYMOUS_ACCESS", "KAFKA_BROKERS",
     "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_", "KAFKA_SSL_", "KAFKA_USERNAME", "KAFKA_PASSWORD",
     *(f"KAFKA_{p.upper()}_PASSWORD" for p in (*KAFKA_PRINCIPALS, "controller")), "TOPIC_",
     "TRADES_TOPIC", "QUOTES_TOPIC", "ALERTS_", "CANDLES_TOPIC", "POSTGRES_", "LOADER_", "DBT_",
@@ -50,6 +50,26 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_run(count: int, step: int = KAFKA_BROKER_PORT_STEP, tries: int = 200) -> int:
+    """A port p such that p, p + step, ... (count ports) are all free now: one per broker of a
+    local Kafka cluster (KAFKA_BROKERS)."""
+    for _ in range(tries):
+        base = free_port()
+        ports = [base + step * n for n in range(count)]
+        if ports[-1] <= 65535 and all(_bindable(port) for port in ports[1:]):
+            return base
+    raise SystemExit(f"found no {count} free ports {step} apart on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def user_state_dir(environ: Mapping[str, str], project_root: Path = PROJECT_ROOT) -> Path:
@@ -86,13 +106,18 @@ def run_environment(
             f"the test stack's state dir {state} is the user's; set TICKHOUSE_TEST_STATE_DIR to "
             "another directory"
         )
-    ports = {name: str(free_port()) for name in _PORTS}
+    # TICKHOUSE_TEST_KAFKA_BROKERS=3: the suite's Kafka as a cluster, each broker's ports a step apart
+    brokers = int(environ.get("TICKHOUSE_TEST_KAFKA_BROKERS", "").strip() or "1")
+    ports = {
+        name: str(free_port_run(brokers) if name.startswith("KAFKA_") else free_port()) for name in _PORTS
+    }
     settings = {
         "TICKHOUSE_STATE_DIR": str(state),
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{ports.pop('KAFKA_PORT')}",
         "POSTGRES_HOST": "127.0.0.1",
         "AIRFLOW_HOST": "127.0.0.1",
         "WAREHOUSE": "postgres",
+        **({"KAFKA_BROKERS": str(brokers)} if brokers > 1 else {}),
         **ports,
     }
     env = passed_on(environ)

@@ -46,6 +46,9 @@ DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 # the local broker listens twice: KAFKA_BOOTSTRAP_SERVERS (docs/interfaces/configuration.md) for clients
 # without a login, which its ACLs let publish and read market data only, and KAFKA_LOGIN_PORT for SCRAM logins
 DEFAULT_KAFKA_LOGIN_PORT = "9094"
+# KAFKA_BROKERS > 1 (the local stack as a cluster): broker n listens on each of broker 1's ports
+# (KAFKA_BOOTSTRAP_SERVERS, KAFKA_LOGIN_PORT, KAFKA_CONTROLLER_PORT) plus this step times n - 1
+KAFKA_BROKER_PORT_STEP = 10
 # what a client without a login may do on the local broker: `market` (publish and read the market
 # topics, read alerts: docs/interfaces/kafka-messages.md's interface) or `none`
 KAFKA_ANONYMOUS_CHOICES = ("market", "none")
@@ -90,11 +93,9 @@ def _kafka_identity(env: Mapping[str, str]) -> dict[str, Any]:
     if login_servers:
         login_servers = _bootstrap("KAFKA_LOGIN_SERVERS", login_servers)
     elif local_login:
-        bootstrap = _bootstrap(
-            "KAFKA_BOOTSTRAP_SERVERS",
-            env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or DEFAULT_KAFKA_BOOTSTRAP,
+        login_servers = ",".join(
+            f"{host}:{port}" for host, port in broker_login_addresses(_broker_addresses(env), login_port)
         )
-        login_servers = f"{bootstrap.split(',')[0].rsplit(':', 1)[0]}:{login_port}"
     anonymous = env.get("KAFKA_ANONYMOUS_ACCESS", "").strip().lower() or "market"
     if anonymous not in KAFKA_ANONYMOUS_CHOICES:
         raise ConfigError(
@@ -113,6 +114,45 @@ def _kafka_identity(env: Mapping[str, str]) -> dict[str, Any]:
 
 def _servers(raw: str) -> list[str]:
     return [s.strip() for s in raw.split(",") if s.strip()]
+
+
+def _broker_count(env: Mapping[str, str]) -> int:
+    return _positive_int("KAFKA_BROKERS", env.get("KAFKA_BROKERS", "").strip() or "1")
+
+
+def _broker_addresses(env: Mapping[str, str]) -> str:
+    """KAFKA_BOOTSTRAP_SERVERS with every broker of the local stack in it: given one address and
+    KAFKA_BROKERS=n, the n brokers' addresses (ports KAFKA_BROKER_PORT_STEP apart), so that a client
+    still finds the cluster when any one broker is down."""
+    bootstrap = _bootstrap(
+        "KAFKA_BOOTSTRAP_SERVERS", env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or DEFAULT_KAFKA_BOOTSTRAP
+    )
+    brokers = _broker_count(env)
+    servers = _servers(bootstrap)
+    if brokers == 1 or len(servers) == brokers:
+        return bootstrap
+    if len(servers) != 1:
+        raise ConfigError(
+            f"KAFKA_BOOTSTRAP_SERVERS={bootstrap!r} lists {len(servers)} brokers but "
+            f"KAFKA_BROKERS={brokers}; list one address per broker, or only the first (the "
+            f"others follow {KAFKA_BROKER_PORT_STEP} ports apart)"
+        )
+    host, port = servers[0].rsplit(":", 1)
+    ports = [int(port) + KAFKA_BROKER_PORT_STEP * n for n in range(brokers)]
+    if ports[-1] > 65535:
+        raise ConfigError(
+            f"KAFKA_BOOTSTRAP_SERVERS={bootstrap!r}: broker {brokers} would need port {ports[-1]}"
+        )
+    return ",".join(f"{host}:{p}" for p in ports)
+
+
+def broker_login_addresses(bootstrap_servers: str, login_port: int) -> list[tuple[str, int]]:
+    """(host, login port) of each local broker: broker n's login listener is KAFKA_LOGIN_PORT plus
+    KAFKA_BROKER_PORT_STEP times n - 1, on the host of its KAFKA_BOOTSTRAP_SERVERS address."""
+    return [
+        (server.rsplit(":", 1)[0], login_port + KAFKA_BROKER_PORT_STEP * n)
+        for n, server in enumerate(_servers(bootstrap_servers))
+    ]
 
 
 def _security_settings(identity: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:
@@ -155,7 +195,7 @@ def kafka_client_settings(bootstrap_servers: str, environ: Mapping[str, str] | N
     identity = _kafka_identity(env)
     out = _security_settings(identity, env)
     login = identity["kafka_login_servers"]
-    configured = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or DEFAULT_KAFKA_BOOTSTRAP
+    configured = _broker_addresses(env)
     if out and login and _servers(bootstrap_servers) == _servers(configured):
         out["bootstrap.servers"] = login
     return out
@@ -305,6 +345,18 @@ class Settings:
     # how many times a build that timed out is run again (DBT_LOCK_RETRIES)
     dbt_lock_timeout_seconds: float = 10.0
     dbt_lock_retries: int = 3
+    # KAFKA_BROKERS: how many brokers the local stack runs (1, or a cluster: docs/operations.md)
+    kafka_brokers: int = 1
+
+    @property
+    def topic_replication_factor(self) -> int:
+        """Copies of each partition the local stack's topics get: one per broker, at most 3."""
+        return min(self.kafka_brokers, 3)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Copies an `acks=all` write waits for: 2 of 3, so one broker may be down without loss."""
+        return max(1, self.topic_replication_factor - 1)
 
     @property
     def kafka_port(self) -> int:
@@ -316,8 +368,11 @@ class Settings:
 
     @property
     def kafka_login_listener(self) -> str:
-        """host:port of the local broker's login listener (KAFKA_LOGIN_PORT on the bootstrap host)."""
-        return f"{self.kafka_host}:{self.kafka_login_port}"
+        """host:port of each local broker's login listener (KAFKA_LOGIN_PORT on the bootstrap host)."""
+        return ",".join(
+            f"{host}:{port}"
+            for host, port in broker_login_addresses(self.kafka_bootstrap_servers, self.kafka_login_port)
+        )
 
     @property
     def topics(self) -> tuple[str, str, str, str]:
@@ -356,6 +411,7 @@ class Settings:
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
             "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
+            "KAFKA_BROKERS": str(self.kafka_brokers),
             "KAFKA_HEAP_OPTS": self.kafka_heap_opts,
             "TOPIC_PARTITIONS": str(self.topic_partitions),
             "TRADES_TOPIC": self.trades_topic,
@@ -434,11 +490,13 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
     return Settings(
         project_root=project_root,
         state_dir=Path(env["TICKHOUSE_STATE_DIR"]).resolve(),
-        kafka_bootstrap_servers=_bootstrap(
-            "KAFKA_BOOTSTRAP_SERVERS", get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA_BOOTSTRAP)
-        ),
+        kafka_bootstrap_servers=_broker_addresses(env),
+        kafka_brokers=_broker_count(env),
         kafka_controller_port=_port("KAFKA_CONTROLLER_PORT", get("KAFKA_CONTROLLER_PORT", "9093")),
-        kafka_heap_opts=get("KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g"),
+        # a cluster's three brokers share the machine: a quarter of the single broker's heap each
+        kafka_heap_opts=get(
+            "KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g" if _broker_count(env) == 1 else "-Xms128m -Xmx256m"
+        ),
         topic_partitions=_positive_int("TOPIC_PARTITIONS", get("TOPIC_PARTITIONS", "3")),
         trades_topic=_topic("TRADES_TOPIC", get("TRADES_TOPIC", "market.trades")),
         quotes_topic=_topic("QUOTES_TOPIC", get("QUOTES_TOPIC", "market.quotes")),

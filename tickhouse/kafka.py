@@ -89,10 +89,12 @@ def probe_group() -> str:
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    """How a topic is created: its partitions and topic-level settings (e.g. COMPACTED)."""
+    """How a topic is created: its partitions, copies (-1: the cluster's default.replication.factor)
+    and topic-level settings (e.g. COMPACTED)."""
 
     partitions: int = 1
     config: Mapping[str, str] = field(default_factory=dict)
+    replication: int = -1
 
 
 def broker_answers(bootstrap_servers: str, timeout: float = 2.0) -> bool:
@@ -110,7 +112,8 @@ def ensure_topics(
     grow: bool = False,
     timeout: float = 10.0,
 ) -> list[str]:
-    """Create the topics that do not exist yet (replication 1); returns the ones created.
+    """Create the topics that do not exist yet (with the replication of their spec); returns the
+    ones created.
 
     With `grow`, a topic with fewer partitions than its spec gets more (never fewer: Kafka cannot
     shrink a topic). Raises KafkaTopicError naming the topic when the broker refuses or does not
@@ -124,7 +127,12 @@ def ensure_topics(
             f"cannot list the topics on {bootstrap_servers} ({err}); is the broker running?"
         ) from err
     missing = [
-        NewTopic(name, num_partitions=spec.partitions, replication_factor=1, config=dict(spec.config))
+        NewTopic(
+            name,
+            num_partitions=spec.partitions,
+            replication_factor=spec.replication,
+            config=dict(spec.config),
+        )
         for name, spec in topics.items()
         if name not in existing
     ]

@@ -1,22 +1,36 @@
-"""Apache Kafka in KRaft mode (one combined broker+controller), from the Maven Central jars that
-scripts/bootstrap.sh copies into `<state>/kafka/libs`."""
+"""Apache Kafka in KRaft mode, from the Maven Central jars that scripts/bootstrap.sh copies into
+`<state>/kafka/libs`: one combined broker+controller (`<state>/kafka`), or with KAFKA_BROKERS=n a
+cluster of n combined nodes that form the controller quorum together (`<state>/kafka-cluster/broker-<n>`),
+whose topics get 3 copies and `min.insync.replicas=2`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
 from ops.stack import kafka_security
 from ops.stack.credentials import generated_secret
-from ops.stack.processes import Service, StackError, port_open, require_port_free, wait_until
+from ops.stack.processes import (
+    Service,
+    StackError,
+    pid_alive,
+    port_open,
+    require_port_free,
+    stop_pid,
+    wait_until,
+)
 from tickhouse import kafka
-from tickhouse.config import Settings, kafka_password_variable
+from tickhouse.config import KAFKA_BROKER_PORT_STEP, Settings, broker_login_addresses, kafka_password_variable
 
 LOG4J2_CONFIG = """\
 Configuration:
@@ -39,12 +53,68 @@ Configuration:
 """
 
 
-def service(settings: Settings) -> Service:
-    return Service("kafka", settings.state_dir)
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One Kafka process of the local stack: its KRaft node id, ports, home (configuration, data) and
+    the name of its pid and log files."""
+
+    node_id: int
+    host: str
+    port: int
+    login_port: int
+    controller_port: int
+    home: Path
+    name: str
 
 
 def kafka_dir(settings: Settings) -> Path:
+    """The single broker's home; also where the jars live, whatever the mode."""
     return settings.state_dir / "kafka"
+
+
+def cluster_dir(settings: Settings) -> Path:
+    """The cluster's nodes' homes (KAFKA_BROKERS > 1): its own storage, never the single broker's."""
+    return settings.state_dir / "kafka-cluster"
+
+
+def nodes(settings: Settings) -> list[Node]:
+    """The Kafka processes KAFKA_BROKERS asks for; broker n's ports are KAFKA_BROKER_PORT_STEP x (n-1)
+    above broker 1's (tickhouse.config)."""
+    if settings.kafka_brokers == 1:
+        return [
+            Node(
+                1, settings.kafka_host, settings.kafka_port, settings.kafka_login_port,
+                settings.kafka_controller_port, kafka_dir(settings), "kafka",
+            )
+        ]
+    addresses = settings.kafka_bootstrap_servers.split(",")
+    logins = broker_login_addresses(settings.kafka_bootstrap_servers, settings.kafka_login_port)
+    return [
+        Node(
+            n + 1,
+            host,
+            int(address.rsplit(":", 1)[1]),
+            login_port,
+            settings.kafka_controller_port + KAFKA_BROKER_PORT_STEP * n,
+            cluster_dir(settings) / f"broker-{n + 1}",
+            f"kafka-{n + 1}",
+        )
+        for n, (address, (host, login_port)) in enumerate(zip(addresses, logins, strict=True))
+    ]
+
+
+def node_service(settings: Settings, node: Node) -> Service:
+    return Service(node.name, settings.state_dir)
+
+
+def service(settings: Settings) -> Service:
+    """The first (or only) broker's process."""
+    return node_service(settings, nodes(settings)[0])
+
+
+def services(settings: Settings) -> list[Service]:
+    """Every broker process of the configured mode."""
+    return [node_service(settings, node) for node in nodes(settings)]
 
 
 def libs_dir(settings: Settings) -> Path:
@@ -63,13 +133,17 @@ def java() -> str:
     return found
 
 
-def server_properties(settings: Settings) -> str:
-    """The broker's configuration: two client listeners, PUBLIC on KAFKA_BOOTSTRAP_SERVERS without a
-    login (docs/interfaces/configuration.md: the principal `ANONYMOUS`) and CLIENT on KAFKA_LOGIN_PORT with
-    SASL/SCRAM; SASL/PLAIN between broker and controller; the StandardAuthorizer denying what
-    `kafka_security.acl_table` does not grant."""
-    host, port, login = settings.kafka_host, settings.kafka_port, settings.kafka_login_port
-    controller = settings.kafka_controller_port
+def _voters(settings: Settings) -> str:
+    return ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in nodes(settings))
+
+
+def server_properties(settings: Settings, node: Node | None = None) -> str:
+    """A broker's configuration (the first one's by default): two client listeners, PUBLIC on
+    KAFKA_BOOTSTRAP_SERVERS without a login (docs/interfaces/configuration.md: the principal
+    `ANONYMOUS`) and CLIENT on KAFKA_LOGIN_PORT with SASL/SCRAM; SASL/PLAIN between broker and
+    controller; the StandardAuthorizer denying what `kafka_security.acl_table` does not grant."""
+    node = node or nodes(settings)[0]
+    host, port, login, controller = node.host, node.port, node.login_port, node.controller_port
     admin_password = generated_secret(settings, kafka_password_variable(kafka_security.ADMIN))
     controller_password = generated_secret(settings, kafka_security.CONTROLLER_PASSWORD)
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
@@ -80,8 +154,8 @@ def server_properties(settings: Settings) -> str:
 # generated Kafka passwords at every start (no access without an ACL; clients without a
 # login only on the PUBLIC listener, whose ACLs allow market data, see kafka_security.acl_table).
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@{host}:{controller}
+node.id={node.node_id}
+controller.quorum.voters={_voters(settings)}
 listeners=PUBLIC://{host}:{port},CLIENT://{host}:{login},CONTROLLER://{host}:{controller}
 advertised.listeners=PUBLIC://{host}:{port},CLIENT://{host}:{login}
 controller.listener.names=CONTROLLER
@@ -98,20 +172,29 @@ listener.name.controller.plain.sasl.jaas.config={plain} required \\
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:{kafka_security.ADMIN};User:{ctl}
 allow.everyone.if.no.acl.found=false
-{_storage_properties(settings)}"""
+{_storage_properties(settings, node)}"""
 
 
-def _storage_properties(settings: Settings) -> str:
+def _storage_properties(settings: Settings, node: Node) -> str:
     """What every configuration of the broker shares: where and how it keeps the data."""
+    copies, in_sync = settings.topic_replication_factor, settings.min_insync_replicas
+    # a cluster: every topic (the internal ones too) with copies on 3 brokers, an acks=all write
+    # acknowledged once 2 hold it, and never a leader that missed acknowledged writes
+    cluster = (
+        f"default.replication.factor={copies}\nmin.insync.replicas={in_sync}\n"
+        "unclean.leader.election.enable=false\n"
+        if settings.kafka_brokers > 1
+        else ""
+    )
     return f"""\
-log.dirs={kafka_dir(settings) / "data"}
+log.dirs={node.home / "data"}
 num.partitions={settings.topic_partitions}
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor={copies}
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
+transaction.state.log.replication.factor={copies}
+transaction.state.log.min.isr={in_sync}
+{cluster}group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=4
 log.retention.hours=168
@@ -126,16 +209,16 @@ def _classpath(settings: Settings) -> str:
     return f"{libs}/*"
 
 
-def _users_marker(settings: Settings) -> Path:
+def _users_marker(settings: Settings, node: Node) -> Path:
     """Present once the storage holds the SCRAM user `admin` (formatted with it, or upgraded)."""
-    return kafka_dir(settings) / "scram-users"
+    return node.home / "scram-users"
 
 
-def _format_storage(settings: Settings, config: Path) -> None:
-    data = kafka_dir(settings) / "data"
-    if (data / "meta.properties").exists():
-        return
-    cluster_id = kafka_dir(settings) / "cluster.id"
+def _cluster_id(settings: Settings) -> Path:
+    """The file with the id every node of this stack's Kafka is formatted with (made once)."""
+    home = kafka_dir(settings) if settings.kafka_brokers == 1 else cluster_dir(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    cluster_id = home / "cluster.id"
     if not cluster_id.exists():
         # Kafka wants a base64 UUID; uuid4's urlsafe-base64 form is what random-uuid prints. One
         # that starts with "-" would be read as an option by the storage tool: draw another.
@@ -145,9 +228,19 @@ def _format_storage(settings: Settings, config: Path) -> None:
         while value.startswith("-"):
             value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cluster_id.write_text(value + "\n")
+    return cluster_id
+
+
+def _format_storage(settings: Settings, node: Node, config: Path) -> None:
+    """Format a node's empty storage (a new stack, or a node whose disk was lost: it then copies
+    every partition back from the other brokers)."""
+    data = node.home / "data"
+    if (data / "meta.properties").exists():
+        return
+    cluster_id = _cluster_id(settings)
     # the admin's password goes through a 0600 argument file, not the command line that any local
     # user may read in `ps`
-    arguments = kafka_dir(settings) / "format.args"
+    arguments = node.home / "format.args"
     admin_password = generated_secret(settings, kafka_password_variable(kafka_security.ADMIN))
     _write_private(
         arguments,
@@ -177,7 +270,7 @@ def _format_storage(settings: Settings, config: Path) -> None:
         arguments.unlink(missing_ok=True)
     if result.returncode != 0:
         raise StackError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
-    _users_marker(settings).write_text("admin\n")
+    _users_marker(settings, node).write_text("admin\n")
 
 
 def legacy_properties(settings: Settings) -> str:
@@ -195,7 +288,7 @@ advertised.listeners=PLAINTEXT://{host}:{port}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
-{_storage_properties(settings)}"""
+{_storage_properties(settings, nodes(settings)[0])}"""
 
 
 def _add_admin_user(settings: Settings, home: Path, log4j: Path) -> None:
@@ -216,7 +309,7 @@ def _add_admin_user(settings: Settings, home: Path, log4j: Path) -> None:
     finally:
         svc.stop(timeout=60)
         legacy.unlink(missing_ok=True)
-    _users_marker(settings).write_text("admin\n")
+    _users_marker(settings, nodes(settings)[0]).write_text("admin\n")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -242,70 +335,130 @@ def _argv(settings: Settings, config: Path, log4j: Path) -> list[str]:
     ]
 
 
-def needs_restart(settings: Settings) -> bool:
-    """Whether the running broker runs another configuration than this checkout's (e.g. an older
-    Tickhouse's, without authentication): `start` will restart it."""
-    config = kafka_dir(settings) / "server.properties"
-    if service(settings).pid() is None:
+def _node_needs_restart(settings: Settings, node: Node) -> bool:
+    config = node.home / "server.properties"
+    if node_service(settings, node).pid() is None:
         return False
-    return not config.exists() or config.read_text() != server_properties(settings)
+    return not config.exists() or config.read_text() != server_properties(settings, node)
+
+
+def needs_restart(settings: Settings) -> bool:
+    """Whether a running broker runs another configuration than this checkout's (e.g. an older
+    Tickhouse's, without authentication): `start` will restart it."""
+    return any(_node_needs_restart(settings, node) for node in nodes(settings))
+
+
+def _node_label(settings: Settings, node: Node) -> str:
+    return "Kafka broker" if settings.kafka_brokers == 1 else f"Kafka broker {node.node_id}"
+
+
+def _require_ports_free(settings: Settings, node: Node) -> None:
+    suffix = "" if settings.kafka_brokers == 1 else f" (broker {node.node_id} of KAFKA_BROKERS)"
+    require_port_free(node.host, node.port, f"KAFKA_BOOTSTRAP_SERVERS{suffix}")
+    require_port_free(node.host, node.login_port, f"KAFKA_LOGIN_PORT{suffix}")
+    require_port_free(node.host, node.controller_port, f"KAFKA_CONTROLLER_PORT{suffix}")
 
 
 def start(settings: Settings, say: Callable[[str], None] | None = None) -> bool:
-    """Start the broker if it is not running (restart it if it runs another configuration, e.g. an
+    """Start every broker that is not running (restart one that runs another configuration, e.g. an
     older Tickhouse's without authentication); then its users and ACLs are in place. Returns True
-    when this call started it."""
-    svc = service(settings)
-    home = kafka_dir(settings)
-    config = home / "server.properties"
-    if svc.pid() is not None:
-        if not needs_restart(settings):
-            wait_until(
-                lambda: port_open(settings.kafka_host, settings.kafka_port), 60, "Kafka broker",
-                svc.log_file,
-            )
-            kafka_security.provision(settings)
-            return False
-        if say:
-            say("Kafka       restarting: its configuration changed (authentication and ACLs)")
-        svc.stop(timeout=60)
-    require_port_free(settings.kafka_host, settings.kafka_port, "KAFKA_BOOTSTRAP_SERVERS")
-    require_port_free(settings.kafka_host, settings.kafka_login_port, "KAFKA_LOGIN_PORT")
-    require_port_free(settings.kafka_host, settings.kafka_controller_port, "KAFKA_CONTROLLER_PORT")
-    home.mkdir(parents=True, exist_ok=True)
-    _write_private(config, server_properties(settings))
-    log4j = home / "log4j2.yaml"
-    log4j.write_text(LOG4J2_CONFIG)
-    _format_storage(settings, config)
-    if not _users_marker(settings).exists():
-        if say:
-            say("Kafka       upgrading: adding the SCRAM users to the existing storage (once)")
-        _add_admin_user(settings, home, log4j)
-    svc.start(_argv(settings, config, log4j), env=os.environ, cwd=home)
-    wait_until(lambda: port_open(settings.kafka_host, settings.kafka_port), 90, "Kafka broker", svc.log_file)
-    wait_until(
-        lambda: port_open(settings.kafka_host, settings.kafka_login_port), 30, "Kafka login listener",
-        svc.log_file,
-    )
+    when this call started one. In a cluster the nodes start together: each waits for a quorum."""
+    log4j = kafka_dir(settings) / "log4j2.yaml"
+    missing: list[Node] = []
+    for node in nodes(settings):
+        svc = node_service(settings, node)
+        if svc.pid() is not None:
+            if not _node_needs_restart(settings, node):
+                continue
+            if say:
+                say("Kafka       restarting: its configuration changed (authentication and ACLs)")
+            svc.stop(timeout=60)
+        missing.append(node)
+    for node in missing:
+        _require_ports_free(settings, node)
+    if missing:
+        kafka_dir(settings).mkdir(parents=True, exist_ok=True)
+        log4j.write_text(LOG4J2_CONFIG)
+    for node in missing:
+        node.home.mkdir(parents=True, exist_ok=True)
+        _write_private(node.home / "server.properties", server_properties(settings, node))
+    if missing:
+        _cluster_id(settings)
+    # one JVM per storage to format: side by side
+    with ThreadPoolExecutor(max_workers=len(missing) or 1) as pool:
+        for done in [
+            pool.submit(_format_storage, settings, node, node.home / "server.properties") for node in missing
+        ]:
+            done.result()
+    for node in missing:
+        if not _users_marker(settings, node).exists():
+            if say:
+                say("Kafka       upgrading: adding the SCRAM users to the existing storage (once)")
+            _add_admin_user(settings, node.home, log4j)
+    for node in missing:
+        node_service(settings, node).start(
+            _argv(settings, node.home / "server.properties", log4j), env=os.environ, cwd=node.home
+        )
+    for node in nodes(settings):
+        log_file = node_service(settings, node).log_file
+        label = _node_label(settings, node)
+        wait_until(lambda n=node: port_open(n.host, n.port), 90, label, log_file)
+        wait_until(lambda n=node: port_open(n.host, n.login_port), 30, f"{label}'s login listener", log_file)
     kafka_security.provision(settings)
-    create_topics(settings)
-    return True
+    if missing:
+        create_topics(settings)
+    return bool(missing)
 
 
 def stop(settings: Settings) -> bool:
-    return service(settings).stop(timeout=60)
+    """Stop every Kafka process of the stack (of either mode); True if one was running. The nodes
+    of a cluster are told to stop together: one left alone would wait for a quorum that is gone."""
+    run = settings.state_dir / "run"
+    names = {"kafka", *(p.stem for p in run.glob("kafka-*.pid") if p.stem[len("kafka-"):].isdigit())}
+    running = [(svc, pid) for svc in (Service(n, settings.state_dir) for n in sorted(names))
+               if (pid := svc.pid()) is not None]
+    for _svc, pid in running:
+        _signal_group(pid)
+    for svc, pid in running:
+        stop_pid(pid, 60)
+        svc.pid_file.unlink(missing_ok=True)
+    return bool(running)
+
+
+def _signal_group(pid: int) -> None:
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
 
 
 def create_topics(settings: Settings, timeout: float = 60) -> None:
-    """Once the broker answers: the four topics with TOPIC_PARTITIONS partitions each (a topic with
-    fewer gets more; Kafka never shrinks one)."""
+    """Once the brokers answer: the four topics with TOPIC_PARTITIONS partitions each (a topic with
+    fewer gets more; Kafka never shrinks one), on every broker of a cluster (up to 3 copies)."""
     wait_until(
         lambda: kafka.broker_answers(settings.kafka_bootstrap_servers), timeout, "Kafka broker metadata"
     )
-    specs = {topic: kafka.TopicSpec(settings.topic_partitions) for topic in settings.topics}
+    config = {"min.insync.replicas": str(settings.min_insync_replicas)} if settings.kafka_brokers > 1 else {}
+    specs = {
+        topic: kafka.TopicSpec(settings.topic_partitions, config, settings.topic_replication_factor)
+        for topic in settings.topics
+    }
     kafka.ensure_topics(settings.kafka_bootstrap_servers, specs, grow=True, timeout=30)
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
     """Partition count per configured topic (0 when missing)."""
     return kafka.partition_counts(settings.kafka_bootstrap_servers, settings.topics)
+
+
+def under_replicated(settings: Settings, topics: Iterable[str] | None = None) -> list[tuple[str, int]]:
+    """(topic, partition) of every partition whose in-sync replicas are fewer than its replicas
+    (all topics but Kafka's own by default): a cluster is whole again when this is empty."""
+    metadata = kafka.admin(settings.kafka_bootstrap_servers).list_topics(timeout=10)
+    wanted = set(topics) if topics is not None else None
+    return [
+        (name, pid)
+        for name, topic in metadata.topics.items()
+        if (wanted is None or name in wanted) and topic.error is None
+        for pid, partition in topic.partitions.items()
+        if partition.error is not None or len(partition.isrs) < len(partition.replicas)
+    ]

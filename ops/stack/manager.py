@@ -190,7 +190,7 @@ def _postgres_status(settings: Settings) -> ComponentStatus:
 
 
 def _kafka_status(settings: Settings) -> ComponentStatus:
-    pid = kafka_broker.service(settings).pid()
+    pids = [pid for svc in kafka_broker.services(settings) if (pid := svc.pid()) is not None]
     answers = False
     detail = ""
     if port_open(settings.kafka_host, settings.kafka_port):
@@ -203,9 +203,9 @@ def _kafka_status(settings: Settings) -> ComponentStatus:
     return ComponentStatus(
         "kafka",
         settings.kafka_bootstrap_servers,
-        pid is not None,
+        len(pids) == settings.kafka_brokers,
         answers,
-        detail + (f", pid {pid}" if pid else ""),
+        detail + (f", pid{'s' if len(pids) > 1 else ''} {', '.join(map(str, pids))}" if pids else ""),
     )
 
 

@@ -52,7 +52,7 @@ class RelTopics:
                 NewTopic(
                     t,
                     num_partitions=partitions,
-                    replication_factor=1,
+                    replication_factor=-1,  # the cluster's default: 3 copies with KAFKA_BROKERS=3
                     config={"max.message.bytes": str(BIG_MESSAGE_BYTES)},
                 )
                 for t in self.names

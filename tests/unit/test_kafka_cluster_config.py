@@ -1,0 +1,105 @@
+"""KAFKA_BROKERS: the local stack's Kafka as one broker (unchanged) or as a cluster of KRaft nodes."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from ops.stack import kafka_broker
+from ops.suite import free_port_run, run_environment
+from tickhouse.config import ConfigError, Settings, kafka_client_settings, load_settings
+
+
+def _settings(tmp_path: Path, **env: str) -> Settings:
+    (tmp_path / "secrets.env").write_text("KAFKA_ADMIN_PASSWORD=ka\nKAFKA_CONTROLLER_PASSWORD=kc\n")
+    return load_settings({"TICKHOUSE_STATE_DIR": str(tmp_path), **env}, project_root=tmp_path)
+
+
+def _properties(text: str) -> dict[str, str]:
+    lines = [line for line in text.splitlines() if "=" in line and not line.startswith(("#", " "))]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_one_broker_is_the_default_with_one_copy_per_partition(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert settings.kafka_brokers == 1
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.kafka_login_listener == "127.0.0.1:9094"
+    [node] = kafka_broker.nodes(settings)
+    props = _properties(kafka_broker.server_properties(settings, node))
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:9093"
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert "min.insync.replicas" not in props and "default.replication.factor" not in props
+    assert props["log.dirs"] == str(tmp_path / "kafka" / "data")
+
+
+def test_three_brokers_list_every_address_and_keep_three_copies(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, KAFKA_BROKERS="3")
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092,127.0.0.1:9102,127.0.0.1:9112"
+    assert settings.kafka_login_listener == "127.0.0.1:9094,127.0.0.1:9104,127.0.0.1:9114"
+    assert (settings.topic_replication_factor, settings.min_insync_replicas) == (3, 2)
+    assert settings.kafka_heap_opts == "-Xms128m -Xmx256m"
+    nodes = kafka_broker.nodes(settings)
+    assert [(n.node_id, n.port, n.login_port, n.controller_port) for n in nodes] == [
+        (1, 9092, 9094, 9093), (2, 9102, 9104, 9103), (3, 9112, 9114, 9113),
+    ]
+    for node in nodes:
+        props = _properties(kafka_broker.server_properties(settings, node))
+        assert props["node.id"] == str(node.node_id)
+        assert props["controller.quorum.voters"] == (
+            "1@127.0.0.1:9093,2@127.0.0.1:9103,3@127.0.0.1:9113"
+        )
+        assert props["listeners"] == (
+            f"PUBLIC://127.0.0.1:{node.port},CLIENT://127.0.0.1:{node.login_port},"
+            f"CONTROLLER://127.0.0.1:{node.controller_port}"
+        )
+        assert props["log.dirs"] == str(tmp_path / "kafka-cluster" / f"broker-{node.node_id}" / "data")
+        for key in ("default.replication.factor", "offsets.topic.replication.factor",
+                    "transaction.state.log.replication.factor"):
+            assert props[key] == "3", key
+        assert props["min.insync.replicas"] == "2"
+        assert props["transaction.state.log.min.isr"] == "2"
+        assert props["unclean.leader.election.enable"] == "false"
+
+
+def test_a_login_to_the_cluster_goes_to_every_login_listener(tmp_path: Path) -> None:
+    env = {"TICKHOUSE_STATE_DIR": str(tmp_path), "TICKHOUSE_ENV_FILE": str(tmp_path / "none.env"),
+           "KAFKA_BROKERS": "3", "KAFKA_ADMIN_PASSWORD": "ka"}
+    settings = load_settings(env, project_root=tmp_path)
+    client = kafka_client_settings(settings.kafka_bootstrap_servers, env)
+    assert client["bootstrap.servers"] == "127.0.0.1:9094,127.0.0.1:9104,127.0.0.1:9114"
+    assert client["sasl.username"] == "admin"
+
+
+def test_bootstrap_listing_other_than_every_broker_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="KAFKA_BROKERS=3"):
+        _settings(tmp_path, KAFKA_BROKERS="3", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092,127.0.0.1:9093")
+    listed = _settings(tmp_path, KAFKA_BROKERS="2",
+                       KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:7001,127.0.0.1:7005")
+    assert [n.port for n in kafka_broker.nodes(listed)] == [7001, 7005]
+    assert (listed.topic_replication_factor, listed.min_insync_replicas) == (2, 1)
+
+
+def test_the_suite_can_run_on_a_cluster_with_free_port_runs(tmp_path: Path) -> None:
+    base = free_port_run(3)
+    for port in (base, base + 10, base + 20):  # each broker's port of that kind
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+    _env, written = run_environment(
+        {"TICKHOUSE_TEST_KAFKA_BROKERS": "3", "TICKHOUSE_STATE_DIR": str(tmp_path / "user"),
+         "TICKHOUSE_TEST_STATE_DIR": str(tmp_path / "test")},
+        project_root=tmp_path,
+    )
+    assert written["KAFKA_BROKERS"] == "3"
+    assert int(written["KAFKA_LOGIN_PORT"]) != int(written["KAFKA_CONTROLLER_PORT"])
+
+
+def test_the_suite_ignores_the_callers_broker_count(tmp_path: Path) -> None:
+    env, written = run_environment(
+        {"KAFKA_BROKERS": "3", "TICKHOUSE_STATE_DIR": str(tmp_path / "user"),
+         "TICKHOUSE_TEST_STATE_DIR": str(tmp_path / "test")},
+        project_root=tmp_path,
+    )
+    assert "KAFKA_BROKERS" not in env and "KAFKA_BROKERS" not in written
