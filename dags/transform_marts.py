@@ -13,7 +13,6 @@ mapping, `transform.airflow_profile`); the Snowflake target reads profiles.yml.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavi
 
 from alerts.airflow_failures import notify_dag_failure, notify_failure
 from drain.assets import MART_INPUTS, RAW_TABLE_ASSETS, REFERENCE_TABLE_ASSETS
+from tickhouse.config import dbt_lock_retries
 from transform.airflow_profile import profile_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def _writes_a_hot_model(context: Any) -> bool:
 SLOW_PATH_NICENESS = 10
 
 # how many times a task whose dbt run timed out on a BI query's lock runs again (tickhouse.config)
-LOCK_RETRIES = int(os.environ.get("DBT_LOCK_RETRIES", "").strip() or 3)
+LOCK_RETRIES = dbt_lock_retries()
 
 
 def hold_build_lock(context: Any) -> None:

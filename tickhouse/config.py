@@ -538,6 +538,13 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
     )
 
 
+def dbt_lock_retries(environ: Mapping[str, str] | None = None) -> int:
+    """DBT_LOCK_RETRIES (environment, then .env), validated: for the DAG file, which sets its
+    tasks' retries when it is parsed, before any settings are loaded."""
+    raw = merged_environment(environ).get("DBT_LOCK_RETRIES", "").strip() or "3"
+    return _positive_int("DBT_LOCK_RETRIES", raw)
+
+
 def drain_group(environ: Mapping[str, str] | None = None) -> str:
     """DRAIN_GROUP: the drain's consumer group, whose lag `tickhouse status` and the exporter show."""
     return (os.environ if environ is None else environ).get("DRAIN_GROUP", "").strip() or DEFAULT_DRAIN_GROUP
