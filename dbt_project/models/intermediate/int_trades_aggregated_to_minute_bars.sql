@@ -3,7 +3,7 @@
         materialized='incremental',
         unique_key=['symbol', 'bar_start'],
         incremental_strategy='delete+insert',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['symbol', 'bar_start'], 'unique': True},
             {'columns': ['symbol', 'trading_date']},
@@ -29,13 +29,18 @@
 -- trade_count with NULL prices and VWAP. A `v = 0` price update (forex, crypto) is a print
 -- like any other: it moves the prices its conditions allow, adds nothing to volume or VWAP,
 -- and counts in trade_count.
+-- A table built before the trade-condition rules (no vwap_volume, unknown_condition_prints) is
+-- rebuilt whole by the next run, incremental or not: every minute under the rules, the new
+-- columns added (on_schema_change='append_new_columns'), every minute marked as changed so
+-- that int_bars and the indicators downstream are rebuilt from them.
 
+{%- set rebuild_every_minute = tickhouse.built_before_columns(['vwap_volume', 'unknown_condition_prints']) %}
 {%- set order_columns = ['event_ts_ms', 'kafka_partition', 'kafka_offset'] %}
 {%- set one_minute = {'minutes': 1} %}
 
 with
 
-{% if is_incremental() %}
+{% if is_incremental() and not rebuild_every_minute %}
 
 minutes_to_rebuild as (
 
@@ -136,7 +141,11 @@ with_session as (
 
 changed as (
 
+    {% if rebuild_every_minute %}
+    select * from with_session
+    {% else %}
     {{ tickhouse.rows_changed_since_last_run('with_session', ['symbol', 'bar_start'], value_columns) }}
+    {% endif %}
 
 ),
 

@@ -21,6 +21,7 @@ from tests.integration.dbt.conftest import Feed, Transformer, fetch, own_feed, o
 from tests.integration.dbt.oracles import Eligibility, condition_table, pandas_bars
 from tests.integration.dbt.raw_rows import ms
 from tickhouse.config import Settings
+from tickhouse.warehouse import connect
 
 pytestmark = pytest.mark.integration
 
@@ -136,6 +137,31 @@ def _assert_bars_match_oracle(settings: Settings) -> dict[tuple[str, str, dateti
     return got
 
 
+def _unknown_prints(settings: Settings) -> int:
+    rows = fetch(
+        settings,
+        "select sum(unknown_condition_prints) as n from intermediate.int_trades_aggregated_to_minute_bars",
+    )
+    return int(rows[0]["n"])
+
+
+def _as_built_before_the_rules(settings: Settings) -> None:
+    """The bars as the release before trade conditions left them: minute bars without
+    vwap_volume and unknown_condition_prints, with a price wherever the minute had a print, and
+    intraday bars labelled with the session at their start, never `mixed`."""
+    with connect(settings, "dbt", autocommit=True) as conn:
+        conn.execute(
+            "alter table intermediate.int_trades_aggregated_to_minute_bars"
+            " drop column vwap_volume, drop column unknown_condition_prints"
+        )
+        conn.execute(
+            "update intermediate.int_trades_aggregated_to_minute_bars"
+            " set open = coalesce(open, 1), high = coalesce(high, 1), low = coalesce(low, 1),"
+            " close = coalesce(close, 1)"
+        )
+        conn.execute("update intermediate.int_bars set session = 'pre' where session = 'mixed'")
+
+
 @dataclass
 class Runs:
     settings: Settings
@@ -143,6 +169,8 @@ class Runs:
     after_late: dict[tuple[str, str, datetime], dict[str, Any]]
     full_refresh: dict[tuple[str, str, datetime], dict[str, Any]]
     unknown_prints: int
+    upgraded: dict[tuple[str, str, datetime], dict[str, Any]]
+    unknown_prints_refreshed_upgraded: tuple[int, int]
 
 
 @pytest.fixture(scope="module")
@@ -155,11 +183,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         _publish(feed, _the_issue_minute() + _other_minutes() + _random_prints(rng, 400))
         transform(*bars_only)
         first = _assert_bars_match_oracle(settings)
-        unknown = fetch(
-            settings,
-            "select sum(unknown_condition_prints) as n"
-            " from intermediate.int_trades_aggregated_to_minute_bars",
-        )[0]["n"]
+        unknown = _unknown_prints(settings)
         # late and out of order: a regular print before the minute's first one (the new open), an
         # odd lot after its last one, and more random prints, in reverse time order
         late = [
@@ -171,7 +195,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         transform(*bars_only)
         after_late = _assert_bars_match_oracle(settings)
         transform("--full-refresh", *bars_only)
-        yield Runs(settings, first, after_late, _bars(settings), int(unknown))
+        full_refresh = _bars(settings)
+        refreshed_unknown = _unknown_prints(settings)
+        _as_built_before_the_rules(settings)
+        transform(*bars_only)
+        upgraded = _assert_bars_match_oracle(settings)
+        yield Runs(
+            settings, first, after_late, full_refresh, unknown, upgraded,
+            (refreshed_unknown, _unknown_prints(settings)),
+        )
 
 
 def test_the_issue_minute_takes_prices_from_eligible_prints_and_volume_from_all(runs: Runs) -> None:
@@ -232,3 +264,12 @@ def test_full_refresh_equals_the_incremental_runs(runs: Runs) -> None:
     assert set(runs.full_refresh) == set(runs.after_late)
     for key, row in runs.after_late.items():
         assert {c: row[c] for c in columns} == {c: runs.full_refresh[key][c] for c in columns}, key
+
+
+def test_a_warehouse_built_before_the_rules_is_rebuilt_by_the_next_incremental_run(runs: Runs) -> None:
+    columns = ("open", "high", "low", "close", "volume", "vwap", "trade_count", "session", "trading_date")
+    assert set(runs.upgraded) == set(runs.full_refresh)
+    for key, row in runs.full_refresh.items():
+        assert {c: row[c] for c in columns} == {c: runs.upgraded[key][c] for c in columns}, key
+    refreshed, upgraded = runs.unknown_prints_refreshed_upgraded
+    assert upgraded == refreshed >= runs.unknown_prints >= 1
