@@ -13,9 +13,18 @@
     {{ return(adapter.dispatch('trade_condition_sets', 'tickhouse')(trades)) }}
 {% endmacro %}
 
-{# The join key of a trade's condition set: its codes joined by ',' ('' for none). #}
+{# The join key of a trade's condition set, '' for none: its codes joined by ',' (PostgreSQL),
+   the array as JSON text (Snowflake). #}
 {% macro trade_condition_key(conditions) -%}
+    {{ return(adapter.dispatch('trade_condition_key', 'tickhouse')(conditions)) }}
+{%- endmacro %}
+
+{% macro postgres__trade_condition_key(conditions) -%}
     coalesce(array_to_string({{ conditions }}, ','), '')
+{%- endmacro %}
+
+{% macro snowflake__trade_condition_key(conditions) -%}
+    coalesce(to_varchar({{ conditions }}), '')
 {%- endmacro %}
 
 {% macro postgres__trade_condition_sets(trades) %}
@@ -32,16 +41,26 @@
     group by sets.condition_key
 {% endmacro %}
 
+{# A set's codes are flattened without OUTER and joined back: a set without codes keeps its
+   row through the left join (fakesnow, the Snowflake test double, drops FLATTEN's OUTER rows). #}
 {% macro snowflake__trade_condition_sets(trades) %}
+    {%- set sets %}(select distinct {{ tickhouse.trade_condition_key('conditions') }} as condition_key from {{ trades }}){% endset %}
     select
         sets.condition_key,
         coalesce(booland_agg(coalesce(eligibility.updates_open_close, true)), true) as updates_last,
         coalesce(booland_agg(coalesce(eligibility.updates_high_low, true)), true) as updates_high_low,
         coalesce(booland_agg(coalesce(eligibility.updates_volume, true)), true) as updates_volume,
-        count(codes.value) - count(eligibility.code) as unknown_codes
-    from (select distinct {{ tickhouse.trade_condition_key('conditions') }} as condition_key from {{ trades }}) as sets,
-        lateral flatten(input => split(nullif(sets.condition_key, ''), ','), outer => true) as codes
+        count(set_codes.code) - count(eligibility.code) as unknown_codes
+    from {{ sets }} as sets
+    left join (
+        select
+            keyed.condition_key,
+            codes.value::string as code
+        from {{ sets }} as keyed,
+            lateral flatten(input => try_parse_json(nullif(keyed.condition_key, ''))) as codes
+    ) as set_codes
+        on set_codes.condition_key = sets.condition_key
     left join {{ ref('trade_conditions') }} as eligibility
-        on eligibility.code = codes.value::string
+        on eligibility.code = set_codes.code
     group by sets.condition_key
 {% endmacro %}
