@@ -1,11 +1,13 @@
--- Every bar has its indicator row, with the same close, and every indicator row its bar:
+-- Every bar with a close has its indicator row, with the same split-adjusted close, and every
+-- indicator row its bar with a close:
 -- checked for the rows the last runs of int_bars and int_technicals wrote (all rows after a
 -- full refresh, or with --vars '{test_all_rows: true}').
 
 with new_bars as (
 
-    select * from {{ ref('int_bars') }}
-    where {{ tickhouse.written_by_last_run(ref('int_bars')) }}
+    select * from {{ ref('int_bars_split_adjusted') }}
+    where adj_close is not null
+      and {{ tickhouse.written_by_last_run(ref('int_bars')) }}
 
 ),
 
@@ -26,7 +28,8 @@ technicals as (
 
 bars as (
 
-    select * from {{ ref('int_bars') }}
+    select * from {{ ref('int_bars_split_adjusted') }}
+    where adj_close is not null
 
 ),
 
@@ -43,7 +46,7 @@ bars_without_technicals as (
         and technicals.bar_interval = new_bars.bar_interval
         and technicals.bar_start = new_bars.bar_start
     where technicals.symbol is null
-       or technicals.close <> cast(new_bars.close as {{ dbt.type_float() }})
+       or technicals.close <> cast(new_bars.adj_close as {{ dbt.type_float() }})
 
 ),
 

@@ -1,29 +1,32 @@
 {#
     `value` of the row that sorts first (first_by) or last (last_by) by `order_columns`,
     within a group. Used for a bar's open and close: the first / last trade by event time,
-    ties broken by Kafka partition and offset.
+    ties broken by Kafka partition and offset. With `where`, only the rows where that
+    condition holds count (NULL when none does): a bar's open/close come from the trades that
+    update the last price, a roll-up's from the bars that have a price.
 #}
-{% macro first_by(value, order_columns) %}
-    {{ return(adapter.dispatch('first_by')(value, order_columns)) }}
+{% macro first_by(value, order_columns, where=none) %}
+    {{ return(adapter.dispatch('first_by')(value, order_columns, where)) }}
 {% endmacro %}
 
-{% macro last_by(value, order_columns) %}
-    {{ return(adapter.dispatch('last_by')(value, order_columns)) }}
+{% macro last_by(value, order_columns, where=none) %}
+    {{ return(adapter.dispatch('last_by')(value, order_columns, where)) }}
 {% endmacro %}
 
 {# One pass, no sort: min/max over an array compares element by element. #}
-{% macro postgres__first_by(value, order_columns) -%}
-    (min(array[{% for column in order_columns %}cast({{ column }} as numeric), {% endfor %}cast({{ value }} as numeric)]))[{{ order_columns | length + 1 }}]
+{% macro postgres__first_by(value, order_columns, where=none) -%}
+    (min(array[{% for column in order_columns %}cast({{ column }} as numeric), {% endfor %}cast({{ value }} as numeric)]){% if where %} filter (where {{ where }}){% endif %})[{{ order_columns | length + 1 }}]
 {%- endmacro %}
 
-{% macro postgres__last_by(value, order_columns) -%}
-    (max(array[{% for column in order_columns %}cast({{ column }} as numeric), {% endfor %}cast({{ value }} as numeric)]))[{{ order_columns | length + 1 }}]
+{% macro postgres__last_by(value, order_columns, where=none) -%}
+    (max(array[{% for column in order_columns %}cast({{ column }} as numeric), {% endfor %}cast({{ value }} as numeric)]){% if where %} filter (where {{ where }}){% endif %})[{{ order_columns | length + 1 }}]
 {%- endmacro %}
 
-{% macro snowflake__first_by(value, order_columns) -%}
-    cast(get(array_agg({{ value }}) within group (order by {{ order_columns | join(', ') }}), 0) as number(38, 12))
+{# Snowflake's array_agg leaves NULL values out, so a filtered-out row is a NULL value. #}
+{% macro snowflake__first_by(value, order_columns, where=none) -%}
+    cast(get(array_agg({% if where %}case when {{ where }} then {{ value }} end{% else %}{{ value }}{% endif %}) within group (order by {{ order_columns | join(', ') }}), 0) as number(38, 12))
 {%- endmacro %}
 
-{% macro snowflake__last_by(value, order_columns) -%}
-    cast(get(array_agg({{ value }}) within group (order by {% for column in order_columns %}{{ column }} desc{% if not loop.last %}, {% endif %}{% endfor %}), 0) as number(38, 12))
+{% macro snowflake__last_by(value, order_columns, where=none) -%}
+    cast(get(array_agg({% if where %}case when {{ where }} then {{ value }} end{% else %}{{ value }}{% endif %}) within group (order by {% for column in order_columns %}{{ column }} desc{% if not loop.last %}, {% endif %}{% endfor %}), 0) as number(38, 12))
 {%- endmacro %}

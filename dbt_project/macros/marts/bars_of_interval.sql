@@ -7,7 +7,7 @@
 
 with bars as (
 
-    select * from {{ ref('int_bars') }}
+    select * from {{ ref('int_bars_split_adjusted') }}
     where bar_interval = '{{ interval_name }}'
 
 ),
@@ -26,7 +26,13 @@ final as (
         volume,
         vwap,
         trade_count,
-        bar_source
+        bar_source,
+        adj_open,
+        adj_high,
+        adj_low,
+        adj_close,
+        adj_volume,
+        adj_total_return_factor
 
     from bars
 

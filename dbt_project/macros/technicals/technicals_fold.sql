@@ -2,7 +2,8 @@
     The per-series pieces of int_technicals that differ by warehouse.
 
     technicals_rows_to_recompute(changed_series): for each series (symbol, bar_interval) in
-    `changed_series` (with its `recompute_from`), the bars from recompute_from on
+    `changed_series` (with its `recompute_from`), the bars with a close (split-adjusted, as
+    `close`) from recompute_from on
     (is_recomputed = true, carrying the stored indicator state of the bar before, as
     `seed_state`) plus the up to 199 bars before it (is_recomputed = false) that the SMA
     windows, lags and Bollinger standard deviation need.
@@ -27,17 +28,18 @@
         history.symbol,
         history.bar_interval,
         history.bar_start,
-        cast(history.close as double precision) as close,
+        cast(history.adj_close as double precision) as close,
         history.updated_at as bars_updated_at,
         false as is_recomputed,
         cast(null as double precision[]) as seed_state
     from {{ changed_series }}
     cross join lateral (
         select bars.*
-        from {{ ref('int_bars') }} as bars
+        from {{ ref('int_bars_split_adjusted') }} as bars
         where bars.symbol = {{ changed_series }}.symbol
           and bars.bar_interval = {{ changed_series }}.bar_interval
           and bars.bar_start < {{ changed_series }}.recompute_from
+          and bars.adj_close is not null
         order by bars.bar_start desc
         limit 199
     ) as history
@@ -48,15 +50,16 @@
         bars.symbol,
         bars.bar_interval,
         bars.bar_start,
-        cast(bars.close as double precision) as close,
+        cast(bars.adj_close as double precision) as close,
         bars.updated_at as bars_updated_at,
         true as is_recomputed,
         prior.ta_state as seed_state
     from {{ changed_series }}
-    inner join {{ ref('int_bars') }} as bars
+    inner join {{ ref('int_bars_split_adjusted') }} as bars
         on bars.symbol = {{ changed_series }}.symbol
         and bars.bar_interval = {{ changed_series }}.bar_interval
         and bars.bar_start >= {{ changed_series }}.recompute_from
+        and bars.adj_close is not null
     left join lateral (
         select technicals.ta_state
         from {{ this }} as technicals
@@ -108,13 +111,14 @@
             bars.symbol,
             bars.bar_interval,
             bars.bar_start,
-            cast(bars.close as double) as close,
+            cast(bars.adj_close as double) as close,
             bars.updated_at as bars_updated_at
         from {{ changed_series }}
-        inner join {{ ref('int_bars') }} as bars
+        inner join {{ ref('int_bars_split_adjusted') }} as bars
             on bars.symbol = {{ changed_series }}.symbol
             and bars.bar_interval = {{ changed_series }}.bar_interval
             and bars.bar_start < {{ changed_series }}.recompute_from
+            and bars.adj_close is not null
         qualify row_number() over (
             partition by bars.symbol, bars.bar_interval order by bars.bar_start desc
         ) <= 199
@@ -151,15 +155,16 @@
         bars.symbol,
         bars.bar_interval,
         bars.bar_start,
-        cast(bars.close as double) as close,
+        cast(bars.adj_close as double) as close,
         bars.updated_at as bars_updated_at,
         true as is_recomputed,
         prior_state.ta_state as seed_state
     from {{ changed_series }}
-    inner join {{ ref('int_bars') }} as bars
+    inner join {{ ref('int_bars_split_adjusted') }} as bars
         on bars.symbol = {{ changed_series }}.symbol
         and bars.bar_interval = {{ changed_series }}.bar_interval
         and bars.bar_start >= {{ changed_series }}.recompute_from
+        and bars.adj_close is not null
     left join prior_state
         on prior_state.symbol = {{ changed_series }}.symbol
         and prior_state.bar_interval = {{ changed_series }}.bar_interval

@@ -15,8 +15,17 @@
 -- OHLCV bars per symbol for every interval of bar_intervals(), whatever the event time: what
 -- marts.fct_bars shows, plus the columns the incremental runs need.
 -- Intraday bars (1m, 5m, 15m, 1h; buckets aligned to the hour in UTC) are rolled up from the
--- minute bars (a minute lies in exactly one bar of every interval) and carry the session
--- (pre, regular, post, closed) and trading date of their start. A 1d bar is one regular
+-- minute bars (a minute lies in exactly one bar of every interval) and carry the trading
+-- date of their start and the session of their trades: pre, regular, post or closed when
+-- every minute bar in the bucket lies in that session, `mixed` when they lie in several (the
+-- 13:00 UTC 1h bar holding both pre-market trades and the 13:30 open). So a filter on
+-- session = 'regular' keeps only regular-session volume; regular totals of a day are its 1d
+-- bar, or the 1m bars. A candle-made bar carries the session at its start.
+-- Prices roll up over the minute bars that have them (a minute of prints that set no price,
+-- such as odd lots only, has NULL open/high/low/close and VWAP and keeps its volume): open
+-- is the first non-NULL open, close the last non-NULL close, VWAP weighs the minutes'
+-- price_volume by their vwap_volume. A bucket with no priced minute has NULL prices and
+-- VWAP, its volume and trade_count, in every interval. A 1d bar is one regular
 -- session of the symbol's trading calendar: the minute bars of that session, its bar_start
 -- 00:00 of the trading date in the calendar's time zone; pre-market and after-hours trades are
 -- in the intraday bars only (the daily bar is the session's official OHLC, as a daily candle).
@@ -143,13 +152,14 @@ candle_bars_in_scope as (
 {% endif %}
 
 {%- set aggregates %}
-        {{ tickhouse.first_by('open', [tickhouse.epoch_seconds('bar_start')]) }} as open,
+        {{ tickhouse.first_by('open', [tickhouse.epoch_seconds('bar_start')], where='open is not null') }} as open,
         max(high) as high,
         min(low) as low,
-        {{ tickhouse.last_by('close', [tickhouse.epoch_seconds('bar_start')]) }} as close,
+        {{ tickhouse.last_by('close', [tickhouse.epoch_seconds('bar_start')], where='close is not null') }} as close,
         sum(volume) as volume,
-        sum(price_volume) / nullif(sum(volume), 0) as vwap,
+        sum(price_volume) / nullif(sum(vwap_volume), 0) as vwap,
         sum(trade_count) as trade_count,
+        case when min(session) = max(session) then min(session) else 'mixed' end as minutes_session,
         'trades' as bar_source,
         max(calendar) as calendar,
         max(updated_at) as source_updated_at
@@ -200,6 +210,7 @@ trade_bars as (
         daily_trade_bars.volume,
         daily_trade_bars.vwap,
         daily_trade_bars.trade_count,
+        daily_trade_bars.minutes_session,
         daily_trade_bars.bar_source,
         daily_trade_bars.calendar,
         daily_trade_bars.source_updated_at
@@ -225,6 +236,7 @@ candle_only_bars as (
         candles.volume,
         cast(null as {{ dbt.type_numeric() }}) as vwap,
         cast(null as {{ dbt.type_numeric() }}) as trade_count,
+        cast(null as {{ dbt.type_string() }}) as minutes_session,
         'candles' as bar_source,
         {{ tickhouse.symbol_calendar('reference.calendar', 'candles.symbol') }} as calendar,
         candles.updated_at as source_updated_at
@@ -271,7 +283,11 @@ bars as (
         bar_interval,
         bar_start,
         case when bar_interval = '1d' then daily_trading_date else trading_date end as trading_date,
-        case when bar_interval = '1d' then 'regular' else session end as session,
+        case
+            when bar_interval = '1d' then 'regular'
+            when bar_source = 'trades' then minutes_session
+            else session
+        end as session,
         open,
         high,
         low,

@@ -19,10 +19,15 @@
 -- a 7- or 30-session average needs a bar on every one of those sessions.
 -- Incremental runs recompute every day of the symbols whose daily bars changed (a symbol's
 -- whole daily history is a few thousand rows; its windows reach back a year), and nothing of
--- the others. Formulas are in _intermediate__models.yml.
+-- the others; a symbol whose splits changed (int_split_restatements) counts as changed.
+-- Prices are split-adjusted (int_bars_split_adjusted): a split's ex-date shows the real move.
+-- A daily bar without a close (only prints that update no price) is no session's close here.
+-- Formulas are in _intermediate__models.yml.
 
 {#- int_bars is named where read: PostgreSQL would materialize an import CTE read twice -#}
-{%- set bars = ref('int_bars') %}
+{%- set bars = ref('int_bars_split_adjusted') %}
+
+-- depends_on: {{ ref('int_bars') }}, {{ ref('int_split_restatements') }}
 
 with
 
@@ -30,10 +35,16 @@ with
 
 changed_symbols as (
 
-    select distinct symbol
-    from {{ bars }}
+    select symbol
+    from {{ ref('int_bars') }}
     where bar_interval = '1d'
       and updated_at > {{ tickhouse.watermark('bars_updated_at') }}
+
+    union
+
+    select symbol
+    from {{ ref('int_split_restatements') }}
+    where updated_at > {{ tickhouse.watermark('updated_at') }}
 
 ),
 
@@ -44,6 +55,7 @@ daily_bars as (
     inner join {{ bars }} as daily
         on daily.symbol = changed_symbols.symbol
         and daily.bar_interval = '1d'
+        and daily.adj_close is not null
 
 ),
 
@@ -53,6 +65,7 @@ daily_bars as (
 
     select * from {{ bars }}
     where bar_interval = '1d'
+      and adj_close is not null
 
 ),
 
@@ -64,10 +77,10 @@ sessions as (
     select
         daily_bars.symbol,
         daily_bars.trading_date,
-        daily_bars.close as daily_close,
-        daily_bars.high as daily_high,
-        daily_bars.low as daily_low,
-        daily_bars.volume as daily_volume,
+        daily_bars.adj_close as daily_close,
+        daily_bars.adj_high as daily_high,
+        daily_bars.adj_low as daily_low,
+        daily_bars.adj_volume as daily_volume,
         coalesce(
             trading_sessions.session_number,
             {{ dbt.datediff("cast('1970-01-01' as date)", 'daily_bars.trading_date', 'day') }}

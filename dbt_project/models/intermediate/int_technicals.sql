@@ -13,17 +13,22 @@
 }}
 
 -- TA-Lib's SMA(20/50/200), EMA(12/26), MACD(12, 26, 9), RSI(14) and BBANDS(20, 2, 2) over
--- the close of int_bars, per symbol and interval in bar order, NULL where TA-Lib has no
--- value yet. The recursions are folded in double precision with TA-Lib's order of
+-- the split-adjusted close of int_bars (int_bars_split_adjusted.adj_close), per symbol and
+-- interval in bar order, NULL where TA-Lib has no value yet. A bar whose close is NULL (only
+-- prints that do not update the last price) is not part of the series: it has no row here. The recursions are folded in double precision with TA-Lib's order of
 -- operations (macros/technicals/create_technicals_functions.sql).
 -- Incremental runs start every changed series at its earliest changed bar, from the state
--- stored on the bar before it (ta_state), so they give the numbers a full refresh gives.
+-- stored on the bar before it (ta_state), so they give the numbers a full refresh gives. A
+-- symbol whose splits changed since the last run (int_split_restatements) has all its series
+-- recomputed from their first bar; the other symbols only from their changed bars.
+
+-- depends_on: {{ ref('int_bars') }}, {{ ref('int_split_restatements') }}
 
 with
 
 {% if is_incremental() %}
 
-changed_series as (
+changed_bars as (
 
     select
         symbol,
@@ -31,6 +36,42 @@ changed_series as (
         min(bar_start) as recompute_from
     from {{ ref('int_bars') }}
     where updated_at > {{ tickhouse.watermark('bars_updated_at') }}
+    group by 1, 2
+
+),
+
+restated_symbols as (
+
+    select symbol
+    from {{ ref('int_split_restatements') }}
+    where updated_at > {{ tickhouse.watermark('updated_at') }}
+
+),
+
+restated_series as (
+
+    select
+        bars.symbol,
+        bars.bar_interval,
+        min(bars.bar_start) as recompute_from
+    from restated_symbols
+    inner join {{ ref('int_bars') }} as bars
+        on bars.symbol = restated_symbols.symbol
+    group by 1, 2
+
+),
+
+changed_series as (
+
+    select
+        symbol,
+        bar_interval,
+        min(recompute_from) as recompute_from
+    from (
+        select * from changed_bars
+        union all
+        select * from restated_series
+    ) as changes
     group by 1, 2
 
 ),
@@ -45,7 +86,8 @@ series_rows as (
 
 bars as (
 
-    select * from {{ ref('int_bars') }}
+    select * from {{ ref('int_bars_split_adjusted') }}
+    where adj_close is not null
 
 ),
 
@@ -55,7 +97,7 @@ series_rows as (
         symbol,
         bar_interval,
         bar_start,
-        cast(close as {{ dbt.type_float() }}) as close,
+        cast(adj_close as {{ dbt.type_float() }}) as close,
         updated_at as bars_updated_at,
         true as is_recomputed,
         {{ tickhouse.empty_technicals_state() }} as seed_state

@@ -3,7 +3,7 @@
         materialized='incremental',
         unique_key=['symbol', 'bar_start'],
         incremental_strategy='delete+insert',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['symbol', 'bar_start'], 'unique': True},
             {'columns': ['symbol', 'trading_date']},
@@ -13,19 +13,34 @@
 }}
 
 -- depends_on: {{ ref('int_trades_minutes_to_rebuild') }}
+-- depends_on: {{ ref('trade_conditions') }}
 -- One-minute bars per symbol: the building block of every bar interval.
 -- Incremental runs rebuild exactly the minutes that received a trade in a pending drain load
 -- (int_trades_minutes_to_rebuild), from all of that minute's trades, whatever their event
 -- time; a minute is written only when its values changed, so `updated_at` marks real changes.
 -- Each minute carries the trading calendar of its symbol, and the trading date and session
 -- (pre, regular, post, closed) it falls in: daily bars are made of regular-session minutes.
+-- Trade conditions (seed trade_conditions, the consolidated CTA/UTP rules): open/close come
+-- from the prints that update the last price, high/low from those that update high/low,
+-- volume from those that update volume. VWAP weighs the prints that update both the last
+-- price and the volume (price_volume / vwap_volume), so an odd lot, an average-price or a
+-- cash-sale print adds to volume but not to VWAP. trade_count counts every print of the
+-- minute, eligible or not. A minute of ineligible prints only keeps its volume and
+-- trade_count with NULL prices and VWAP. A `v = 0` price update (forex, crypto) is a print
+-- like any other: it moves the prices its conditions allow, adds nothing to volume or VWAP,
+-- and counts in trade_count.
+-- A table built before the trade-condition rules (no vwap_volume, unknown_condition_prints) is
+-- rebuilt whole by the next run, incremental or not: every minute under the rules, the new
+-- columns added (on_schema_change='append_new_columns'), every minute marked as changed so
+-- that int_bars and the indicators downstream are rebuilt from them.
 
+{%- set rebuild_every_minute = tickhouse.built_before_columns(['vwap_volume', 'unknown_condition_prints']) %}
 {%- set order_columns = ['event_ts_ms', 'kafka_partition', 'kafka_offset'] %}
 {%- set one_minute = {'minutes': 1} %}
 
 with
 
-{% if is_incremental() %}
+{% if is_incremental() and not rebuild_every_minute %}
 
 minutes_to_rebuild as (
 
@@ -61,21 +76,43 @@ trades_in_scope as (
 
 {% endif %}
 
+condition_sets as (
+
+    {{ tickhouse.trade_condition_sets('trades_in_scope') }}
+
+),
+
+eligible_trades as (
+
+    select
+        trades_in_scope.*,
+        condition_sets.updates_last,
+        condition_sets.updates_high_low,
+        condition_sets.updates_volume,
+        condition_sets.unknown_codes > 0 as has_unknown_condition
+    from trades_in_scope
+    inner join condition_sets
+        on condition_sets.condition_key = {{ tickhouse.trade_condition_key('trades_in_scope.conditions') }}
+
+),
+
 aggregated as (
 
     select
         symbol,
         {{ tickhouse.bar_bucket_start(one_minute, 'event_time') }} as bar_start,
-        {{ tickhouse.first_by('price', order_columns) }} as open,
-        max(price) as high,
-        min(price) as low,
-        {{ tickhouse.last_by('price', order_columns) }} as close,
-        sum(volume) as volume,
-        sum(price * volume) as price_volume,
+        {{ tickhouse.first_by('price', order_columns, where='updates_last') }} as open,
+        max(case when updates_high_low then price end) as high,
+        min(case when updates_high_low then price end) as low,
+        {{ tickhouse.last_by('price', order_columns, where='updates_last') }} as close,
+        sum(case when updates_volume then volume else 0 end) as volume,
+        sum(case when updates_last and updates_volume then price * volume else 0 end) as price_volume,
+        sum(case when updates_last and updates_volume then volume else 0 end) as vwap_volume,
         count(*) as trade_count,
+        sum(case when has_unknown_condition then 1 else 0 end) as unknown_condition_prints,
         max(loaded_at) as last_loaded_at
 
-    from trades_in_scope
+    from eligible_trades
     -- prints no market could produce stay in raw (and in the drain's data-quality warnings)
     -- but out of the bars: one 1e308 price would overflow every indicator computed after it
     where not is_implausible_print
@@ -100,11 +137,15 @@ with_session as (
 
 ),
 
-{% set value_columns = ['open', 'high', 'low', 'close', 'volume', 'price_volume', 'trade_count', 'last_loaded_at', 'calendar', 'trading_date', 'session'] %}
+{% set value_columns = ['open', 'high', 'low', 'close', 'volume', 'price_volume', 'vwap_volume', 'trade_count', 'unknown_condition_prints', 'last_loaded_at', 'calendar', 'trading_date', 'session'] %}
 
 changed as (
 
+    {% if rebuild_every_minute %}
+    select * from with_session
+    {% else %}
     {{ tickhouse.rows_changed_since_last_run('with_session', ['symbol', 'bar_start'], value_columns) }}
+    {% endif %}
 
 ),
 
@@ -119,7 +160,9 @@ final as (
         close,
         volume,
         price_volume,
+        vwap_volume,
         trade_count,
+        unknown_condition_prints,
         calendar,
         trading_date,
         session,

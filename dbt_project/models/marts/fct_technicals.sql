@@ -1,6 +1,6 @@
 -- Technical indicators per bar, for BI tools (docs/interfaces/warehouse.md; enforced contract in
 -- _marts__models.yml): computed incrementally in intermediate.int_technicals (which keeps the
--- indicator state), shown here with the bar's exact close and trading date.
+-- indicator state), shown here with the bar's exact split-adjusted close and trading date.
 
 with technicals as (
 
@@ -10,7 +10,7 @@ with technicals as (
 
 bars as (
 
-    select * from {{ ref('int_bars') }}
+    select * from {{ ref('int_bars_split_adjusted') }}
 
 ),
 
@@ -21,7 +21,7 @@ final as (
         technicals.bar_interval,
         technicals.bar_start,
         bars.trading_date,
-        bars.close,
+        bars.adj_close as close,
         technicals.sma_20,
         technicals.sma_50,
         technicals.sma_200,

@@ -149,9 +149,9 @@ def raw_trades(settings: Settings) -> list[RawTrade]:
     """Every row of raw.trades, the oracle's input."""
     with connect(settings, "owner") as conn:
         rows = conn.execute(
-            "select symbol, price, volume, ts, kafka_partition, kafka_offset from raw.trades"
+            "select symbol, price, volume, ts, kafka_partition, kafka_offset, conditions from raw.trades"
         ).fetchall()
-    return [RawTrade(*row) for row in rows]
+    return [RawTrade(*row[:6], conditions=None if row[6] is None else tuple(row[6])) for row in rows]
 
 
 def fetch(settings: Settings, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

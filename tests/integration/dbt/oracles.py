@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,12 +77,68 @@ def nyse() -> NyseSessions:
     return _SESSIONS
 
 
+TRADE_CONDITIONS_CSV = Path(__file__).resolve().parents[3] / "dbt_project" / "seeds" / "trade_conditions.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    last: bool
+    high_low: bool
+    volume: bool
+
+
+def condition_table() -> dict[str, Eligibility]:
+    """The seed as data: code -> which fields a print with that code updates."""
+    with TRADE_CONDITIONS_CSV.open(newline="") as handle:
+        return {
+            row["code"]: Eligibility(
+                row["updates_open_close"] == "true",
+                row["updates_high_low"] == "true",
+                row["updates_volume"] == "true",
+            )
+            for row in csv.DictReader(handle)
+        }
+
+
+def eligibility_of(conditions: Sequence[str] | None, table: Mapping[str, Eligibility]) -> Eligibility:
+    """A field needs every code's consent; unknown codes and no codes are regular."""
+    known = [table[code] for code in conditions or () if code in table]
+    return Eligibility(
+        all(e.last for e in known), all(e.high_low for e in known), all(e.volume for e in known)
+    )
+
+
+def _bar_of(rows: pd.DataFrame) -> dict[str, object]:
+    """One bar from its prints, in (ts, partition, offset) order, by the trade-condition rules."""
+    last = [p for p, e in zip(rows["price"], rows["eligibility"], strict=True) if e.last]
+    high_low = [p for p, e in zip(rows["price"], rows["eligibility"], strict=True) if e.high_low]
+    counted = [v for v, e in zip(rows["volume"], rows["eligibility"], strict=True) if e.volume]
+    volume = sum(counted, Decimal(0))
+    weighted = [
+        (p, v) for p, v, e in zip(rows["price"], rows["volume"], rows["eligibility"], strict=True)
+        if e.last and e.volume
+    ]
+    vwap_volume = sum((v for _, v in weighted), Decimal(0))
+    return {
+        "open": last[0] if last else None,
+        "high": max(high_low) if high_low else None,
+        "low": min(high_low) if high_low else None,
+        "close": last[-1] if last else None,
+        "volume": volume,
+        "vwap": sum((p * v for p, v in weighted), Decimal(0)) / vwap_volume if vwap_volume else None,
+        "trade_count": len(rows),
+        "sessions": set(rows["session"]),
+    }
+
+
 def pandas_bars(trades: Sequence[RawTrade]) -> pd.DataFrame:
     """fct_bars computed the plain way: one groupby per interval over the raw rows, every symbol on
-    the XNYS calendar: intraday buckets aligned to the hour in UTC, with the session and trading
-    date of their start; a 1d bar per regular session, starting 00:00 New York of its date."""
+    the XNYS calendar, the trade-condition table applied print by print: intraday buckets aligned
+    to the hour in UTC, with the trading date of their start and the session all their prints lie
+    in (`mixed` when several); a 1d bar per regular session, starting 00:00 New York of its date."""
     trades = [t for t in trades if t.price <= MAX_PLAUSIBLE_PRICE and t.volume <= MAX_PLAUSIBLE_VOLUME]
     sessions = nyse()
+    table = condition_table()
     frame = pd.DataFrame(
         {
             "symbol": [t.symbol for t in trades],
@@ -88,11 +147,12 @@ def pandas_bars(trades: Sequence[RawTrade]) -> pd.DataFrame:
             "ts": [t.ts for t in trades],
             "partition": [t.partition for t in trades],
             "offset": [t.offset for t in trades],
+            "eligibility": [eligibility_of(t.conditions, table) for t in trades],
         }
     ).sort_values(["symbol", "ts", "partition", "offset"], kind="stable")
-    frame["price_volume"] = [p * v for p, v in zip(frame["price"], frame["volume"], strict=True)]
     event_time = pd.to_datetime(frame["ts"], unit="ms", utc=True)
     of_trade = [sessions.session_of(moment) for moment in event_time]
+    frame["session"] = [part for _, part in of_trade]
     regular_day = pd.Series(
         [
             pd.Timestamp(day, tz=NEW_YORK).tz_convert("UTC") if part == "regular" else pd.NaT
@@ -106,19 +166,14 @@ def pandas_bars(trades: Sequence[RawTrade]) -> pd.DataFrame:
             rows = frame.assign(bar_start=regular_day).dropna(subset=["bar_start"])
         else:
             rows = frame.assign(bar_start=pd.to_datetime(frame["ts"] // width * width, unit="ms", utc=True))
-        grouped = rows.groupby(["symbol", "bar_start"], sort=True)
-        bars = grouped.agg(
-            open=("price", "first"),
-            high=("price", "max"),
-            low=("price", "min"),
-            close=("price", "last"),
-            volume=("volume", lambda s: sum(s, Decimal(0))),
-            price_volume=("price_volume", lambda s: sum(s, Decimal(0))),
-            trade_count=("price", "size"),
-        ).reset_index()
-        bars["vwap"] = [
-            pv / v if v else None for pv, v in zip(bars["price_volume"], bars["volume"], strict=True)
-        ]
+        bars = pd.DataFrame(
+            [
+                {"symbol": symbol, "bar_start": bar_start, **_bar_of(group)}
+                for (symbol, bar_start), group in rows.groupby(["symbol", "bar_start"], sort=True)
+            ],
+            columns=["symbol", "bar_start", "open", "high", "low", "close", "volume", "vwap",
+                     "trade_count", "sessions"],
+        )
         bars["bar_interval"] = interval
         if width is None:
             bars["trading_date"] = [start.tz_convert(NEW_YORK).date() for start in bars["bar_start"]]
@@ -126,8 +181,8 @@ def pandas_bars(trades: Sequence[RawTrade]) -> pd.DataFrame:
         else:
             of_start = [sessions.session_of(start) for start in bars["bar_start"]]
             bars["trading_date"] = [day for day, _ in of_start]
-            bars["session"] = [part for _, part in of_start]
-        out.append(bars.drop(columns="price_volume"))
+            bars["session"] = [next(iter(s)) if len(s) == 1 else "mixed" for s in bars["sessions"]]
+        out.append(bars.drop(columns="sessions"))
     return pd.concat(out, ignore_index=True)
 
 

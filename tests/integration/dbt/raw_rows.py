@@ -27,6 +27,7 @@ class RawTrade:
     ts: int  # epoch ms
     partition: int
     offset: int
+    conditions: tuple[str, ...] | None = ("1",)
 
     @property
     def event_time(self) -> datetime:
@@ -123,7 +124,7 @@ def load_trades(conninfo: str, trades: Sequence[RawTrade]) -> None:
                         t.volume,
                         t.ts,
                         t.event_time,
-                        ["1"],
+                        None if t.conditions is None else list(t.conditions),
                         "test",
                         TOPIC,
                         t.partition,
