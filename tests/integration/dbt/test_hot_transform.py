@@ -104,9 +104,20 @@ def test_the_first_hot_run_on_a_warehouse_never_built_creates_what_it_reads_and_
         hot = HotTransform(settings, target_path=tmp_path / "hot")
         hot.run()
         assert _bars(settings, "HOTN") == {BASE: (3, Decimal(6))}
-        technicals = fetch(settings, "select count(*) as n from marts.fct_technicals where symbol = %s",
-                           ("HOTN",))
-        assert technicals[0]["n"] >= 1
+        # one indicator row per bar of every interval, on the bar's (split-adjusted) close
+        technicals = fetch(
+            settings,
+            "select bar_interval, bar_start, close from marts.fct_technicals where symbol = %s"
+            " order by 1, 2",
+            ("HOTN",),
+        )
+        bars = fetch(
+            settings,
+            "select bar_interval, bar_start, adj_close as close from marts.fct_bars where symbol = %s"
+            " order by 1, 2",
+            ("HOTN",),
+        )
+        assert technicals == bars and any(row["bar_interval"] == "1m" for row in bars)
 
         _publish(feed, "HOTN", 1, 1)
         feed.drain()
