@@ -139,8 +139,8 @@ class AlertProcess:
         raise AssertionError(f"{name} stayed at {value}, wanted >= {at_least}\n{self.log()[-3000:]}")
 
 
-def read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
-    """(key, value) of every message on `topic`, partition by partition."""
+def read_records(settings: Settings, topic: str) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    """(partition, offset, key, value) of every message on `topic`, partition by partition."""
     marks = high_watermarks(settings, topic)
     consumer = Consumer(
         {
@@ -149,7 +149,7 @@ def read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes |
             "enable.auto.commit": False,
         }
     )
-    out: list[tuple[bytes | None, bytes | None]] = []
+    out: list[tuple[int, int, bytes | None, bytes | None]] = []
     try:
         remaining = {p for p, h in marks.items() if h > 0}
         consumer.assign([TopicPartition(topic, p, 0) for p in remaining])
@@ -159,7 +159,7 @@ def read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes |
                 assert msg.error() is None, msg.error()
                 partition, offset = msg.partition(), msg.offset()
                 assert partition is not None and offset is not None
-                out.append((msg.key(), msg.value()))
+                out.append((partition, offset, msg.key(), msg.value()))
                 if offset + 1 >= marks[partition]:
                     remaining.discard(partition)
         assert not remaining, f"could not read all of {topic}"
@@ -167,3 +167,8 @@ def read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes |
         with contextlib.suppress(Exception):
             consumer.close()
     return out
+
+
+def read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """(key, value) of every message on `topic`, partition by partition."""
+    return [(key, value) for _, _, key, value in read_records(settings, topic)]

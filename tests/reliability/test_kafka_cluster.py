@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
 from alerts.config import load_rules
@@ -32,7 +31,7 @@ from alerts.service import alert_id
 from ops.stack import kafka_broker
 from ops.stack.processes import pid_alive, wait_until
 from ops.suite import free_port_run
-from tests.reliability.alert_process import AlertProcess, read_all, rules_file
+from tests.reliability.alert_process import AlertProcess, read_all, read_records, rules_file
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import (
     RelTopics,
@@ -46,7 +45,6 @@ from tests.reliability.helpers import (
 )
 from tickhouse import kafka
 from tickhouse.config import Settings, load_settings
-from tickhouse.kafka import client_config
 from tickhouse.schemas import now_ms
 
 TRADES = env_int("RELIABILITY_CLUSTER_TRADES", 6_000)
@@ -115,26 +113,10 @@ class DrainLoop:
 
 def _trades_with_coordinates(settings: Settings, topic: str) -> list[tuple[int, int, dict[str, Any]]]:
     """(partition, offset, trade) of every message on `topic`."""
-    marks = high_watermarks(settings, topic)
-    reader = Consumer({**client_config(settings.kafka_bootstrap_servers),
-                       "group.id": f"rel-cluster-reader-{os.getpid()}", "enable.auto.commit": False})
-    out: list[tuple[int, int, dict[str, Any]]] = []
-    try:
-        remaining = {p for p, h in marks.items() if h > 0}
-        reader.assign([TopicPartition(topic, p, 0) for p in remaining])
-        deadline = time.monotonic() + 60
-        while remaining and time.monotonic() < deadline:
-            for msg in reader.consume(5000, 1.0):
-                assert msg.error() is None, msg.error()
-                partition, offset, value = msg.partition(), msg.offset(), msg.value()
-                assert partition is not None and offset is not None and value is not None
-                out.append((partition, offset, json.loads(value)))
-                if offset + 1 >= marks[partition]:
-                    remaining.discard(partition)
-        assert not remaining, f"could not read all of {topic}"
-    finally:
-        reader.close()
-    return sorted(out, key=lambda row: (row[0], row[1]))
+    records = read_records(settings, topic)
+    assert all(value is not None for *_, value in records), f"a message of {topic} has no value"
+    rows = [(partition, offset, json.loads(value or b"")) for partition, offset, _key, value in records]
+    return sorted(rows, key=lambda row: (row[0], row[1]))
 
 
 def _alert_metrics(service: AlertProcess) -> str:

@@ -59,6 +59,16 @@ RULES = SymbolRules(
     suspicious_tick=SuspiciousTickConfig(band_pct=20, cooldown_seconds=0),
 )
 
+# a bad print (5 % off the median) is the only thing that alerts
+SUSPICIOUS_TICK_ONLY = SymbolRules(
+    price_move=PriceMoveConfig(enabled=False),
+    volume_spike=VolumeSpikeConfig(enabled=False),
+    rsi=RsiConfig(enabled=False),
+    session_extremes=SessionExtremesConfig(enabled=False),
+    stale_feed=StaleFeedConfig(enabled=False),
+    suspicious_tick=SuspiciousTickConfig(band_pct=5, cooldown_seconds=0),
+)
+
 
 @dataclass
 class Sent:
@@ -442,14 +452,7 @@ def test_hanging_and_failing_notifiers_delay_only_themselves(
     """Each notifier is its own consumer of the alerts topic: one that hangs or fails delays
     neither the alerts nor the other notifiers; an undeliverable alert goes to the dead letters."""
     # every 10th trade is a bad print: 20 suspicious_tick alerts, nothing else
-    rules = SymbolRules(
-        price_move=PriceMoveConfig(enabled=False),
-        volume_spike=VolumeSpikeConfig(enabled=False),
-        rsi=RsiConfig(enabled=False),
-        session_extremes=SessionExtremesConfig(enabled=False),
-        stale_feed=StaleFeedConfig(enabled=False),
-        suspicious_tick=SuspiciousTickConfig(band_pct=5, cooldown_seconds=0),
-    )
+    rules = SUSPICIOUS_TICK_ONLY
     retry = {"timeout_seconds": 1.0, "backoff_seconds": 0.05, "max_attempts": 3}
     notifiers = (
         NotifierConfig(type="webhook", name="hang", url_env="HOOK_HANG", **retry),  # type: ignore[arg-type]
@@ -710,14 +713,7 @@ def test_alerts_on_old_trades_are_published_but_not_notified(
 ) -> None:
     """An alert raised on a trade older than max_age_seconds (a replay, a backfill) reaches the
     alerts topic like any other but no notifier sends it; it is counted as too_old. Live ones are sent."""
-    rules = SymbolRules(
-        price_move=PriceMoveConfig(enabled=False),
-        volume_spike=VolumeSpikeConfig(enabled=False),
-        rsi=RsiConfig(enabled=False),
-        session_extremes=SessionExtremesConfig(enabled=False),
-        stale_feed=StaleFeedConfig(enabled=False),
-        suspicious_tick=SuspiciousTickConfig(band_pct=5, cooldown_seconds=0),
-    )
+    rules = SUSPICIOUS_TICK_ONLY
     notify = NotifyService(
         NotifyOptions(
             bootstrap_servers=bootstrap,
