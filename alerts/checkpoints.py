@@ -181,7 +181,7 @@ class Checkpointer:
         group: str,
         trades_topic: str,
         engine: Engine,
-        positions: dict[int, int],
+        position: Callable[[int], int | None],
         delivered_upto: Callable[[int], int],
         settle: Callable[[], object],
     ) -> None:
@@ -190,7 +190,7 @@ class Checkpointer:
         self.group = group
         self.trades_topic = trades_topic
         self.engine = engine
-        self.positions = positions
+        self.position = position  # partition -> next offset to consume (None: nothing consumed)
         self.delivered_upto = delivered_upto
         self.settle = settle
         self.rounds: dict[int, _Round] = {}
@@ -203,7 +203,8 @@ class Checkpointer:
 
     def begin(self, partitions: Iterable[int]) -> None:
         """Start a round for each of `partitions` that has none running and something new."""
-        free = {p for p in partitions if p not in self.rounds and p in self.positions}
+        positions = {p: self.position(p) for p in partitions if p not in self.rounds}
+        free = {p for p, position in positions.items() if position is not None}
         if not free:
             return
         engine = self.engine
@@ -219,12 +220,14 @@ class Checkpointer:
                 gone.setdefault(p, []).append(symbol)
         for p in free:
             pending, tombstones = dirty.get(p, []), gone.get(p, [])
-            if not pending and not tombstones and self.manifested.get(p) == self.positions[p]:
+            position = positions[p]
+            assert position is not None
+            if not pending and not tombstones and self.manifested.get(p) == position:
                 continue
             engine.dirty.difference_update(pending)
             for symbol in tombstones:
                 del engine.evicted[symbol]
-            self.rounds[p] = _Round(self.positions[p], pending, tombstones)
+            self.rounds[p] = _Round(position, pending, tombstones)
 
     def work(self, until: float) -> bool:
         """Write pending records until `time.perf_counter()` passes `until`, then produce the
@@ -259,7 +262,8 @@ class Checkpointer:
             rnd.tombstones.pop()
             metrics.CHECKPOINT_RECORDS.labels("tombstone").inc()
         states = self.engine.states
-        position = self.positions[p]
+        position = self.position(p)
+        assert position is not None  # a round starts at a position, and ends when its partition goes
         if rnd.pending and self.delivered_upto(p) < position:
             # A record at `position` says every trade before it is done, alerts included (a restore
             # skips them). While alerts are in flight, wait: a second at most, then flush.

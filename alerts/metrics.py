@@ -1,9 +1,11 @@
-"""The alert service's Prometheus metrics (served by `tickhouse alerts` on ALERTS_METRICS_PORT)."""
+"""The alert service's Prometheus metrics (served by `tickhouse alerts` on ALERTS_METRICS_PORT), and
+`Stats`, the counts of one service instance for the process that runs it."""
 
 from __future__ import annotations
 
 import gc
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -98,6 +100,20 @@ NOTIFY_ATTEMPT_FAILURES = Counter(
     "Failed delivery attempts (each retried with backoff until max_attempts)",
     ["notifier"],
 )
+
+
+@dataclass
+class Stats:
+    """What one service instance did (`AlertService.run` returns it)."""
+
+    trades: int = 0
+    bad_messages: int = 0
+    alerts: int = 0
+    replayed_silently: int = 0
+    duplicates_suppressed: int = 0
+    future_trades: int = 0
+    unknown_condition_prints: int = 0  # trades with a condition code the table does not list
+    by_rule: dict[str, int] = field(default_factory=dict)
 
 
 class GcTimer:

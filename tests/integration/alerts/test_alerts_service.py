@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from prometheus_client import REGISTRY
@@ -133,11 +139,66 @@ class Running:
         except BaseException as err:  # surfaced by the test
             self.error = err
 
-    def stop(self, crash: bool = False) -> None:
-        self.service.crash() if crash else self.service.stop()
+    def stop(self) -> None:
+        self.service.stop()
         self.thread.join(60)
         assert not self.thread.is_alive(), "the service did not stop"
         assert self.error is None, self.error
+
+
+# `tickhouse alerts` with the tests' consumer session (6 s): a killed member keeps its partitions
+# until its session expires
+SERVICE_SCRIPT = """
+import sys
+import alerts.cli as cli
+base = cli.ServiceOptions
+def options(**kw):
+    kw.setdefault("consumer_config", {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    return base(**kw)
+cli.ServiceOptions = options
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+class Process:
+    """`tickhouse alerts` as a process of its own on the test's topics, to be killed (SIGKILL: no
+    commit, no checkpoint, no flush, its partitions held until its session expires)."""
+
+    def __init__(self, topics: dict[str, str], rules: SymbolRules, tmp_path: Path, *extra: str) -> None:
+        rules_path = tmp_path / f"rules-{uuid.uuid4().hex[:6]}.yaml"
+        rules_path.write_text(yaml.safe_dump({"defaults": asdict(rules), "notifiers": []}))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        argv = [
+            sys.executable, "-c", SERVICE_SCRIPT, "--rules", str(rules_path), "--group", topics["group"],
+            "--trades-topic", topics["trades"], "--alerts-topic", topics["alerts"],
+            "--state-topic", topics["state"], "--from-beginning", "--no-notify",
+            "--metrics-port", str(self.port), *extra,
+        ]  # fmt: skip
+        env = {**os.environ, **load_settings().as_env(), "PYTHONUNBUFFERED": "1"}
+        self.log_path = tmp_path / f"alerts-{uuid.uuid4().hex[:6]}.log"
+        with self.log_path.open("w") as log:
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def metric(self, name: str) -> float:
+        """A gauge or counter of the process (-1 while its endpoint does not answer)."""
+        assert self.proc.poll() is None, f"the alert service died:\n{self.log_path.read_text()[-4000:]}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return -1.0
+        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        return float(match.group(1)) if match else -1.0
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def ensure_stopped(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 45.0) -> None:
@@ -332,7 +393,7 @@ def test_prints_that_do_not_update_last_fire_no_price_alert(bootstrap: str, topi
 
 
 def test_rebalance_crash_and_restart_neither_duplicate_nor_miss(
-    bootstrap: str, topics: dict[str, str]
+    bootstrap: str, topics: dict[str, str], tmp_path: Path
 ) -> None:
     # stale_feed compares symbols across partitions, so it depends on how they interleave
     rules = replace(RULES, stale_feed=StaleFeedConfig(enabled=False))
@@ -353,25 +414,36 @@ def test_rebalance_crash_and_restart_neither_duplicate_nor_miss(
         want = len(oracle(rules, topics["trades"], sent))
         wait_for(f"{want} alerts", lambda: len(published()) >= want)
 
-    # phase 1: one instance
-    a = Running(AlertService(options(bootstrap, topics, rules, **slow)))
-    all_sent += produce_trades(bootstrap, topics["trades"], phases[0], partition_of)
-    wait_for("phase 1 consumed", lambda: a.service.stats.trades == len(phases[0]))
-    expect_published(all_sent)
+    # phase 1: one instance, a process of its own (phase 3 kills it)
+    a = Process(topics, rules, tmp_path, "--checkpoint-seconds", "3600")
+    try:
+        wait_for("both partitions", lambda: a.metric("tickhouse_alerts_partitions_assigned") == 2, 90)
+        all_sent += produce_trades(bootstrap, topics["trades"], phases[0], partition_of)
+        evaluated = "tickhouse_alerts_trades_evaluated_total"
+        wait_for("phase 1 consumed", lambda: a.metric(evaluated) == len(phases[0]))
+        expect_published(all_sent)
 
-    # phase 2: a second instance joins; state is handed over through checkpoints
-    b = Running(AlertService(options(bootstrap, topics, rules, **slow)))
-    wait_for(
-        "the partitions to be shared",
-        lambda: len(a.service.assigned) == 1 and len(b.service.assigned) == 1,
-    )
-    all_sent += produce_trades(bootstrap, topics["trades"], phases[1], partition_of)
-    wait_for("phase 2 consumed", lambda: consumed(all_sent, a.service, b.service))
-    expect_published(all_sent)
+        # phase 2: a second instance joins; state is handed over through checkpoints
+        b = Running(AlertService(options(bootstrap, topics, rules, **slow)))
+        wait_for(
+            "the partitions to be shared",
+            lambda: a.metric("tickhouse_alerts_partitions_assigned") == 1 and len(b.service.assigned) == 1,
+        )
+        all_sent += produce_trades(bootstrap, topics["trades"], phases[1], partition_of)
+        (of_a,) = {0, 1} - b.service.assigned
+        # handed over at a checkpoint: each instance evaluates only the new trades of its partition
+        on_a = sum(1 for s in all_sent[len(phases[0]) :] if s.partition == of_a)
+        wait_for("phase 2 consumed by the first", lambda: a.metric(evaluated) >= len(phases[0]) + on_a)
+        wait_for(
+            "phase 2 consumed by the second", lambda: consumed(all_sent, b.service, partitions={1 - of_a})
+        )
+        expect_published(all_sent)
 
-    # phase 3: the first instance crashes (no commit, no checkpoint since the rebalance) after
-    # publishing alerts; the survivor takes its partition over and must not re-send them
-    a.stop(crash=True)
+        # phase 3: the first instance is killed (no commit, no checkpoint since the rebalance) after
+        # publishing alerts; the survivor takes its partition over and must not re-send them
+        a.kill()
+    finally:
+        a.ensure_stopped()
     wait_for("the survivor to own both partitions", lambda: len(b.service.assigned) == 2)
     all_sent += produce_trades(bootstrap, topics["trades"], phases[2], partition_of)
     wait_for("phase 3 consumed", lambda: consumed(all_sent, b.service))
@@ -394,15 +466,14 @@ def test_rebalance_crash_and_restart_neither_duplicate_nor_miss(
     assert sorted(got) == sorted(expected)
 
 
-def consumed(sent: list[Sent], *services: AlertService) -> bool:
-    """Every partition's owner among `services` has consumed past the last sent trade."""
+def consumed(sent: list[Sent], *services: AlertService, partitions: set[int] | None = None) -> bool:
+    """Every partition's (of `partitions`, default all) owner among `services` has consumed past
+    the last sent trade."""
     ends: dict[int, int] = {}
     for s in sent:
-        ends[s.partition] = max(ends.get(s.partition, 0), s.offset + 1)
-    return all(
-        any(p in svc.assigned and svc._positions.get(p, -1) >= end for svc in services)
-        for p, end in ends.items()
-    )
+        if partitions is None or s.partition in partitions:
+            ends[s.partition] = max(ends.get(s.partition, 0), s.offset + 1)
+    return all(any((svc.partitions.position(p) or -1) >= end for svc in services) for p, end in ends.items())
 
 
 class Hooks(BaseHTTPRequestHandler):
@@ -634,8 +705,8 @@ def test_symbols_beyond_max_symbols_are_evicted_and_stay_evicted_after_a_restart
         )
         wait_for(
             "the tombstones",
-            lambda: not first.service.engine.evicted and not first.service._checkpointer.busy,
-        )  # type: ignore[union-attr]
+            lambda: not first.service.engine.evicted and not first.service.checkpointer.busy,  # type: ignore[union-attr]
+        )
     finally:
         first.stop()
     second = Running(AlertService(options(bootstrap, topics, max_symbols=5)))
