@@ -85,6 +85,8 @@ class ServiceOptions:
 
 
 class AlertService:
+    """One instance of the service: the consumer loop over its parts (see the module docstring)."""
+
     def __init__(self, options: ServiceOptions) -> None:
         self.options = options
         self.engine = Engine(options.rules)
