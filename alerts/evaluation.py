@@ -70,8 +70,9 @@ class Evaluator:
                 continue
             partition: int = msg.partition()  # type: ignore[assignment]
             offset: int = msg.offset()  # type: ignore[assignment]
-            owned = owned_partitions.get(partition)
-            if owned is None:
+            try:
+                owned = owned_partitions[partition]
+            except KeyError:
                 continue  # fetched before the partition was revoked: its next owner evaluates it
             owned.next_offset = offset + 1
             try:
