@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
+from psycopg import errors, sql
 
 from tickhouse.config import Settings, load_settings
 from tickhouse.warehouse import connect, setup_warehouse
@@ -159,11 +159,23 @@ def count(settings: Settings, query: str) -> int:
     return int(row[0]) if row else 0
 
 
-def drop_database(settings: Settings) -> None:
-    with connect(settings, "owner", dbname="postgres", autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.postgres_db))
-        )
+def drop_database(settings: Settings, attempts: int = 30) -> None:
+    # A connection the bench (or dbt) just closed keeps its backend until the server gets round to
+    # ending it, which takes a while on a busy machine, and FORCE ends no backend of another role
+    # for the owner: wait for them to go.
+    for attempt in range(attempts):
+        try:
+            with connect(settings, "owner", dbname="postgres", autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(
+                        sql.Identifier(settings.postgres_db)
+                    )
+                )
+            return
+        except errors.InsufficientPrivilege:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
 
 
 def main() -> int:

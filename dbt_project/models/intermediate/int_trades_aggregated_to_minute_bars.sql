@@ -76,6 +76,24 @@ trades_in_scope as (
 
 {% endif %}
 
+{% if var('bench_every_trade_regular') %}
+
+-- the baseline of bench/bench_trade_conditions.py only (var bench_every_trade_regular, false
+-- unless a bench sets it): every print counts as regular, the condition lookup compiled out
+eligible_trades as (
+
+    select
+        trades_in_scope.*,
+        true as updates_last,
+        true as updates_high_low,
+        true as updates_volume,
+        false as has_unknown_condition
+    from trades_in_scope
+
+),
+
+{% else %}
+
 condition_sets as (
 
     {{ tickhouse.trade_condition_sets('trades_in_scope') }}
@@ -95,6 +113,8 @@ eligible_trades as (
         on condition_sets.condition_key = {{ tickhouse.trade_condition_key('trades_in_scope.conditions') }}
 
 ),
+
+{% endif %}
 
 aggregated as (
 
