@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from exporter.pipeline import drain_lag, marts_coverage, seconds_since, topic_loads
+from exporter.pipeline import drain_lag, marts_coverage, seconds_since, topic_loads, unknown_conditions
 from tickhouse.config import Settings
 from tickhouse.listen import start_metrics_server
 
@@ -17,12 +17,15 @@ class PipelineCollector:
 
     Per-symbol series are exported for at most `max_symbols` symbols (PIPELINE_METRICS_MAX_SYMBOLS,
     default 500; the ones behind raw first, then the newest): at 20,000 symbols one series each
-    would weigh on Prometheus more than it helps. The totals cover every symbol.
+    would weigh on Prometheus more than it helps. The totals cover every symbol. Likewise the
+    per-code series of unknown trade-condition codes, for at most `max_codes` codes (the most
+    recently seen): a feed sending garbage codes must not make a series each.
     """
 
-    def __init__(self, settings: Settings, max_symbols: int = 500):
+    def __init__(self, settings: Settings, max_symbols: int = 500, max_codes: int = 100):
         self.settings = settings
         self.max_symbols = max_symbols
+        self.max_codes = max_codes
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -73,7 +76,9 @@ class PipelineCollector:
         yield freshness
         families, coverage_ok = self._marts_coverage()
         yield from families
-        up.add_metric([], ok if coverage_ok else 0.0)
+        families, conditions_ok = self._unknown_conditions()
+        yield from families
+        up.add_metric([], ok if coverage_ok and conditions_ok else 0.0)
         yield up
 
     def _marts_coverage(self) -> tuple[list[Any], bool]:
@@ -120,6 +125,40 @@ class PipelineCollector:
             if item.last_bar_start is not None:
                 last_bar.add_metric([item.symbol], item.last_bar_start.timestamp())
             symbol_pending.add_metric([item.symbol], item.rows_pending)
+        return families, True
+
+    def _unknown_conditions(self) -> tuple[list[Any], bool]:
+        """The trade-condition codes the eligibility table does not list, from
+        marts.pipeline_unknown_conditions (declared even when it cannot be read), and whether it
+        could be read."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        codes = GaugeMetricFamily(
+            "tickhouse_unknown_condition_codes",
+            "Trade-condition codes in the warehouse that the trade-condition table does not list",
+        )
+        prints = CounterMetricFamily(
+            "tickhouse_unknown_condition_prints",
+            "Prints in the warehouse with a condition code the table does not list (taken as regular)",
+            labels=["code"],
+        )
+        last_seen = GaugeMetricFamily(
+            "tickhouse_unknown_condition_last_seen_timestamp_seconds",
+            "Event time of the newest print with the code",
+            labels=["code"],
+        )
+        families = [codes, prints, last_seen]
+        try:
+            unknown = unknown_conditions(self.settings, self.max_codes)
+        except Exception:
+            return families, False
+        if unknown is None:  # dbt has not built the marts yet
+            return families, True
+        codes.add_metric([], unknown.code_count)
+        for item in unknown.codes:
+            prints.add_metric([item.code], item.prints)
+            if item.last_event_time is not None:
+                last_seen.add_metric([item.code], item.last_event_time.timestamp())
         return families, True
 
 

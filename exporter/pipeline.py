@@ -1,8 +1,9 @@
 """Pipeline health at a glance: Kafka lag of the drain's consumer group, what the drain loaded and
-quarantined, how fresh the raw tables are, and per symbol what the marts cover and whether they
-are behind raw. Read by `tickhouse status` and exported to Prometheus by `exporter.collector` (the
-drain runs as short Airflow tasks, so its figures are read from the warehouse and the broker
-rather than kept in a process).
+quarantined, how fresh the raw tables are, per symbol what the marts cover and whether they
+are behind raw, and the trade-condition codes the eligibility table does not list. Read by
+`tickhouse status` and exported to Prometheus by `exporter.collector` (the drain runs as short
+Airflow tasks, so its figures are read from the warehouse and the broker rather than kept in a
+process).
 """
 
 from __future__ import annotations
@@ -109,6 +110,56 @@ def marts_coverage(settings: Settings, limit: int = 20) -> MartsCoverage | None:
         symbol_count=int(totals[0]),
         symbols_behind=int(totals[1]),
         rows_pending=int(totals[2]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownCondition:
+    """One row of marts.pipeline_unknown_conditions: a condition code the trade-condition table
+    (dbt_project/seeds/trade_conditions.csv) does not list, which the bars take as regular."""
+
+    code: str
+    prints: int
+    symbols: int
+    first_event_time: datetime | None
+    last_event_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownConditions:
+    """The `limit` most recently seen unknown codes, and how many codes and prints there are."""
+
+    codes: list[UnknownCondition]
+    code_count: int
+    prints: int
+
+
+def unknown_conditions(settings: Settings, limit: int = 100) -> UnknownConditions | None:
+    """Read marts.pipeline_unknown_conditions as bi_reader, the most recently seen codes first, at
+    most `limit` of them (a feed sending random codes must not make a series each); None before
+    dbt has built it."""
+    from tickhouse.warehouse import connect
+
+    with connect(settings, "bi_reader") as conn:
+        exists = conn.execute(
+            "select to_regclass('marts.pipeline_unknown_conditions') is not null"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return None
+        totals = conn.execute(
+            "select count(*), coalesce(sum(prints), 0) from marts.pipeline_unknown_conditions"
+        ).fetchone()
+        rows = conn.execute(
+            "select code, prints, symbols, first_event_time, last_event_time"
+            " from marts.pipeline_unknown_conditions"
+            " order by last_event_time desc nulls last, code limit %s",
+            (limit,),
+        ).fetchall()
+    assert totals is not None
+    return UnknownConditions(
+        codes=[UnknownCondition(r[0], int(r[1]), int(r[2]), r[3], r[4]) for r in rows],
+        code_count=int(totals[0]),
+        prints=int(totals[1]),
     )
 
 

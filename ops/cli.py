@@ -206,6 +206,7 @@ def _print_pipeline(console: Any, settings: Any) -> None:
         )
     console.print(table)
     _print_marts_coverage(console, settings)
+    _print_unknown_conditions(console, settings)
 
 
 def _print_marts_coverage(console: Any, settings: Any, limit: int = 15) -> None:
@@ -247,6 +248,46 @@ def _print_marts_coverage(console: Any, settings: Any, limit: int = 15) -> None:
             moment(item.last_daily_bar_start),
             f"[yellow]{item.rows_pending:,}[/]" if item.rows_pending else "0",
             moment(item.oldest_pending_event_time),
+        )
+    console.print(table)
+
+
+def _print_unknown_conditions(console: Any, settings: Any, limit: int = 15) -> None:
+    """The trade-condition codes the eligibility table does not list (taken as regular trades)."""
+    from rich.table import Table
+
+    from exporter.pipeline import unknown_conditions
+
+    try:
+        unknown = unknown_conditions(settings, limit)
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        console.print(f"trade conditions: not available ({reason})")
+        return
+    if unknown is None:
+        return  # the marts are not built yet: _print_marts_coverage said so
+    if not unknown.code_count:
+        console.print("trade conditions: [green]every code in the warehouse is in the table[/]")
+        return
+
+    def moment(value: Any) -> str:
+        return value.isoformat(timespec="seconds") if value is not None else "-"
+
+    table = Table(
+        title=f"[yellow]Trade-condition codes not in the table ({unknown.code_count} codes, "
+        f"{unknown.prints:,} prints taken as regular; {min(limit, unknown.code_count)} shown)[/]",
+        caption="add each code's rule to dbt_project/seeds/trade_conditions.csv "
+        "(docs/interfaces/warehouse.md, trade-condition eligibility)",
+    )
+    for column in ("code", "prints", "symbols", "first seen", "last seen"):
+        table.add_column(column, justify="left" if column == "code" else "right")
+    for item in unknown.codes:
+        table.add_row(
+            item.code,
+            f"{item.prints:,}",
+            f"{item.symbols:,}",
+            moment(item.first_event_time),
+            moment(item.last_event_time),
         )
     console.print(table)
 

@@ -189,6 +189,66 @@ def _marts_summary(settings: Settings) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class ConditionsApplied:
+    """How the trade-condition table treated a set of prints, read from the warehouse."""
+
+    prints: int
+    without_price: int  # prints whose conditions let them set no price (neither open/close nor high/low)
+    by_condition: dict[str, int]  # of those, per condition name (a print with several: names joined)
+
+    def summary(self) -> str:
+        names = ", ".join(f"{name} {count:,}" for name, count in self.by_condition.items())
+        return (
+            f"{self.without_price:,} of {self.prints:,} kept out of open/high/low/close"
+            + (f" ({names})" if names else "")
+            + "; their volume is in the bars"
+        )
+
+
+def _conditions_applied(
+    settings: Settings, symbols: tuple[str, ...], since_ms: int, source: str = "synthetic"
+) -> ConditionsApplied:
+    """The prints of `symbols` from `source` since `since_ms` in raw.trades, with the eligibility the
+    bars give them: the table the bars use (the trade_conditions seed in the warehouse), a print
+    qualifying for a field only if every one of its codes does, an unknown code as regular."""
+    from tickhouse.warehouse import connect
+
+    with connect(settings, "owner") as conn:
+        rows = conn.execute(
+            """
+            with prints as (
+                select kafka_topic, kafka_partition, kafka_offset, conditions
+                from raw.trades
+                where symbol = any(%s) and source = %s and ts >= %s
+            ),
+            eligibility as (
+                select
+                    prints.kafka_topic,
+                    prints.kafka_partition,
+                    prints.kafka_offset,
+                    coalesce(bool_and(coalesce(known.updates_open_close, true)), true) as updates_last,
+                    coalesce(bool_and(coalesce(known.updates_high_low, true)), true) as updates_high_low,
+                    string_agg(distinct known.name, ' + ' order by known.name)
+                        filter (where not known.updates_open_close) as names
+                from prints
+                left join lateral unnest(prints.conditions) as codes (code) on true
+                left join intermediate.trade_conditions as known on known.code = codes.code
+                group by 1, 2, 3
+            )
+            select
+                case when updates_last or updates_high_low then null else coalesce(names, '') end,
+                count(*)
+            from eligibility
+            group by 1
+            order by 2 desc, 1
+            """,
+            (list(symbols), source, since_ms),
+        ).fetchall()
+    by_condition = {name: int(count) for name, count in rows if name is not None}
+    return ConditionsApplied(sum(int(count) for _, count in rows), sum(by_condition.values()), by_condition)
+
+
+@dataclass(frozen=True, slots=True)
 class SampleInfo:
     path: Path
     trades: int
@@ -331,6 +391,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     )
     probe = FreshnessProbe(settings, SYNTHETIC_SYMBOLS)
     probe.start()
+    synthetic_since_ms = probe.started_ms
     malformed = _produce_malformed(settings)
     synthetic = subprocess.Popen(
         [
@@ -370,6 +431,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     marts = _marts_summary(settings)
     in_marts, in_raw = _sample_days(settings, sample)
     delays = probe.delays()
+    conditions = _conditions_applied(settings, SYNTHETIC_SYMBOLS, synthetic_since_ms)
     trades = settings.trades_topic
 
     def grew(topic: str, field_name: str) -> int:
@@ -389,6 +451,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     for interval in ("1m", "5m", "15m", "1h", "1d"):
         table.add_row(f"bars {interval} (marts.fct_bars)", f"{marts['bars'].get(interval, 0):,}")
     table.add_row("sample trading days in marts", f"{in_marts} of {in_raw}")
+    table.add_row("trade conditions (synthetic prints, this run)", conditions.summary())
     table.add_row("technicals rows (marts.fct_technicals)", f"{marts['technicals']:,}")
     table.add_row(
         "alerts raised (this run / all in marts.fct_alerts)",

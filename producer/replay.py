@@ -1,7 +1,10 @@
 """Replaying trades from a file (CSV or JSONL, optionally gzipped) at a chosen speed.
 
-CSV: a header row with `symbol,price,volume,ts` and optionally `conditions` (`;`-separated codes)
-and `source`. JSONL: one JSON object per line with the trade fields of docs/interfaces/kafka-messages.md
+CSV: a header row with `symbol,price,volume,ts` and optionally `conditions` and `source`.
+`conditions` holds the trade's condition codes separated by `;` (`1;12`; spaces around a code are
+ignored, an empty cell is a trade without conditions); a code is letters and digits (Finnhub's
+are numbers), so a cell such as `1,12` or `[1, 12]` is a bad row, not one unknown code.
+JSONL: one JSON object per line with the trade fields of docs/interfaces/kafka-messages.md
 (Finnhub's short names `s,p,v,t,c` are accepted too). Rows that do not validate are logged and counted, not
 sent.
 
@@ -73,6 +76,23 @@ def _csv_number(text: str) -> int | Decimal | str:
         return text  # validation reports it as a string
 
 
+CONDITION_SEPARATOR = ";"
+_CONDITION_CODE = re.compile(r"[A-Za-z0-9]+")
+
+
+def _csv_conditions(cell: str) -> list[str] | str:
+    """The codes of a CSV `conditions` cell, or the reason it is not a list of codes."""
+    codes = [code.strip() for code in cell.split(CONDITION_SEPARATOR) if code.strip()]
+    bad = [code for code in codes if not _CONDITION_CODE.fullmatch(code)]
+    if bad:
+        return (
+            f"conditions: {cell.strip()!r:.100} is not a list of condition codes; write codes of letters "
+            f"and digits separated by {CONDITION_SEPARATOR!r}, such as 1{CONDITION_SEPARATOR}12 "
+            f"(bad code {bad[0]!r:.40})"
+        )
+    return codes
+
+
 def _csv_rows(handle: TextIO, path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     reader = csv.reader(handle)
     header = next(reader, None)
@@ -100,7 +120,11 @@ def _csv_rows(handle: TextIO, path: Path) -> Iterator[tuple[int, dict[str, Any] 
             "ts": _csv_number(row[i_ts]),
         }
         if i_cond is not None and row[i_cond].strip():
-            obj["conditions"] = [c.strip() for c in row[i_cond].split(";") if c.strip()]
+            conditions = _csv_conditions(row[i_cond])
+            if isinstance(conditions, str):
+                yield line_number, conditions
+                continue
+            obj["conditions"] = conditions
         if i_source is not None and row[i_source].strip():
             obj["source"] = row[i_source].strip()
         yield line_number, obj

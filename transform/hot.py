@@ -46,6 +46,7 @@ HOT_MODELS = (
     "int_trades_aggregated_to_minute_bars",
     "int_candles_deduplicated_to_bars",
     "int_alerts",
+    "int_unknown_trade_conditions",
     "int_bars",
     "int_technicals",
     "int_raw_loads_transformed",

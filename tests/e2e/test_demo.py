@@ -1,6 +1,6 @@
 """`tickhouse demo` (what `make demo` runs) as a user runs it: the bundled history and a burst of
 real-time trades go producer -> Kafka -> Airflow drain -> dbt via Cosmos -> marts, and the summary
-reports what landed."""
+reports what landed, and how many synthetic prints their trade conditions kept out of the prices."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from ops.airflow_api import AirflowAPI
 from ops.stack.apps import stop_apps
 from tickhouse.config import Settings
+from tickhouse.trade_conditions import default_table
 from tickhouse.warehouse import connect
 
 TICKHOUSE = str(Path(sys.executable).parent / "tickhouse")
@@ -45,6 +46,12 @@ def test_demo_runs_the_pipeline_end_to_end(settings: Settings, airflow_api: Airf
         assert re.search(r"messages quarantined \(this run, raw.quarantine\)\s*│\s*5\b", output), output[
             -4000:
         ]
+        applied = re.search(
+            r"trade conditions \(synthetic prints, this run\)\s*│\s*([\d,]+) of ([\d,]+) kept out of "
+            r"open/high/low/close \(Odd Lot Trade",
+            output,
+        )
+        assert applied, output[-4000:]
         # what the summary says is in the marts really is, for the bi_reader a BI tool uses
         with connect(settings, "bi_reader") as conn:
             days = conn.execute(
@@ -65,7 +72,20 @@ def test_demo_runs_the_pipeline_end_to_end(settings: Settings, airflow_api: Airf
                 "from raw.trades where symbol in ('NVDA', 'TSLA', 'AMD')",
                 (started, started),
             ).fetchone()
+            synthetic_conditions = conn.execute(
+                "select conditions from raw.trades where symbol in ('NVDA', 'TSLA', 'AMD') "
+                "and source = 'synthetic' and event_time >= %s",
+                (started,),
+            ).fetchall()
         assert days == (10,)
+        # the summary's conditions line is the trade-condition table applied to what reached raw
+        table = default_table()
+        without_price = 0
+        for (conditions,) in synthetic_conditions:
+            eligibility = table.eligibility(conditions)
+            without_price += not eligibility.updates_last and not eligibility.updates_high_low
+        said = (int(applied[1].replace(",", "")), int(applied[2].replace(",", "")))
+        assert said == (without_price, synthetic_loaded) and without_price > 0
         # the summary's count is what reached raw, and the 1m bars hold every share of it
         assert in_raw is not None and in_raw[0] == synthetic_loaded
         assert in_bars is not None and in_bars[0] == in_raw[1] and in_raw[1] > 0

@@ -64,3 +64,39 @@
         on eligibility.code = set_codes.code
     group by sets.condition_key
 {% endmacro %}
+
+{#
+    The codes the seed trade_conditions does not list, per distinct set of trade conditions in
+    `trades` (a relation with a `conditions` array): one row per (`condition_key`, `code`), a
+    code once per set however often the set repeats it. Sets without such a code have no row.
+#}
+{% macro unknown_condition_codes(trades) %}
+    {{ return(adapter.dispatch('unknown_condition_codes', 'tickhouse')(trades)) }}
+{% endmacro %}
+
+{% macro postgres__unknown_condition_codes(trades) %}
+    select distinct
+        sets.condition_key,
+        codes.code
+    from (select distinct {{ tickhouse.trade_condition_key('conditions') }} as condition_key from {{ trades }}) as sets
+    cross join lateral unnest(string_to_array(nullif(sets.condition_key, ''), ',')) as codes (code)
+    left join {{ ref('trade_conditions') }} as eligibility
+        on eligibility.code = codes.code
+    where eligibility.code is null
+{% endmacro %}
+
+{% macro snowflake__unknown_condition_codes(trades) %}
+    select distinct
+        set_codes.condition_key,
+        set_codes.code
+    from (
+        select
+            keyed.condition_key,
+            codes.value::string as code
+        from (select distinct {{ tickhouse.trade_condition_key('conditions') }} as condition_key from {{ trades }}) as keyed,
+            lateral flatten(input => try_parse_json(nullif(keyed.condition_key, ''))) as codes
+    ) as set_codes
+    left join {{ ref('trade_conditions') }} as eligibility
+        on eligibility.code = set_codes.code
+    where eligibility.code is null
+{% endmacro %}

@@ -17,6 +17,7 @@
 -- depends_on: {{ ref('int_trades_aggregated_to_minute_bars') }}
 -- depends_on: {{ ref('int_candles_deduplicated_to_bars') }}
 -- depends_on: {{ ref('int_alerts') }}
+-- depends_on: {{ ref('int_unknown_trade_conditions') }}
 
 with
 

@@ -392,6 +392,54 @@ def test_prints_that_do_not_update_last_fire_no_price_alert(bootstrap: str, topi
     assert counted - counted_before == 1
 
 
+def test_zero_volume_price_updates_move_the_price_rules_but_not_the_volume(
+    bootstrap: str, topics: dict[str, str]
+) -> None:
+    """Finnhub's `v = 0` updates (forex, crypto: a price, no trade) are prints like any other, as in
+    the bars: they move the price rules and keep their symbol from going stale, and add nothing to
+    a minute's volume. FX trades for four minutes, then sends only updates: a minute of them fires
+    no volume spike, a jump in them fires the price rules; S sends one trade, then only updates."""
+    fx: list[dict[str, Any]] = [
+        {"symbol": "FX", "price": 100.0, "volume": 100, "ts": T0 + i * 10_000} for i in range(24)
+    ]
+    updates: list[dict[str, Any]] = [
+        {"symbol": "FX", "price": 100.0, "volume": 0, "ts": T0 + 240_000 + i * 2_000} for i in range(30)
+    ]
+    jump: dict[str, Any] = {"symbol": "FX", "price": 101.5, "volume": 0, "ts": T0 + 300_000}
+    alive: list[dict[str, Any]] = [
+        {"symbol": "S", "price": 50.0, "volume": 0 if i else 10, "ts": T0 + i * 50_000 + 1}
+        for i in range(7)
+    ]
+    trades = sorted([*fx, *updates, jump, *alive], key=lambda t: t["ts"])
+    sent = produce_trades(bootstrap, topics["trades"], trades, {"FX": 0, "S": 0})
+    expected = oracle(RULES, topics["trades"], sent)
+    running = Running(AlertService(options(bootstrap, topics)))
+    try:
+        wait_for("all trades", lambda: running.service.stats.trades == len(trades))
+        wait_for("the alerts", lambda: len(read_alerts(bootstrap, topics["alerts"])) >= len(expected))
+    finally:
+        running.stop()
+    got = read_alerts(bootstrap, topics["alerts"])
+    assert sorted((a["alert_id"], a["symbol"], a["rule"], a["trade_ts"]) for _, a in got) == sorted(expected)
+    fired = {(a["symbol"], a["rule"], a["trade_ts"]) for _, a in got}
+    assert {("FX", "price_move_up", jump["ts"]), ("FX", "session_high", jump["ts"])} <= fired
+    assert not {rule for _, rule, _ in fired} & {"volume_spike", "stale_feed"}
+
+    # the test can fail: the same updates carrying volume spike it, and without S's updates S is stale
+    def rules_fired(stream: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        engine = Engine(RulesConfig(defaults=RULES, overrides={}))
+        return {
+            (f.symbol, f.rule)
+            for t in stream
+            for f in engine.evaluate(t["symbol"], t["price"], t["volume"], t["ts"])
+        }
+
+    with_volume = [{**t, "volume": 100} if t["symbol"] == "FX" and not t["volume"] else t for t in trades]
+    assert ("FX", "volume_spike") in rules_fired(with_volume)
+    without_updates = [t for t in trades if t["symbol"] != "S" or t["volume"]]
+    assert ("S", "stale_feed") in rules_fired(without_updates)
+
+
 def test_rebalance_crash_and_restart_neither_duplicate_nor_miss(
     bootstrap: str, topics: dict[str, str], tmp_path: Path
 ) -> None:

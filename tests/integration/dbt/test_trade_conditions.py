@@ -1,5 +1,7 @@
 """Bars follow the trade-condition table (seed trade_conditions), the session label of a bucket
-is the session of all its trades or `mixed`, and `v = 0` price updates add no volume.
+is the session of all its trades or `mixed`, and `v = 0` price updates add no volume. The codes the
+table does not list are shown per code (marts.pipeline_unknown_conditions, `tickhouse status`,
+the metrics exporter), counted once however often their loads are transformed.
 
 One hand-built minute holds every flag combination; the bars of every interval are compared
 with the oracle (tests/integration/dbt/oracles.py, which reads the table as data) after each
@@ -8,7 +10,9 @@ incremental run, after late and out-of-order prints, and after a full refresh.
 
 from __future__ import annotations
 
+import csv
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,10 +20,22 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from rich.console import Console
 
+from exporter.collector import PipelineCollector
+from exporter.pipeline import unknown_conditions
+from ops.cli import _print_unknown_conditions
+from ops.demo import ConditionsApplied, _conditions_applied
 from tests.integration.dbt.conftest import Feed, Transformer, fetch, own_feed, own_warehouse, raw_trades
-from tests.integration.dbt.oracles import Eligibility, condition_table, pandas_bars
-from tests.integration.dbt.raw_rows import ms
+from tests.integration.dbt.oracles import (
+    TRADE_CONDITIONS_CSV,
+    Eligibility,
+    condition_table,
+    eligibility_of,
+    pandas_bars,
+)
+from tests.integration.dbt.raw_rows import RawTrade, ms
 from tickhouse.config import Settings
 from tickhouse.warehouse import connect
 
@@ -81,6 +97,21 @@ def _other_minutes() -> list[Print]:
         _print("CND", "80", 100, OPEN - 2 * m, ["24"]),
         _print("CND", "81", 100, OPEN - m, None),
         _print("CND", "82", 100, OPEN + m, None),
+    ]
+
+
+def _price_updates() -> list[Print]:
+    """Finnhub's `v = 0` forex and crypto updates, a price and no trade: a minute of them only, and
+    a minute where they follow a trade, under the same rules as any print."""
+    s = timedelta(seconds=1)
+    m = timedelta(minutes=1)
+    return [
+        _print("ZVOL", "50", 0, MINUTE + 1 * s, None),
+        _print("ZVOL", "52", 0, MINUTE + 2 * s, []),
+        _print("ZVOL", "70", 0, MINUTE + 3 * s, ["12"]),  # an odd-lot update sets no price
+        _print("ZVOL", "51", 0, MINUTE + 4 * s, ["1"]),
+        _print("ZVOL", "51.5", 100, MINUTE + m + 1 * s, ["1"]),
+        _print("ZVOL", "53", 0, MINUTE + m + 2 * s, None),
     ]
 
 
@@ -162,6 +193,42 @@ def _as_built_before_the_rules(settings: Settings) -> None:
         conn.execute("update intermediate.int_bars set session = 'pre' where session = 'mixed'")
 
 
+# (code, prints, symbols, first event time, last event time)
+UnknownCode = tuple[str, int, int, datetime, datetime]
+
+
+def _unknown_codes_of(trades: list[RawTrade]) -> list[UnknownCode]:
+    """The oracle: per code the table does not list, the prints carrying it (once per print),
+    their symbols and event-time span, from the raw rows."""
+    known = condition_table()
+    seen: dict[str, list[RawTrade]] = {}
+    for trade in trades:
+        for code in set(trade.conditions or ()) - set(known):
+            seen.setdefault(code, []).append(trade)
+    return sorted(
+        (
+            code,
+            len(prints),
+            len({t.symbol for t in prints}),
+            min(t.event_time for t in prints),
+            max(t.event_time for t in prints),
+        )
+        for code, prints in seen.items()
+    )
+
+
+def _unknown_codes_shown(settings: Settings) -> list[UnknownCode]:
+    """What marts.pipeline_unknown_conditions shows, as `tickhouse status` and the exporter read it."""
+    shown = unknown_conditions(settings)
+    assert shown is not None
+    assert shown.code_count == len(shown.codes) and shown.prints == sum(c.prints for c in shown.codes)
+    rows = []
+    for c in shown.codes:
+        assert c.first_event_time is not None and c.last_event_time is not None
+        rows.append((c.code, c.prints, c.symbols, c.first_event_time, c.last_event_time))
+    return sorted(rows)
+
+
 @dataclass
 class Runs:
     settings: Settings
@@ -171,6 +238,11 @@ class Runs:
     unknown_prints: int
     upgraded: dict[tuple[str, str, datetime], dict[str, Any]]
     unknown_prints_refreshed_upgraded: tuple[int, int]
+    # the unknown codes (shown, from the oracle) after each run
+    unknown_codes: dict[str, tuple[list[UnknownCode], list[UnknownCode]]]
+    exported: str  # the exporter's exposition after the late prints
+    printed: str  # `tickhouse status`'s table of them
+    demo_line: ConditionsApplied  # what the demo's summary says of the prints
 
 
 @pytest.fixture(scope="module")
@@ -180,10 +252,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         # the bars only: how the indicators skip a bar without a close is tested with them
         bars_only = ("--exclude", "int_technicals+")
         rng = random.Random(20251206)
-        _publish(feed, _the_issue_minute() + _other_minutes() + _random_prints(rng, 400))
+        _publish(feed, _the_issue_minute() + _other_minutes() + _price_updates() + _random_prints(rng, 400))
         transform(*bars_only)
         first = _assert_bars_match_oracle(settings)
         unknown = _unknown_prints(settings)
+        codes = {"first": (_unknown_codes_shown(settings), _unknown_codes_of(raw_trades(settings)))}
         # late and out of order: a regular print before the minute's first one (the new open), an
         # odd lot after its last one, and more random prints, in reverse time order
         late = [
@@ -194,15 +267,28 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         _publish(feed, late)
         transform(*bars_only)
         after_late = _assert_bars_match_oracle(settings)
+        codes["after_late"] = (_unknown_codes_shown(settings), _unknown_codes_of(raw_trades(settings)))
+        registry = CollectorRegistry()
+        registry.register(PipelineCollector(settings))
+        console = Console(record=True, width=200)
+        _print_unknown_conditions(console, settings)
+        exported, printed = generate_latest(registry).decode(), console.export_text()
+        # every load pending again, as after a run that failed once the counts were written
+        with connect(settings, "dbt", autocommit=True) as conn:
+            conn.execute("delete from intermediate.int_raw_loads_transformed")
+        transform(*bars_only)
+        codes["loads_again"] = (_unknown_codes_shown(settings), _unknown_codes_of(raw_trades(settings)))
         transform("--full-refresh", *bars_only)
         full_refresh = _bars(settings)
         refreshed_unknown = _unknown_prints(settings)
+        codes["full_refresh"] = (_unknown_codes_shown(settings), _unknown_codes_of(raw_trades(settings)))
         _as_built_before_the_rules(settings)
         transform(*bars_only)
         upgraded = _assert_bars_match_oracle(settings)
         yield Runs(
             settings, first, after_late, full_refresh, unknown, upgraded,
-            (refreshed_unknown, _unknown_prints(settings)),
+            (refreshed_unknown, _unknown_prints(settings)), codes, exported, printed,
+            _conditions_applied(settings, ("CND", "RND"), 0, source="test"),
         )
 
 
@@ -243,6 +329,22 @@ def test_a_zero_volume_update_moves_the_close_and_adds_no_volume_or_weight(runs:
     assert (bar["volume"], bar["vwap"], bar["trade_count"]) == (70, 98, 2)
 
 
+def test_a_minute_of_zero_volume_updates_has_prices_but_no_volume_or_vwap(runs: Runs) -> None:
+    only_updates = runs.first[("ZVOL", "1m", MINUTE)]
+    assert [only_updates[c] for c in ("open", "high", "low", "close")] == [50, 52, 50, 51]
+    assert (only_updates["volume"], only_updates["vwap"], only_updates["trade_count"]) == (0, None, 4)
+    after_a_trade = runs.first[("ZVOL", "1m", MINUTE + timedelta(minutes=1))]
+    assert (after_a_trade["open"], after_a_trade["close"], after_a_trade["high"]) == (
+        Decimal("51.5"), 53, 53)
+    assert (after_a_trade["volume"], after_a_trade["vwap"], after_a_trade["trade_count"]) == (
+        100, Decimal("51.5"), 2)
+    for interval in ("5m", "15m", "1h"):
+        bar = runs.first[("ZVOL", interval, MINUTE)]
+        assert [bar[c] for c in ("open", "high", "low", "close")] == [50, 53, 50, 53], interval
+        # VWAP weighs volume only: the updates' prices are not in it
+        assert (bar["volume"], bar["vwap"], bar["trade_count"]) == (100, Decimal("51.5"), 6), interval
+
+
 def test_a_bucket_across_the_open_is_labelled_mixed(runs: Runs) -> None:
     hour = runs.first[("CND", "1h", OPEN - timedelta(minutes=30))]
     assert hour["session"] == "mixed" and hour["volume"] == 300
@@ -273,3 +375,46 @@ def test_a_warehouse_built_before_the_rules_is_rebuilt_by_the_next_incremental_r
         assert {c: row[c] for c in columns} == {c: runs.upgraded[key][c] for c in columns}, key
     refreshed, upgraded = runs.unknown_prints_refreshed_upgraded
     assert upgraded == refreshed >= runs.unknown_prints >= 1
+
+
+def test_unknown_codes_are_shown_per_code_after_every_run(runs: Runs) -> None:
+    for run, (shown, expected) in runs.unknown_codes.items():
+        assert shown == expected, run
+    codes = {code for code, *_ in runs.unknown_codes["after_late"][0]}
+    assert {"9999", "777"} <= codes
+    nine = next(row for row in runs.unknown_codes["first"][0] if row[0] == "9999")
+    assert nine[1:3] == (1, 1)
+    # no print carries two unknown codes here: the per-code prints add up to the minute bars' count
+    assert sum(prints for _, prints, *_ in runs.unknown_codes["first"][0]) == runs.unknown_prints
+
+
+def test_status_and_the_exporter_name_the_unknown_codes(runs: Runs) -> None:
+    shown = {code: prints for code, prints, *_ in runs.unknown_codes["after_late"][0]}
+    assert f"tickhouse_unknown_condition_codes {float(len(shown))}" in runs.exported
+    for code, prints in shown.items():
+        assert f'tickhouse_unknown_condition_prints_total{{code="{code}"}} {float(prints)}' in runs.exported
+        assert f'tickhouse_unknown_condition_last_seen_timestamp_seconds{{code="{code}"}}' in runs.exported
+    assert f"Trade-condition codes not in the table ({len(shown)} codes" in runs.printed
+    for code, prints in shown.items():
+        assert re.search(rf"^.*\b{code}\b\s*│\s*{prints:,}\s*│", runs.printed, re.M), runs.printed
+
+
+def test_the_demo_summary_counts_the_prints_kept_out_of_the_prices(runs: Runs) -> None:
+    table = condition_table()
+    with TRADE_CONDITIONS_CSV.open(newline="") as handle:
+        names = {row["code"]: row["name"] for row in csv.DictReader(handle)}
+    prints = [t for t in raw_trades(runs.settings) if t.symbol in ("CND", "RND")]
+    without_price: dict[str, int] = {}
+    for trade in prints:
+        eligibility = eligibility_of(trade.conditions, table)
+        if not eligibility.last and not eligibility.high_low:
+            codes = {c for c in trade.conditions or () if c in table and not table[c].last}
+            key = " + ".join(sorted({names[c] for c in codes}))
+            without_price[key] = without_price.get(key, 0) + 1
+    line = runs.demo_line
+    assert (line.prints, line.without_price) == (len(prints), sum(without_price.values()))
+    assert line.by_condition == without_price
+    assert line.by_condition["Odd Lot Trade"] > 0 and line.by_condition["Average Price Trade"] > 0
+    summary = line.summary()
+    assert summary.startswith(f"{line.without_price:,} of {len(prints):,} kept out of open/high/low/close (")
+    assert f"Odd Lot Trade {without_price['Odd Lot Trade']:,}" in summary

@@ -67,6 +67,38 @@ def test_replay_speed_zero_publishes_the_file_exactly_once_in_order(
         k: [parse_trade(v) for v in vs] for k, vs in expected.items()}
 
 
+def test_replay_csv_carries_conditions_to_kafka_and_skips_a_bad_cell(
+    settings: Settings, make_topic: Callable[[], str], run_producer: Any, tmp_path: Path
+) -> None:
+    topic = make_topic()
+    t0 = 1_361_800_000_000
+    path = tmp_path / "trades.csv"
+    path.write_text(
+        "symbol,price,volume,ts,conditions\n"
+        f"AAPL,100.5,100,{t0},1\n"
+        f"AAPL,101,7,{t0 + 1},12\n"
+        f"AAPL,99,500,{t0 + 2},1;3\n"
+        f"AAPL,98,100,{t0 + 3},\n"
+        f'AAPL,97,100,{t0 + 4},"1,12"\n'
+    )
+    producer = run_producer(["--source", "replay", "--file", str(path), "--speed", "0",
+                             "--trades-topic", topic])
+    producer.finish(timeout=60)
+    assert producer.proc.returncode == 0, producer.stderr
+    assert "4 published, 4 acknowledged" in producer.stderr
+    assert "1 invalid inputs skipped" in producer.stderr
+    assert f"{path}:6: skipped: conditions: '1,12' is not a list of condition codes" in producer.stderr
+    received = consume_all(settings, topic, expect=4)
+    messages = [json.loads(m.value) for m in sorted(received, key=lambda m: m.offset)]
+    assert [(m["price"], m.get("conditions")) for m in messages] == [
+        (100.5, ["1"]),
+        (101, ["12"]),
+        (99, ["1", "3"]),
+        (98, None),
+    ]
+    assert {m.key for m in received} == {b"AAPL"}
+
+
 def test_replay_speed_one_keeps_the_gaps(
     settings: Settings, make_topic: Callable[[], str], run_producer: Any, tmp_path: Path
 ) -> None:

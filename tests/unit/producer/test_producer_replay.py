@@ -51,6 +51,38 @@ def test_csv_rows_are_validated_and_invalid_ones_skipped(tmp_path: Path) -> None
     assert (stats.rows, stats.invalid) == (6, 3)
 
 
+def test_csv_conditions_are_codes_separated_by_semicolons_and_a_bad_cell_is_a_bad_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "symbol,price,volume,ts,conditions\n"
+        f"AAPL,1,100,{T0},12\n"
+        f"AAPL,2,100,{T0 + 1}, 1 ; 12 ;\n"
+        f"AAPL,3,100,{T0 + 2},\n"
+        f'AAPL,4,100,{T0 + 3},"1,12"\n'
+        f"AAPL,5,100,{T0 + 4},1 12\n"
+        f"AAPL,6,100,{T0 + 5},[1;12]\n"
+        f"AAPL,7,100,{T0 + 6},9999\n"
+    )
+    stats = ReadStats()
+    with caplog.at_level("WARNING", logger="producer.replay"):
+        trades = list(read_trades(path, stats))
+    assert [(t.price, t.conditions) for t in trades] == [
+        (1, ("12",)),
+        (2, ("1", "12")),
+        (3, None),
+        (7, ("9999",)),  # an unknown code is valid input: the bars take it as regular and count it
+    ]
+    assert (stats.rows, stats.invalid) == (7, 3)
+    skipped = [r.getMessage() for r in caplog.records]
+    assert len(skipped) == 3
+    assert f"{path}:5: skipped: conditions: '1,12' is not a list of condition codes" in skipped[0]
+    assert "separated by ';', such as 1;12" in skipped[0]
+    assert f"{path}:6: skipped" in skipped[1] and "'1 12'" in skipped[1]
+    assert f"{path}:7: skipped" in skipped[2] and "bad code '[1'" in skipped[2]
+
+
 def test_jsonl_gz_with_contract_or_finnhub_names(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl.gz"
     lines = [
