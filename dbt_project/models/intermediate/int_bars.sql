@@ -32,7 +32,9 @@
 -- From candles (`tickhouse backfill`): where no trade falls in a bar, the candle of that
 -- interval's resolution makes it. The precedence rule: **trades win** — a bar with at least
 -- one trade is built from the trades alone (exact VWAP and trade count of what Tickhouse
--- holds); candles fill the bars no trade reaches. `bar_source` says which.
+-- holds); candles fill the bars no trade reaches. `bar_source` says which. Candle bars are
+-- as traded too (int_candles_deduplicated_to_bars undoes the splits a Finnhub daily candle
+-- was served with).
 -- Incremental runs rebuild exactly the bars that contain a changed minute bar or candle bar,
 -- and write only the bars whose values changed.
 

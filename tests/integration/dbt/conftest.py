@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,14 @@ class Feed:
         names = {"trades": self.trades_topic, "alerts": self.alerts_topic, "candles": self.candles_topic}
         return {names[kind]: kind for kind in self.kinds}
 
-    def publish(self, topic: str, messages: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    def publish(
+        self, topic: str, messages: Iterable[tuple[str, dict[str, Any]]], timestamp_ms: int | None = None
+    ) -> int:
+        """Publish `messages` (key, JSON object); `timestamp_ms` sets their Kafka timestamp (now if None)."""
         count = 0
+        stamp = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
         for key, message in messages:
-            self.producer.produce(topic, json.dumps(message).encode(), key=key.encode())
+            self.producer.produce(topic, json.dumps(message).encode(), key=key.encode(), **stamp)
             self.producer.poll(0)
             count += 1
         assert self.producer.flush(60) == 0
@@ -143,6 +148,18 @@ class Feed:
         for future in self.admin.delete_topics(list(self.topics)).values():
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
+
+
+def record_split(settings: Settings, symbol: str, ex_date: date, from_factor: int, to_factor: int) -> None:
+    """A split in raw.corporate_actions, stored as the loader role the way `tickhouse corporate-actions
+    refresh` stores it."""
+    with connect(settings, "loader") as conn:
+        conn.execute(
+            "insert into raw.corporate_actions"
+            " (symbol, ex_date, action, from_factor, to_factor, source, fetched_at)"
+            " values (%s, %s, 'split', %s, %s, 'file', now())",
+            (symbol, ex_date, from_factor, to_factor),
+        )
 
 
 def raw_trades(settings: Settings) -> list[RawTrade]:

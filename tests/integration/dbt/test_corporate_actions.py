@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.dbt.conftest import Transformer, fetch, own_feed, own_warehouse
+from tests.integration.dbt.conftest import Transformer, fetch, own_feed, own_warehouse, record_split
 from tests.integration.dbt.oracles import INDICATORS, indicator_mismatches
 from tests.integration.dbt.raw_rows import ms
 from tickhouse.config import Settings
@@ -79,16 +79,6 @@ def _snapshot(settings: Settings) -> Snapshot:
     )
 
 
-def _record_split(settings: Settings, symbol: str, ex_date: date, from_factor: int, to_factor: int) -> None:
-    with connect(settings, "loader") as conn:
-        conn.execute(
-            "insert into raw.corporate_actions"
-            " (symbol, ex_date, action, from_factor, to_factor, source, fetched_at)"
-            " values (%s, %s, 'split', %s, %s, 'file', now())",
-            (symbol, ex_date, from_factor, to_factor),
-        )
-
-
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     with own_warehouse("dbt_splits") as settings, own_feed(settings) as feed:
@@ -118,7 +108,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         transform()
         before = _snapshot(settings)
 
-        _record_split(settings, SPLIT, ex_date, 1, 4)
+        record_split(settings, SPLIT, ex_date, 1, 4)
         transform()
         after = _snapshot(settings)
 
