@@ -51,12 +51,17 @@ def hold_build_lock(context: Any) -> None:
     process, its threads inherit it); a task that writes one of the hot models (transform.hot)
     then waits for the one-build-at-a-time lock, so it never writes a table the ingest DAG's hot
     run is writing. The other tasks (views, stock_analytics, the tests) only read those tables:
-    they do not queue behind the hot runs, nor the hot runs behind them."""
+    they do not queue behind the hot runs, nor the hot runs behind them.
+    First of all it starts Python's resource tracker (dbt's locks need it), so that the tracker,
+    a child that keeps the environment it started with, does not keep dbt's password, which
+    Cosmos puts into this process's environment (its profile's variables) while dbt runs."""
     import os
 
     from tickhouse.config import load_settings
     from transform.airflow_retries import apply_lock_timeout, retry_lock_timeouts_only
+    from transform.dbt_runner import start_resource_tracker
 
+    start_resource_tracker()
     os.nice(SLOW_PATH_NICENESS)
     settings = load_settings()
     # a BI query holding a lock makes the task wait DBT_LOCK_TIMEOUT_SECONDS at most, then retry

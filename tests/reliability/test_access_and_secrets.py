@@ -3,7 +3,6 @@ log, Kafka message or Airflow page, symbols validated before SQL or a URL."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import json
 import os
@@ -12,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,14 @@ from ops.stack import airflow, apps, kafka_broker, postgres
 from ops.stack.processes import Service
 from tests.finnhub_server import FakeFinnhub
 from tests.reliability.conftest import Scenario
-from tests.reliability.helpers import RelTopics
+from tests.reliability.helpers import VENV_BIN, RelTopics, env_int
+from tests.reliability.process_environments import (
+    Backend,
+    EnvironmentSampler,
+    backends_by_process,
+    process_table,
+    tcp_connections,
+)
 from tickhouse.config import ConfigError, Settings, parse_symbols, read_env_file
 
 # --- database roles ------------------------------------------------------------------------------
@@ -449,16 +456,68 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_each_process_holds_only_its_own_role(
-    settings: Settings, airflow_api: AirflowAPI, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Least privilege: owner no superuser, each process holds only its own role's password
-    (PostgreSQL roles and Kafka principals)."""
-    from exporter.pipeline import topic_loads
+def _every_secret(settings: Settings) -> dict[str, str]:
+    """Every credential of the stack by the role it belongs to."""
     from ops.stack.credentials import SUPERUSER_PASSWORD
 
-    superuser_password = read_env_file(settings.secrets_file).get(SUPERUSER_PASSWORD, "")
+    generated = read_env_file(settings.secrets_file)
+    superuser_password = generated.get(SUPERUSER_PASSWORD, "")
     assert len(superuser_password) >= 16, "setup generated no bootstrap superuser password"
+    every = {
+        "owner": settings.postgres_password,
+        "superuser": superuser_password,
+        "loader": settings.loader_password,
+        "dbt": settings.dbt_password,
+        "bi_reader": settings.bi_reader_password,
+        "monitor": settings.monitor_password,
+        "airflow admin": airflow.admin_password(settings),
+        # Kafka's principals and the broker-controller login
+        **{
+            f"kafka {name}": generated[f"KAFKA_{name.upper()}_PASSWORD"]
+            for name in ("admin", "producer", "drain", "alerts", "monitor", "controller")
+        },
+    }
+    for name, value in every.items():
+        assert len(value) >= 8, f"{name}'s password is too short to look for reliably"
+    return every
+
+
+# whose passwords each kind of process may hold; Airflow's are in the connections
+# tickhouse_warehouse, tickhouse_dbt, tickhouse_kafka (the drain) and tickhouse_kafka_producer
+# (backfill) of every Airflow process's environment, which its tasks read
+ALLOWED = {
+    "airflow": {"loader", "dbt", "kafka drain", "kafka producer"},
+    "alerts": {"kafka alerts"},
+    "metrics": {"monitor", "bi_reader", "kafka monitor"},
+    "dashboard": {"bi_reader"},
+    "docs": set(),
+    # a user's `tickhouse` command reads the secrets file into its memory, not its environment:
+    # neither it nor anything it starts holds a password there
+    "command": set(),
+}
+# variables that hold one role's password: none is given to Airflow, whose tasks take their
+# credentials from the connections
+PASSWORD_VARIABLES = {b"POSTGRES_PASSWORD", b"LOADER_PASSWORD", b"DBT_PASSWORD", b"KAFKA_PASSWORD",
+                      b"BI_READER_PASSWORD", b"MONITOR_PASSWORD", b"POSTGRES_SUPERUSER_PASSWORD"}
+
+
+def _leaks(every: Mapping[str, str], kind: str, environ: bytes) -> list[str]:
+    """The roles other than `kind`'s own whose passwords `environ` holds."""
+    return [n for n, v in every.items() if n not in ALLOWED[kind] and v.encode() in environ]
+
+
+def _holds(every: Mapping[str, str], environ: bytes) -> set[str]:
+    return {n for n, v in every.items() if v.encode() in environ}
+
+
+def test_each_process_holds_only_its_own_role(
+    settings: Settings, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Least privilege: owner no superuser, each app holds only its own role's password
+    (PostgreSQL roles and Kafka principals)."""
+    from exporter.pipeline import topic_loads
+
+    every = _every_secret(settings)
     with psycopg.connect(settings.conninfo("owner"), autocommit=True) as conn:
         row = conn.execute(
             "select rolsuper, rolcreaterole, rolcreatedb, rolbypassrls from pg_roles"
@@ -473,32 +532,6 @@ def test_each_process_holds_only_its_own_role(
         psycopg.errors.InsufficientPrivilege
     ):
         conn.execute("select 1 from raw.trades limit 1")
-
-    every = {
-        "owner": settings.postgres_password,
-        "superuser": superuser_password,
-        "loader": settings.loader_password,
-        "dbt": settings.dbt_password,
-        "bi_reader": settings.bi_reader_password,
-        "monitor": settings.monitor_password,
-        "airflow admin": airflow.admin_password(settings),
-        # Kafka's principals and the broker-controller login
-        **{
-            f"kafka {name}": read_env_file(settings.secrets_file)[f"KAFKA_{name.upper()}_PASSWORD"]
-            for name in ("admin", "producer", "drain", "alerts", "monitor", "controller")
-        },
-    }
-    allowed = {
-        # in the connections tickhouse_kafka (the drain) and tickhouse_kafka_producer (backfill)
-        "airflow": {"loader", "dbt", "kafka drain", "kafka producer"},
-        "alerts": {"kafka alerts"},
-        "metrics": {"monitor", "bi_reader", "kafka monitor"},
-        "dashboard": {"bi_reader"},
-        "docs": set(),
-    }
-
-    def leaks(kind: str, environ: bytes) -> list[str]:
-        return [n for n, v in every.items() if n not in allowed[kind] and v.encode() in environ]
 
     # the apps, on free ports, as `make demo` starts them
     for app in apps.APPS:
@@ -516,43 +549,277 @@ def test_each_process_holds_only_its_own_role(
             assert pid, f"{app.name} is not running"
             environ = _environ(pid)
             assert environ is not None and b"TICKHOUSE_NO_SECRETS_FILE=1" in environ
-            found += [f"{app.name}: {n}" for n in leaks(app.name, environ)]
+            found += [f"{app.name}: {n}" for n in _leaks(every, app.name, environ)]
             checked[app.name] = 1
     finally:
         for name in started:
             Service(name, settings.state_dir).stop(timeout=20)
+    scenario.messages = sum(checked.values())
+    scenario.note(f"environments read: {checked}; owner is no superuser; exporter reads "
+                  "raw.load_stats as the monitor role")
+    assert not found, "passwords of other roles found in process environments:\n" + "\n".join(found)
 
-    # Airflow's four processes and every process below them while a DAG runs (its tasks included)
+
+# --- least privilege while the pipeline runs -----------------------------------------------------
+
+INGEST_DAG, TRANSFORM_DAG = "ingest_market_data", "transform_marts"
+# how long all of them may take to be seen live (task starts and a cold dbt parse on a busy
+# 2-core host included: ~60-75 s on a quiet one); the test polls and goes on at once
+LIVE_TIMEOUT = env_int("RELIABILITY_LIVE_TIMEOUT", 600)
+LIVE_SYMBOL = "LPRIV"
+CLI_DRAIN_TRADES = 3000
+
+
+def _command_env(base: Mapping[str, str], **extra: str) -> dict[str, str]:
+    """A user's shell configured as docs/operations.md says: settings in .env, the generated
+    credentials in the state dir's secrets file (read by the command itself)."""
+    from ops.stack.credentials import GENERATED, KAFKA_IDENTITY
+
+    env = {k: v for k, v in base.items() if k not in (*GENERATED, *KAFKA_IDENTITY)}
+    env.update(PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def _running_tasks(api: AirflowAPI, dag_id: str) -> list[dict[str, Any]]:
+    status, body = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances?state=running")
+    assert status == 200, f"task instances of {dag_id}: {status} {body}"
+    return [ti for ti in body["task_instances"] if ti.get("pid")]
+
+
+def _trees(pids: Mapping[str, int]) -> dict[str, set[int]]:
+    """Each named process with its descendants, now."""
+    table = process_table()
+    out = {name: {pid} for name, pid in pids.items()}
+    for child in table:
+        lineage = []
+        node = child
+        while node in table and node > 1:
+            node = table[node][0]
+            lineage.append(node)
+        for tree in out.values():
+            if tree & set(lineage):
+                tree.add(child)
+    return out
+
+
+def _session(
+    backends: list[Backend], role: str, waiting: bool = False, application: str | None = None
+) -> Backend | None:
+    """A session as `role` (waiting for a lock, with `waiting`; of `application`, with that)."""
+    return next((b for b in backends if b.role == role and (not waiting or b.wait_event_type == "Lock")
+                 and application in (None, b.application)), None)
+
+
+def _trade(i: int) -> bytes:
+    return json.dumps({"symbol": LIVE_SYMBOL, "price": 10.0 + i % 7, "volume": 1 + i % 5,
+                       "ts": int(time.time() * 1000) - i, "source": "lpriv"}).encode()
+
+
+def test_live_pipeline_processes_hold_only_their_own_role(
+    settings: Settings, airflow_api: AirflowAPI, rel_topics: RelTopics, scenario: Scenario,
+    tmp_path: Path,
+) -> None:
+    """Least privilege while it runs: drain and dbt tasks, producer, CLI drain hold only their own."""
+    from drain.targets.postgres.offsets import lock_key
+    from tests.reliability.helpers import admin_conn, high_watermarks
+    from tickhouse.config import drain_group
+
+    every = _every_secret(settings)
+    dags = (INGEST_DAG, TRANSFORM_DAG)
+    paused = {dag: bool(airflow_api.wait_for_dag(dag)["is_paused"]) for dag in dags}
     roots = {svc.pid(): svc.name for svc in airflow.services(settings)}
     assert None not in roots, f"an Airflow component is not running: {roots}"
-    before = set(_stack_pids(settings))
-    seen: dict[int, bytes] = {}
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        run = pool.submit(airflow_api.run_dag, "stack_healthcheck", None, 180)
-        while not run.done():
-            for pid, name in _stack_pids(settings).items():
-                if name.startswith("airflow-") and pid not in seen:
-                    environ = _environ(pid)
-                    if environ:
-                        seen[pid] = environ
-            time.sleep(0.05)
-        assert run.result()["state"] == "success", run.result()
-    new = [pid for pid in seen if pid not in before]
-    assert new, "saw no task process of the DAG run"
-    assert all(pid in seen for pid in roots), "could not read an Airflow process's environment"
-    for pid, environ in seen.items():
-        found += [f"airflow pid {pid}: {n}" for n in leaks("airflow", environ)]
-        # the loader's and dbt's passwords are in the connections only, not variables
-        names = {item.split(b"=", 1)[0] for item in environ.split(b"\0")}
-        found += [
-            f"airflow pid {pid}: {n.decode()}"
-            for n in names & {b"LOADER_PASSWORD", b"DBT_PASSWORD", b"KAFKA_PASSWORD"}
-        ]
-    checked["airflow"] = len(seen)
-    scenario.messages = sum(checked.values())
-    scenario.note(f"environments read: {checked} ({len(new)} processes of the DAG run); owner is no "
-                  "superuser; exporter reads raw.load_stats as the monitor role")
-    assert not found, "passwords of other roles found in process environments:\n" + "\n".join(found)
+
+    # the commands start from a shell that holds no secret (the precondition of what is asserted)
+    shell = _command_env(os.environ)
+    assert not _holds(every, "\0".join(f"{k}={v}" for k, v in shell.items()).encode())
+    rel_topics.produce(rel_topics.trades, (_trade(i) for i in range(CLI_DRAIN_TRADES)), key=b"LPRIV")
+    login_port = settings.kafka_login_port
+    evidence: dict[str, str] = {}
+    producer: subprocess.Popen[bytes] | None = None
+    cli_drain: subprocess.Popen[bytes] | None = None
+    t0 = time.monotonic()
+
+    def airflow_roots() -> dict[int, str]:
+        found = {svc.pid(): svc.name for svc in airflow.services(settings)}
+        return {pid: name for pid, name in found.items() if pid is not None}
+
+    with contextlib.ExitStack() as stack:
+        sampler = stack.enter_context(EnvironmentSampler(airflow_roots))
+        watch = stack.enter_context(admin_conn(settings))  # sees every session's client port
+        # the drains wait for their group's lock, which this session (in the warehouse's database:
+        # advisory locks are per database) holds: each is caught live, connected as the loader,
+        # for as long as the test needs
+        gate = stack.enter_context(psycopg.connect(settings.conninfo("owner"), autocommit=True))
+        locks = {"ingest": lock_key(drain_group()), "cli drain": lock_key(rel_topics.group)}
+        for key in locks.values():
+            gate.execute("select pg_advisory_lock(%s)", (key,))
+
+        def unlock(name: str) -> None:
+            gate.execute("select pg_advisory_unlock(%s)", (locks.pop(name),))
+
+        @stack.callback
+        def _stop_everything() -> None:
+            for name in list(locks):
+                with contextlib.suppress(psycopg.Error):
+                    unlock(name)
+            for proc in (producer, cli_drain):
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(30)
+                    if proc.poll() is None:
+                        proc.kill()
+            # the DAGs as they were: a DAG this test switched on is switched off again, and its
+            # runs end now rather than loop (the drain) or build for minutes (dbt)
+            for dag, was_paused in paused.items():
+                if not was_paused:
+                    continue
+                airflow_api.request("PATCH", f"/api/v2/dags/{dag}", {"is_paused": True})
+                for state in ("running", "queued"):
+                    _, body = airflow_api.request("GET", f"/api/v2/dags/{dag}/dagRuns?state={state}")
+                    for run in (body or {}).get("dag_runs", []):
+                        airflow_api.request("PATCH", f"/api/v2/dags/{dag}/dagRuns/{run['dag_run_id']}",
+                                            {"state": "failed"})
+
+        # a producer as a user runs it, logged in as the producer principal; its trades keep the
+        # ingest DAG's drain (and its hot dbt runs) busy
+        producer = subprocess.Popen(
+            [str(VENV_BIN / "tickhouse"), "produce", "--source", "synthetic", "--symbols", LIVE_SYMBOL,
+             "--rate", "50", "--duration", str(LIVE_TIMEOUT * 3), "--metrics-port", "0", "--no-status"],
+            env=_command_env(os.environ, KAFKA_USERNAME="producer"), cwd=settings.project_root,
+            stdout=subprocess.DEVNULL, stderr=stack.enter_context((tmp_path / "produce.log").open("w")),
+        )
+        sampler.add_root(producer.pid, "tickhouse produce")
+        # a drain from the shell, of its own topics, validating in worker processes (its children)
+        cli_drain = subprocess.Popen(
+            [str(VENV_BIN / "tickhouse"), "drain", "--once"],
+            env=_command_env(
+                os.environ, TRADES_TOPIC=rel_topics.trades, QUOTES_TOPIC=rel_topics.quotes,
+                ALERTS_TOPIC=rel_topics.alerts, CANDLES_TOPIC=rel_topics.candles,
+                DRAIN_GROUP=rel_topics.group, DRAIN_DQ_POLICY="off", DRAIN_PARSE_WORKERS="2",
+            ),
+            cwd=settings.project_root, stdout=subprocess.DEVNULL,
+            stderr=stack.enter_context((tmp_path / "drain.log").open("w")),
+        )
+        sampler.add_root(cli_drain.pid, "tickhouse drain")
+        for dag in dags:
+            status, body = airflow_api.request("PATCH", f"/api/v2/dags/{dag}", {"is_paused": False})
+            assert status == 200, f"unpause {dag}: {status} {body}"
+            status, body = airflow_api.request(
+                "POST", f"/api/v2/dags/{dag}/dagRuns", {"logical_date": None, "conf": {}})
+            assert status in (200, 201), f"trigger {dag}: {status} {body}"
+        trades_start = sum(high_watermarks(settings, settings.trades_topic).values())
+
+        task_pid: dict[str, int] = {}
+        deadline = time.monotonic() + LIVE_TIMEOUT
+        wanted = {"ingest task waits", "ingest task runs dbt", "cli drain waits", "cli drain done",
+                  "transform task runs dbt", "producer publishes"}
+        while wanted - evidence.keys():
+            assert time.monotonic() < deadline, (
+                f"not seen live within {LIVE_TIMEOUT} s: {sorted(wanted - evidence.keys())}; "
+                f"seen: {evidence}")
+            if sampler.error is not None:
+                raise AssertionError(f"the environment sampler failed: {sampler.error!r}")
+            # a task is followed from its first running instance until it was seen live; one that
+            # ended before that (a transform task that built no model, say) gives way to the next
+            for dag, name in ((INGEST_DAG, "ingest"), (TRANSFORM_DAG, "transform")):
+                frozen = any(key.startswith(name) for key in evidence)
+                if not frozen and (name not in task_pid or not Path(f"/proc/{task_pid[name]}").exists()):
+                    for ti in _running_tasks(airflow_api, dag):
+                        if dag == TRANSFORM_DAG or ti["task_id"] == "drain":
+                            task_pid[name] = int(ti["pid"])
+                            break
+            followed = dict(task_pid)
+            if cli_drain.poll() is None:
+                followed["cli drain"] = cli_drain.pid
+            followed["producer"] = producer.pid
+            trees = _trees(followed)
+            pids = set().union(*trees.values())
+            held = backends_by_process(watch, pids, settings.postgres_port)
+            sessions = {name: [b for b in held if b.client_pid in tree] for name, tree in trees.items()}
+            loader, dbt = settings.loader_user, settings.dbt_user
+            ingest, cli, transform = (sessions.get(n, []) for n in ("ingest", "cli drain", "transform"))
+
+            if "ingest task waits" not in evidence and (b := _session(ingest, loader, True)):
+                sampler.wait_passes()  # the task process and every child of it read while it waits
+                evidence["ingest task waits"] = (f"{INGEST_DAG}.drain pid {task_pid['ingest']} (task "
+                                                 f"instance running) waits for the group lock as {b.role}")
+                unlock("ingest")
+            elif "ingest task waits" in evidence and "ingest task runs dbt" not in evidence and (
+                    b := _session(ingest, dbt, application="dbt")):
+                sampler.wait_passes()
+                evidence["ingest task runs dbt"] = f"its hot dbt run, connected as {b.role} ({b.application})"
+            if "cli drain waits" not in evidence and (b := _session(cli, loader, True)):
+                sampler.wait_passes()
+                evidence["cli drain waits"] = f"tickhouse drain pid {cli_drain.pid} waits as {b.role}"
+                unlock("cli drain")
+            elif "cli drain waits" in evidence and "cli drain done" not in evidence and (
+                    cli_drain.poll() is not None):
+                assert cli_drain.returncode == 0, (
+                    f"tickhouse drain failed: {(tmp_path / 'drain.log').read_text()[-3000:]}")
+                evidence["cli drain done"] = "exited 0"
+            if "transform task runs dbt" not in evidence and (
+                    b := _session(transform, dbt, application="dbt")):
+                sampler.wait_passes()
+                evidence["transform task runs dbt"] = (f"{TRANSFORM_DAG} task pid {task_pid['transform']}"
+                                                       f" connected as {b.role} ({b.application})")
+            if "producer publishes" not in evidence and producer.poll() is None:
+                to_broker = [c for c in tcp_connections(trees["producer"]) if c[2] == login_port]
+                published = sum(high_watermarks(settings, settings.trades_topic).values()) - trades_start
+                if to_broker and published > 0 and producer.poll() is None:
+                    sampler.wait_passes()
+                    evidence["producer publishes"] = (f"tickhouse produce pid {producer.pid} logged in at "
+                                                      f"port {login_port}, {published} trades so far")
+            assert producer.poll() is None, (
+                f"the producer stopped: {(tmp_path / 'produce.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        live_seconds = time.monotonic() - t0
+        sampled = sampler.sampled()
+
+    with psycopg.connect(settings.conninfo("owner"), autocommit=True) as conn:
+        loaded = conn.execute("select count(*) from raw.trades where kafka_topic = %s",
+                              (rel_topics.trades,)).fetchone()
+    assert loaded == (CLI_DRAIN_TRADES,), f"the CLI drain loaded {loaded} of {CLI_DRAIN_TRADES}"
+
+    found: list[str] = []
+    # a process that sets its title (setproctitle: Airflow's API server, its workers and task
+    # processes) writes it over its environment block, which /proc then shows empty: what such a
+    # process holds is what it started with (its parent's) and what it passes on, read from the
+    # children it starts (Python's resource tracker gets the environment as it is at that moment)
+    readable = [s for s in sampled if s.variables()]
+    titled = len(sampled) - len(readable)
+    [scheduler] = [s for s in readable if s.pid in roots and roots[s.pid] == "airflow-scheduler"]
+    inherited = scheduler.variables()  # what every worker and task starts from
+    assert inherited.get(b"TICKHOUSE_NO_SECRETS_FILE") == b"1", "Airflow's tasks may read the secrets file"
+    # what they hold: the loader's, dbt's and the drain's and producer's Kafka logins, in the
+    # connections the tasks read
+    assert _holds(every, scheduler.environ) == ALLOWED["airflow"], _holds(every, scheduler.environ)
+    by_kind: dict[str, int] = {}
+    for s in readable:
+        kind = "airflow" if s.root.startswith("airflow-") else "command"
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+        found += [f"{s.root} pid {s.pid} ({s.cmdline[:80]}): {n}" for n in _leaks(every, kind, s.environ)]
+        if kind == "airflow":
+            # the loader's and dbt's passwords are in the connections only, not variables
+            found += [f"{s.root} pid {s.pid}: variable {n.decode()}"
+                      for n in s.variables().keys() & PASSWORD_VARIABLES]
+            # and no process below Airflow's gets a credential beyond the environment Airflow
+            # started with: what a task puts into its own environment while it runs (a Kafka
+            # login, dbt's password) stays in it
+            found += [f"{s.root} pid {s.pid} ({s.cmdline[:80]}): variable {n.decode()}"
+                      for n, v in s.variables().items() if _holds(every, v) and inherited.get(n) != v]
+    children_of = {name: sum(1 for s in readable if pid in s.lineage) for name, pid in task_pid.items()}
+    trackers = sum(1 for s in readable if s.root.startswith("airflow-") and "resource_tracker" in s.cmdline)
+    for name, pid in (("cli drain", cli_drain.pid), ("producer", producer.pid)):
+        children_of[name] = sum(1 for s in readable if pid in s.lineage)
+        assert any(s.pid == pid for s in readable), f"the {name}'s environment was not read"
+    assert children_of["cli drain"] >= 1, "saw no parse worker of the CLI drain"
+    scenario.messages = len(readable)
+    scenario.note(f"environments read: {by_kind} ({titled} overwritten by a process title; "
+                  f"{trackers} resource trackers below Airflow), children: {children_of}; "
+                  f"live for {live_seconds:.0f} s: " + "; ".join(evidence.values()))
+    assert not found, "passwords found in process environments that must not hold them:\n" + "\n".join(found)
 
 
 def test_cluster_dir_in_var_tmp_refuses_planted_paths(settings: Settings, scenario: Scenario) -> None:
