@@ -28,6 +28,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, "integration" if parts[0] == "reliability" else parts[0]))
 
 
+@pytest.fixture(autouse=True)
+def _root_log_filters_restored() -> Iterator[None]:
+    """A test that installs a secret's redacting filter on the root logger's handlers (as the
+    Finnhub clients do at start) takes it away again: a later test's log lines keep their text."""
+    import logging
+
+    handlers = logging.getLogger().handlers
+    before = {id(handler): list(handler.filters) for handler in handlers}
+    yield
+    for handler in logging.getLogger().handlers:
+        if id(handler) in before:
+            handler.filters[:] = before[id(handler)]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Release what the in-process warehouses still hold before the interpreter exits: dbt's
