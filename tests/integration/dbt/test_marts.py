@@ -85,11 +85,18 @@ class Snapshot:
     technicals_state: dict[BarKey, dict[str, Any]]  # intermediate.int_technicals
 
 
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """Why a scenario step left no snapshot: its traceback."""
+
+    traceback: str
+
+
 @dataclass
 class Scenario:
     settings: Settings
     transform: Transformer
-    outcomes: dict[str, Snapshot | str] = field(default_factory=dict)
+    outcomes: dict[str, Snapshot | StepFailed] = field(default_factory=dict)
     late_trades: list[Trade] = field(default_factory=list)
     gap_days: list[date] = field(default_factory=list)
 
@@ -101,13 +108,13 @@ class Scenario:
             action()
             self.outcomes[name] = _snapshot(self.settings)
         except Exception:
-            self.outcomes[name] = traceback.format_exc()
+            self.outcomes[name] = StepFailed(traceback.format_exc())
 
     def snapshot(self, name: str) -> Snapshot:
         """The snapshot of step `name`; fails the calling test (only it) when the step failed."""
         outcome = self.outcomes[name]
-        if isinstance(outcome, str):
-            pytest.fail(f"scenario step {name!r} failed:\n{outcome}", pytrace=False)
+        if isinstance(outcome, StepFailed):
+            pytest.fail(f"scenario step {name!r} failed:\n{outcome.traceback}", pytrace=False)
         return outcome
 
     def snapshots(self, prefix: str) -> list[Snapshot]:
