@@ -12,25 +12,7 @@ with bars as (
 final as (
 
     select
-        symbol,
-        bar_interval,
-        bar_start,
-        trading_date,
-        session,
-        open,
-        high,
-        low,
-        close,
-        volume,
-        vwap,
-        trade_count,
-        bar_source,
-        adj_open,
-        adj_high,
-        adj_low,
-        adj_close,
-        adj_volume,
-        adj_total_return_factor
+        {{ tickhouse.bar_columns() | join(',\n        ') }}
 
     from bars
 

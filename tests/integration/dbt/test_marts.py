@@ -1,15 +1,23 @@
-"""dbt marts against oracles: fct_bars vs pandas over raw.trades, fct_technicals vs TA-Lib,
-through incremental runs with late trades and history in between, and a full refresh.
+"""dbt marts against oracles, read as BI users read them (`bi_reader`, schema `marts`):
+fct_bars and its one-interval views fct_bars_<interval> vs pandas over raw.trades, fct_technicals
+vs TA-Lib, stock_analytics vs plain arithmetic, through incremental runs with late trades and
+history in between, and full refreshes.
 
 Rows arrive the production way (Kafka -> `drain_once`) in a warehouse database of the test's
 own (`<POSTGRES_DB>_dbt_test`), created and dropped here. There is no lookback window: after
 every run the marts equal what raw holds, whatever the event time of what arrived.
+
+The scenario (one dbt build per step, the expensive part) is built once for the module. Each
+step records what it left or why it failed, and a test fails only when a step it reads failed:
+one broken step does not take every test down with it.
 """
 
 from __future__ import annotations
 
+import functools
 import random
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -29,7 +37,7 @@ from tests.integration.dbt.conftest import (
     own_warehouse,
     raw_trades,
 )
-from tests.integration.dbt.oracles import INDICATORS, indicator_mismatches, pandas_bars
+from tests.integration.dbt.oracles import INDICATORS, INTRADAY_MS, indicator_mismatches, pandas_bars
 from tests.integration.dbt.raw_rows import (
     NEW_YORK,
     RawTrade,
@@ -57,45 +65,102 @@ BAR_COLUMNS = [
     "trade_count",
     "bar_source",
 ]
+ADJUSTED = {"adj_open": "open", "adj_high": "high", "adj_low": "low", "adj_close": "close"}
+INTERVALS = (*INTRADAY_MS, "1d")
 Trade = tuple[str, Decimal, Decimal, int]
+BarKey = tuple[str, str, datetime]
 
 
 @dataclass
 class Snapshot:
+    """What one step left: raw.trades (the oracles' input), the marts as bi_reader reads them, and
+    the state the incremental runs keep in intermediate (write times, indicator state), which no
+    mart shows but which proves what a run rewrote."""
+
     trades: list[RawTrade]
-    bars: list[dict[str, Any]]
-    technicals: list[dict[str, Any]]
+    bars: list[dict[str, Any]]  # marts.fct_bars
+    interval_bars: dict[str, list[dict[str, Any]]]  # marts.fct_bars_<interval>
+    technicals: list[dict[str, Any]]  # marts.fct_technicals
+    bar_state: dict[BarKey, dict[str, Any]]  # intermediate.int_bars
+    technicals_state: dict[BarKey, dict[str, Any]]  # intermediate.int_technicals
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """Why a scenario step left no snapshot: its traceback."""
+
+    traceback: str
 
 
 @dataclass
 class Scenario:
     settings: Settings
     transform: Transformer
-    incremental: list[Snapshot] = field(default_factory=list)
-    full_refresh: Snapshot | None = None
+    outcomes: dict[str, Snapshot | StepFailed] = field(default_factory=dict)
     late_trades: list[Trade] = field(default_factory=list)
-    after_late_trades: Snapshot | None = None
-    after_implausible_print: Snapshot | None = None
-    history: list[Snapshot] = field(default_factory=list)
-    history_full_refresh: Snapshot | None = None
     gap_days: list[date] = field(default_factory=list)
-    after_gap: Snapshot | None = None
+
+    def step(self, name: str, action: Callable[[], object]) -> None:
+        """Run one step and record the snapshot it leaves, or its traceback. The steps after a
+        failed one still run (every build transforms whatever raw holds), so the tests that read
+        only other steps still judge them."""
+        try:
+            action()
+            self.outcomes[name] = _snapshot(self.settings)
+        except Exception:
+            self.outcomes[name] = StepFailed(traceback.format_exc())
+
+    def snapshot(self, name: str) -> Snapshot:
+        """The snapshot of step `name`; fails the calling test (only it) when the step failed."""
+        outcome = self.outcomes[name]
+        if isinstance(outcome, StepFailed):
+            pytest.fail(f"scenario step {name!r} failed:\n{outcome.traceback}", pytrace=False)
+        return outcome
+
+    def snapshots(self, prefix: str) -> list[Snapshot]:
+        return [self.snapshot(name) for name in self.outcomes if name.startswith(prefix)]
+
+
+def _bi_fetch(settings: Settings, *queries: str) -> list[list[dict[str, Any]]]:
+    """Rows as a BI tool gets them: one `bi_reader` session with its role defaults."""
+    with (
+        psycopg.connect(settings.conninfo("bi_reader"), autocommit=True) as conn,
+        conn.cursor(row_factory=psycopg.rows.dict_row) as cur,
+    ):
+        return [list(cur.execute(query)) for query in queries]
+
+
+def _keyed(rows: list[dict[str, Any]]) -> dict[BarKey, dict[str, Any]]:
+    return {_bar_key(row): row for row in rows}
 
 
 def _snapshot(settings: Settings) -> Snapshot:
-    """The bars and indicators, with the state the incremental runs keep (intermediate tables)."""
-    bars = fetch(settings, "select * from intermediate.int_bars order by symbol, bar_interval, bar_start")
-    technicals = fetch(
-        settings, "select * from intermediate.int_technicals order by symbol, bar_interval, bar_start"
+    order = "order by symbol, bar_interval, bar_start"
+    bars, technicals, *interval_bars = _bi_fetch(
+        settings,
+        f"select * from marts.fct_bars {order}",
+        f"select * from marts.fct_technicals {order}",
+        *(f"select * from marts.fct_bars_{interval} order by symbol, bar_start" for interval in INTERVALS),
     )
-    return Snapshot(raw_trades(settings), bars, technicals)
+    key = "symbol, bar_interval, bar_start"
+    bar_state = fetch(settings, f"select {key}, updated_at from intermediate.int_bars")
+    technicals_state = fetch(
+        settings, f"select {key}, bar_number, ta_state, updated_at from intermediate.int_technicals"
+    )
+    return Snapshot(
+        raw_trades(settings),
+        bars,
+        dict(zip(INTERVALS, interval_bars, strict=True)),
+        technicals,
+        _keyed(bar_state),
+        _keyed(technicals_state),
+    )
 
 
-def _load_and_transform(scenario: Scenario, feed: Feed, trades: list[Trade], *args: str) -> Snapshot:
+def _load_and_transform(scenario: Scenario, feed: Feed, trades: list[Trade], *args: str) -> None:
     feed.publish_trades(trades)
     feed.drain()
     scenario.transform(*args)
-    return _snapshot(scenario.settings)
 
 
 def _alert(
@@ -157,16 +222,19 @@ def _run_scenario(settings: Settings, feed: Feed, transform: Transformer) -> Sce
     # an alert about a trade years older than every other (a replay)
     historical_alert = _alert("a-3", "AAPL", "session_high", "info", BASE - timedelta(days=3650), ms(BASE))
     for number, batch in enumerate(batches, start=1):
-        if number == 1:
-            feed.publish_alerts(alerts)
-        if number == 2:
-            feed.publish_alerts([historical_alert])
-        if number == 3:  # the alert service restarted and published a-1 again
-            feed.publish_alerts(alerts[:1])
-        run.incremental.append(_load_and_transform(run, feed, batch))
 
-    transform("--full-refresh")
-    run.full_refresh = _snapshot(settings)
+        def incremental_run(number: int = number, batch: list[Trade] = batch) -> None:
+            if number == 1:
+                feed.publish_alerts(alerts)
+            if number == 2:
+                feed.publish_alerts([historical_alert])
+            if number == 3:  # the alert service restarted and published a-1 again
+                feed.publish_alerts(alerts[:1])
+            _load_and_transform(run, feed, batch)
+
+        run.step(f"incremental run {number}", incremental_run)
+
+    run.step("full refresh", lambda: transform("--full-refresh"))
 
     # Late trades far behind the newest bar (the old design's lookbacks were 60 minutes and
     # 3 days): one inside MSFT's intraday history, one new high in AAPL's 100th trading day.
@@ -176,32 +244,30 @@ def _run_scenario(settings: Settings, feed: Feed, transform: Transformer) -> Sce
         late("MSFT", 100.5, "30.05"),
         at("AAPL", aapl_day.replace(hour=12, minute=0), str(aapl_high), 100),
     ]
-    run.after_late_trades = _load_and_transform(run, feed, run.late_trades)
+    run.step("late trades", lambda: _load_and_transform(run, feed, run.late_trades))
 
     # a print the contract admits (finite, positive) but no market makes: it must not break the
     # build (1e308 overflows double-precision indicators) and stays out of the bars
     newest = max(t[3] for t in synthetic)
-    run.after_implausible_print = _load_and_transform(
-        run, feed, [("MSFT", Decimal("1e308"), Decimal("1e308"), newest + 1_000)]
-    )
+    implausible = [("MSFT", Decimal("1e308"), Decimal("1e308"), newest + 1_000)]
+    run.step("implausible print", lambda: _load_and_transform(run, feed, implausible))
 
     # A symbol that skips a session: its change across the gap must stay NULL.
     run.gap_days = [datetime.fromtimestamp(aapl[4 * n][3] / 1000, tz=UTC).date() for n in range(200, 210)]
-    gappy = [row for n, row in enumerate(aapl[800:840]) if n // 4 != 5]
-    run.after_gap = _load_and_transform(run, feed, [("GAPY", p, v, ts) for _, p, v, ts in gappy])
+    gappy = [("GAPY", p, v, ts) for n, (_, p, v, ts) in enumerate(aapl[800:840]) if n // 4 != 5]
+    run.step("gap", lambda: _load_and_transform(run, feed, gappy))
 
     # A new symbol with two years of daily history, arriving in four parts out of order.
     ibm = daily_trades(STOCKS_CSV, "IBM", 504, "NVDA")
     parts = [ibm[i * 504 : (i + 1) * 504] for i in range(4)]
-    for part in (parts[2], parts[0], parts[3], parts[1]):
-        run.history.append(_load_and_transform(run, feed, part))
-    transform("--full-refresh")
-    run.history_full_refresh = _snapshot(settings)
+    for number, part in enumerate((parts[2], parts[0], parts[3], parts[1]), start=1):
+        run.step(f"history part {number}", functools.partial(_load_and_transform, run, feed, part))
+    run.step("history full refresh", lambda: transform("--full-refresh"))
     print(f"dbt build seconds: {[round(s, 1) for s in transform.seconds]}")
     return run
 
 
-def _bar_key(row: dict[str, Any]) -> tuple[str, str, datetime]:
+def _bar_key(row: dict[str, Any]) -> BarKey:
     return (row["symbol"], row["bar_interval"], row["bar_start"])
 
 
@@ -209,101 +275,124 @@ def _bar_values(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(row[c] for c in BAR_COLUMNS)
 
 
+def _assert_bar_matches(key: BarKey, row: dict[str, Any], ref: Any) -> None:
+    """One mart row against its pandas bar; no split is known here, so the split-adjusted
+    columns equal the as-traded ones."""
+    assert row["bar_source"] == "trades", key
+    for column in ("trading_date", "session", "open", "high", "low", "close", "volume", "trade_count"):
+        assert row[column] == getattr(ref, column), (key, column, row[column], getattr(ref, column))
+    if ref.vwap is None:
+        assert row["vwap"] is None, key
+    else:
+        assert abs(row["vwap"] - ref.vwap) <= abs(ref.vwap) * Decimal("1e-15"), (key, row["vwap"], ref.vwap)
+    for adjusted, traded in ADJUSTED.items():
+        assert row[adjusted] == row[traded], (key, adjusted, row[adjusted], row[traded])
+    assert row["adj_volume"] == row["volume"] and row["adj_total_return_factor"] == 1, key
+
+
 def _assert_bars_match_pandas(snapshot: Snapshot) -> None:
-    """fct_bars equals the bars of every row of raw.trades, computed the plain way."""
+    """fct_bars, and each fct_bars_<interval> view, equal the bars of every row of raw.trades,
+    computed the plain way."""
     expected = pandas_bars(snapshot.trades)
     want = {(r.symbol, r.bar_interval, r.bar_start.to_pydatetime()): r for r in expected.itertuples()}
-    got = {_bar_key(row): row for row in snapshot.bars}
+    got = _keyed(snapshot.bars)
     assert set(got) == set(want), (
         f"bars only in dbt: {sorted(set(got) - set(want))[:5]}, "
         f"only in pandas: {sorted(set(want) - set(got))[:5]}"
     )
     for key, row in got.items():
-        ref = want[key]
-        assert row["bar_source"] == "trades", key
-        for column in ("trading_date", "session", "open", "high", "low", "close", "volume", "trade_count"):
-            assert row[column] == getattr(ref, column), (key, column, row[column], getattr(ref, column))
-        if ref.vwap is None:
-            assert row["vwap"] is None, key
-        else:
-            assert abs(row["vwap"] - ref.vwap) <= abs(ref.vwap) * Decimal("1e-15"), (
-                key,
-                row["vwap"],
-                ref.vwap,
-            )
+        _assert_bar_matches(key, row, want[key])
+    for interval, rows in snapshot.interval_bars.items():
+        view = {(r["symbol"], interval, r["bar_start"]): r for r in rows}
+        assert set(view) == {k for k in want if k[1] == interval}, interval
+        for key, row in view.items():
+            _assert_bar_matches(key, row, want[key])
+            # the columns of fct_bars but bar_interval, in its order
+            assert list(row.items()) == [(c, v) for c, v in got[key].items() if c != "bar_interval"], key
 
 
 def _assert_indicators_match_talib(snapshot: Snapshot) -> int:
+    """fct_technicals equals TA-Lib over the split-adjusted closes of fct_bars, series by series."""
     series: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in snapshot.technicals:
         series.setdefault((row["symbol"], row["bar_interval"]), []).append(row)
-    bar_closes: dict[tuple[str, str], list[float]] = {}
+    bars: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in snapshot.bars:
-        bar_closes.setdefault((row["symbol"], row["bar_interval"]), []).append(float(row["close"]))
-    assert set(series) == set(bar_closes)
+        bars.setdefault((row["symbol"], row["bar_interval"]), []).append(row)
+    assert set(series) == set(bars)
+    assert set(snapshot.technicals_state) == {_bar_key(r) for r in snapshot.technicals}
     checked = 0
     for key, rows in series.items():
-        closes = bar_closes[key]
-        assert [r["close"] for r in rows] == closes, key
-        assert [r["bar_number"] for r in rows] == list(range(1, len(rows) + 1)), key
+        assert [(r["bar_start"], r["trading_date"], r["close"]) for r in rows] == [
+            (b["bar_start"], b["trading_date"], b["adj_close"]) for b in bars[key]
+        ], key
+        numbers = [snapshot.technicals_state[_bar_key(r)]["bar_number"] for r in rows]
+        assert numbers == list(range(1, len(rows) + 1)), key
         ours = {name: [r[name] for r in rows] for name in INDICATORS}
-        problems = indicator_mismatches(ours, closes)
+        problems = indicator_mismatches(ours, [float(r["close"]) for r in rows])
         assert not problems, f"{key}: {len(problems)} mismatches, e.g. {problems[:5]}"
         checked += len(rows)
     return checked
 
 
 def _assert_same_numbers(left: Snapshot, right: Snapshot) -> None:
-    """Bars and indicators exactly equal (not approximately), indicator state included."""
-    bar_columns = ("symbol", "bar_interval", "bar_start", *BAR_COLUMNS)
-    assert [{k: r[k] for k in bar_columns} for r in left.bars] == [
-        {k: r[k] for k in bar_columns} for r in right.bars
-    ]
-    columns = ("symbol", "bar_interval", "bar_start", "close", *INDICATORS, "bar_number", "ta_state")
-    assert [{k: r[k] for k in columns} for r in left.technicals] == [
-        {k: r[k] for k in columns} for r in right.technicals
-    ]
+    """The marts exactly equal (not approximately), indicator state included."""
+    assert left.bars == right.bars
+    assert left.interval_bars == right.interval_bars
+    assert left.technicals == right.technicals
+
+    def state(snapshot: Snapshot) -> dict[BarKey, tuple[Any, ...]]:
+        return {k: (r["bar_number"], r["ta_state"]) for k, r in snapshot.technicals_state.items()}
+
+    assert state(left) == state(right)
 
 
 def test_bars_match_pandas_after_every_incremental_run(scenario: Scenario) -> None:
-    for snapshot in scenario.incremental:
+    for snapshot in scenario.snapshots("incremental run"):
         _assert_bars_match_pandas(snapshot)
 
 
 def test_indicators_match_talib_after_every_incremental_run(scenario: Scenario) -> None:
-    checked = [_assert_indicators_match_talib(s) for s in scenario.incremental]
+    incremental = scenario.snapshots("incremental run")
+    assert len(incremental) == 3
+    checked = [_assert_indicators_match_talib(s) for s in incremental]
     # the series are long enough for every indicator: 1m has 300 bars, AAPL 1d 260
     longest = max(
-        sum(1 for r in scenario.incremental[-1].technicals if (r["symbol"], r["bar_interval"]) == key)
+        sum(1 for r in incremental[-1].technicals if (r["symbol"], r["bar_interval"]) == key)
         for key in {("MSFT", "1m"), ("AAPL", "1d")}
     )
     assert longest >= 260 and checked[-1] > checked[0]
-    assert any(r["sma_200"] is not None for r in scenario.incremental[-1].technicals)
+    assert any(r["sma_200"] is not None for r in incremental[-1].technicals)
 
 
 def test_late_trade_in_an_empty_minute_inserts_a_bar_and_renumbers_the_series(scenario: Scenario) -> None:
     minute = BASE + timedelta(minutes=231)
-    before = [r for r in scenario.incremental[1].bars if _bar_key(r) == ("MSFT", "1m", minute)]
-    after = [r for r in scenario.incremental[2].bars if _bar_key(r) == ("MSFT", "1m", minute)]
-    assert not before and len(after) == 1 and after[0]["close"] == Decimal("28.55")
+    before = scenario.snapshot("incremental run 2").interval_bars["1m"]
+    after = scenario.snapshot("incremental run 3").interval_bars["1m"]
+    assert not [r for r in before if (r["symbol"], r["bar_start"]) == ("MSFT", minute)]
+    filled = [r for r in after if (r["symbol"], r["bar_start"]) == ("MSFT", minute)]
+    assert len(filled) == 1 and filled[0]["close"] == Decimal("28.55")
+    # the 1m series is renumbered from that bar on: the bar after it moves up one place
+    old_state = scenario.snapshot("incremental run 2").technicals_state
+    new_state = scenario.snapshot("incremental run 3").technicals_state
+    following = min(k for k in old_state if k[:2] == ("MSFT", "1m") and k[2] > minute)
+    assert new_state[following]["bar_number"] == old_state[following]["bar_number"] + 1
 
 
 def test_full_refresh_gives_the_numbers_of_the_incremental_runs(scenario: Scenario) -> None:
-    assert scenario.full_refresh is not None
-    _assert_same_numbers(scenario.incremental[-1], scenario.full_refresh)
-    _assert_indicators_match_talib(scenario.full_refresh)
+    full_refresh = scenario.snapshot("full refresh")
+    _assert_same_numbers(scenario.snapshot("incremental run 3"), full_refresh)
+    _assert_indicators_match_talib(full_refresh)
 
 
 def test_late_trades_far_behind_update_exactly_their_bars_and_the_series_from_there(
     scenario: Scenario,
 ) -> None:
-    before, after = scenario.full_refresh, scenario.after_late_trades
-    assert before is not None and after is not None
+    before, after = scenario.snapshot("full refresh"), scenario.snapshot("late trades")
     _assert_bars_match_pandas(after)
     _assert_indicators_match_talib(after)
     # the bars that hold a late trade, in every interval, and no other, were written
-    old = {_bar_key(r): r for r in before.bars}
-    new = {_bar_key(r): r for r in after.bars}
+    old, new = _keyed(before.bars), _keyed(after.bars)
     expected = pandas_bars(
         [
             t
@@ -313,7 +402,10 @@ def test_late_trades_far_behind_update_exactly_their_bars_and_the_series_from_th
     )
     touched = {(r.symbol, r.bar_interval, r.bar_start.to_pydatetime()) for r in expected.itertuples()}
     assert len(touched) == 10  # 5 intervals x 2 trades
-    written = {k for k, r in new.items() if k not in old or r["updated_at"] != old[k]["updated_at"]}
+    old_state, new_state = before.bar_state, after.bar_state
+    written = {
+        k for k, r in new_state.items() if k not in old_state or r["updated_at"] != old_state[k]["updated_at"]
+    }
     assert written == touched
     assert all(_bar_values(new[k]) != _bar_values(old[k]) for k in touched if k in old)
     aapl_day = [k for k in touched if k[0] == "AAPL" and k[1] == "1d"]
@@ -323,16 +415,18 @@ def test_late_trades_far_behind_update_exactly_their_bars_and_the_series_from_th
     for symbol, interval, start in touched:
         key = (symbol, interval)
         first_touched[key] = min(start, first_touched.get(key, start))
-    old_technicals = {_bar_key(r): r["updated_at"] for r in before.technicals}
-    recomputed = {_bar_key(r) for r in after.technicals if old_technicals.get(_bar_key(r)) != r["updated_at"]}
+    old_technicals = {k: r["updated_at"] for k, r in before.technicals_state.items()}
+    recomputed = {k for k, r in after.technicals_state.items() if old_technicals.get(k) != r["updated_at"]}
     assert recomputed == {k for k in new if k[:2] in first_touched and k[2] >= first_touched[k[:2]]}
 
 
 def test_history_out_of_order_for_a_new_symbol_reaches_the_marts_every_run(scenario: Scenario) -> None:
-    for snapshot in scenario.history:
+    history = scenario.snapshots("history part")
+    assert len(history) == 4
+    for snapshot in history:
         _assert_bars_match_pandas(snapshot)
         _assert_indicators_match_talib(snapshot)
-    last = scenario.history[-1]
+    last = history[-1]
     daily = [r for r in last.technicals if r["symbol"] == "NVDA" and r["bar_interval"] == "1d"]
     assert len(daily) == 504
     # an analyst who adds a symbol with its history gets its SMA-200 on daily bars at once
@@ -341,23 +435,26 @@ def test_history_out_of_order_for_a_new_symbol_reaches_the_marts_every_run(scena
 
 
 def test_full_refresh_after_out_of_order_history_gives_the_same_numbers(scenario: Scenario) -> None:
-    assert scenario.history_full_refresh is not None
-    _assert_same_numbers(scenario.history[-1], scenario.history_full_refresh)
+    _assert_same_numbers(scenario.snapshot("history part 4"), scenario.snapshot("history full refresh"))
 
 
 def test_unknown_symbols_flow_through_and_alerts_are_one_row_each(scenario: Scenario) -> None:
     settings = scenario.settings
-    assert {r["symbol"] for r in scenario.incremental[-1].bars} == {"AAPL", "MSFT", "ZZT.X"}
-    analytics = fetch(settings, "select * from marts.stock_analytics where symbol = 'ZZT.X'")
-    assert analytics
-    alerts = fetch(
-        settings, "select alert_id, severity, kafka_offset from intermediate.int_alerts order by 1"
+    assert {r["symbol"] for r in scenario.snapshot("incremental run 3").bars} == {"AAPL", "MSFT", "ZZT.X"}
+    analytics, marts_alerts = _bi_fetch(
+        settings,
+        "select * from marts.stock_analytics where symbol = 'ZZT.X'",
+        "select alert_id, severity from marts.fct_alerts order by 1",
     )
-    assert [(a["alert_id"], a["severity"]) for a in alerts] == [
+    assert analytics
+    assert [(a["alert_id"], a["severity"]) for a in marts_alerts] == [
         ("a-1", "warning"),
         ("a-2", "critical"),
         ("a-3", "info"),  # about a trade ten years older than the rest: still a new alert
     ]
+    # which delivery is kept is internal (no mart shows Kafka offsets)
+    alerts = fetch(settings, "select alert_id, kafka_offset from intermediate.int_alerts order by 1")
+    assert [a["alert_id"] for a in alerts] == ["a-1", "a-2", "a-3"]
     # a-1 was published twice: the first delivery is the one kept
     deliveries = fetch(
         settings, "select kafka_offset from raw.alerts where alert_id = 'a-1' order by kafka_offset"
@@ -366,15 +463,13 @@ def test_unknown_symbols_flow_through_and_alerts_are_one_row_each(scenario: Scen
 
 
 def test_stock_analytics_formulas(scenario: Scenario) -> None:
-    rows = fetch(
-        scenario.settings,
-        "select * from marts.stock_analytics where symbol = 'AAPL' order by trading_date",
+    final = scenario.snapshot("history full refresh")
+    (rows,) = _bi_fetch(
+        scenario.settings, "select * from marts.stock_analytics where symbol = 'AAPL' order by trading_date"
     )
-    final = scenario.history_full_refresh
-    assert final is not None
-    daily = [r for r in final.bars if r["symbol"] == "AAPL" and r["bar_interval"] == "1d"]
+    daily = [r for r in final.interval_bars["1d"] if r["symbol"] == "AAPL"]
     assert len(rows) == len(daily) == 260
-    closes = [r["close"] for r in daily]
+    closes = [r["adj_close"] for r in daily]
     last = rows[-1]
     # every day of AAPL's series is a session after the one before it
     assert all(r["sessions_since_previous"] == 1 for r in rows[1:])
@@ -396,9 +491,9 @@ def test_stock_analytics_formulas(scenario: Scenario) -> None:
 
 
 def test_changes_compare_with_the_previous_session_and_stay_null_across_a_gap(scenario: Scenario) -> None:
-    rows = fetch(
-        scenario.settings,
-        "select * from marts.stock_analytics where symbol = 'GAPY' order by trading_date",
+    scenario.snapshot("gap")
+    (rows,) = _bi_fetch(
+        scenario.settings, "select * from marts.stock_analytics where symbol = 'GAPY' order by trading_date"
     )
     traded = [d for n, d in enumerate(scenario.gap_days) if n != 5]
     assert [r["trading_date"] for r in rows] == traded
@@ -436,8 +531,7 @@ def test_bi_reader_reads_marts_and_nothing_else(scenario: Scenario) -> None:
 
 
 def test_implausible_prints_stay_out_of_the_bars_and_do_not_break_the_build(scenario: Scenario) -> None:
-    before, after = scenario.after_late_trades, scenario.after_implausible_print
-    assert before is not None and after is not None
+    before, after = scenario.snapshot("late trades"), scenario.snapshot("implausible print")
     columns = (
         "symbol",
         "bar_interval",
@@ -492,7 +586,12 @@ def test_marts_are_views_whose_contracts_and_descriptions_reach_the_database(sce
     )
     assert by_table["fct_bars"]["trade_count"]["data_type"] == "bigint"
     assert {"trading_date", "session", "bar_source"} <= set(by_table["fct_bars"])
-    assert "bar_interval" not in by_table["fct_bars_1d"]
+    # the one-interval views: the columns of fct_bars but bar_interval, in the same order and types
+    for interval in INTERVALS:
+        view = by_table[f"fct_bars_{interval}"]
+        assert [(c, view[c]["data_type"]) for c in view] == [
+            (c, column["data_type"]) for c, column in by_table["fct_bars"].items() if c != "bar_interval"
+        ], interval
     internal = {"updated_at", "source_updated_at", "ta_state", "bar_number", "bars_updated_at", "loaded_at"}
     for table, table_columns in by_table.items():
         assert not internal & set(table_columns), (table, internal & set(table_columns))
@@ -509,8 +608,7 @@ def test_marts_are_views_whose_contracts_and_descriptions_reach_the_database(sce
 def test_a_bi_tool_as_bi_reader_gets_the_right_numbers(scenario: Scenario) -> None:
     """The queries a Superset or Metabase user writes first, as bi_reader with only its role
     defaults (search_path marts, a statement timeout, read-only), checked against oracles."""
-    final = scenario.history_full_refresh
-    assert final is not None
+    final = scenario.snapshot("history full refresh")
     expected = pandas_bars(final.trades)
     with psycopg.connect(scenario.settings.conninfo("bi_reader"), autocommit=True) as conn:
         defaults = conn.execute(
