@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,26 @@ def drop_database(settings: Settings, attempts: int = 30) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(1)
+
+
+class CheckFailed(Exception):
+    """A run the bench timed did not do what it should: its time is no figure."""
+
+
+def run_in_own_database(suffix: str, run: Callable[[Settings], None], keep_db: bool = False) -> int:
+    """`run` against a database of its own (the configured one's name + `_suffix`), dropped
+    afterwards unless `keep_db`; the exit code: 1 with the reason when a check failed, else 0."""
+    base = load_settings()
+    settings = dataclasses.replace(base, postgres_db=f"{base.postgres_db}_{suffix}")
+    try:
+        run(settings)
+    except CheckFailed as err:
+        print(f"  CHECK FAILED: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if not keep_db:
+            drop_database(settings)
+    return 0
 
 
 def main() -> int:

@@ -38,11 +38,11 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bench_dbt import drop_database, load_rows
+from bench_dbt import CheckFailed, drop_database, load_rows, run_in_own_database
 
 from producer.corporate_actions_refresh import refresh_from_file
 from tickhouse.calendars import SESSIONS_CSV
-from tickhouse.config import Settings, load_settings
+from tickhouse.config import Settings
 from tickhouse.warehouse import connect, setup_warehouse
 from transform.dbt_runner import build
 
@@ -55,10 +55,6 @@ CENT = Decimal("0.01")
 # the tables whose updated_at says a row was rewritten
 REWRITTEN = ("intermediate.int_bars", "intermediate.int_technicals", "intermediate.int_stock_analytics")
 TARGET_PATH = Path(tempfile.gettempdir()) / "tickhouse-bench-split-target"
-
-
-class CheckFailed(Exception):
-    """A run the bench timed did not do what it should: its time is no figure."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -279,17 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.ex_sessions_ago < round(args.years * 252) or args.symbols < 1 or args.minute_trades < 1:
         parser.error("--ex-sessions-ago must lie inside the history; --symbols and --minute-trades >= 1")
-    base = load_settings()
-    settings = dataclasses.replace(base, postgres_db=f"{base.postgres_db}_split_bench")
-    try:
-        run(settings, args)
-    except CheckFailed as err:
-        print(f"  CHECK FAILED: {err}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep_db:
-            drop_database(settings)
-    return 0
+    return run_in_own_database("split_bench", lambda settings: run(settings, args), args.keep_db)
 
 
 if __name__ == "__main__":

@@ -38,9 +38,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench_dbt import RECORD_LOAD, drop_database, ensure_partitions
+from bench_dbt import RECORD_LOAD, CheckFailed, drop_database, ensure_partitions, run_in_own_database
 
-from tickhouse.config import Settings, load_settings
+from tickhouse.config import Settings
 from tickhouse.warehouse import connect, setup_warehouse
 from transform.dbt_runner import DBT_PROJECT_DIR, failure_summary, run_dbt
 
@@ -85,10 +85,6 @@ from generate_series(0, %(per_symbol)s - 1) as g,
                   else array['37']
               end :: text[] as codes) as c
 """
-
-
-class CheckFailed(Exception):
-    """A run the bench timed did not do what it should: its time is no figure."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -274,17 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.trades < args.symbols or args.symbols < 1 or args.days < 2 or args.rounds < 0:
         parser.error("need --trades >= --symbols >= 1, --days >= 2, --rounds >= 0")
-    base = load_settings()
-    settings = dataclasses.replace(base, postgres_db=f"{base.postgres_db}_conditions_bench")
-    try:
-        run(settings, args)
-    except CheckFailed as err:
-        print(f"  CHECK FAILED: {err}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep_db:
-            drop_database(settings)
-    return 0
+    return run_in_own_database("conditions_bench", lambda settings: run(settings, args), args.keep_db)
 
 
 if __name__ == "__main__":
