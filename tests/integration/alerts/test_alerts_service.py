@@ -13,7 +13,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -47,6 +46,9 @@ from alerts.config import (
 from alerts.notify import NotifyOptions, NotifyService
 from alerts.rules import Engine
 from alerts.service import AlertService, ServiceOptions, alert_id
+
+# SERVICE_SCRIPT: `tickhouse alerts` with a 6 s consumer session (a killed member's partitions free up soon)
+from tests.reliability.alert_process import SERVICE_SCRIPT, free_port
 from tickhouse.config import load_settings
 from tickhouse.kafka import client_config
 from tickhouse.schemas import parse_alert, parse_trade
@@ -146,20 +148,6 @@ class Running:
         assert self.error is None, self.error
 
 
-# `tickhouse alerts` with the tests' consumer session (6 s): a killed member keeps its partitions
-# until its session expires
-SERVICE_SCRIPT = """
-import sys
-import alerts.cli as cli
-base = cli.ServiceOptions
-def options(**kw):
-    kw.setdefault("consumer_config", {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
-    return base(**kw)
-cli.ServiceOptions = options
-sys.exit(cli.main(sys.argv[1:]))
-"""
-
-
 class Process:
     """`tickhouse alerts` as a process of its own on the test's topics, to be killed (SIGKILL: no
     commit, no checkpoint, no flush, its partitions held until its session expires)."""
@@ -167,9 +155,7 @@ class Process:
     def __init__(self, topics: dict[str, str], rules: SymbolRules, tmp_path: Path, *extra: str) -> None:
         rules_path = tmp_path / f"rules-{uuid.uuid4().hex[:6]}.yaml"
         rules_path.write_text(yaml.safe_dump({"defaults": asdict(rules), "notifiers": []}))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         argv = [
             sys.executable, "-c", SERVICE_SCRIPT, "--rules", str(rules_path), "--group", topics["group"],
             "--trades-topic", topics["trades"], "--alerts-topic", topics["alerts"],
@@ -292,6 +278,25 @@ def read_alerts(bootstrap: str, topic: str, check: bool = True) -> list[tuple[by
         consumer.close()
 
 
+def alerts_as_the_rules_say(
+    bootstrap: str, topics: dict[str, str], trades: list[dict[str, Any]], partition_of: dict[str, int]
+) -> tuple[list[tuple[bytes | None, dict[str, Any]]], AlertService]:
+    """Produce `trades`, run the service until it has read them all and published as many alerts
+    as the rules oracle finds in them, and assert those are exactly the oracle's; the alerts
+    published (key, alert) and the stopped service."""
+    sent = produce_trades(bootstrap, topics["trades"], trades, partition_of)
+    expected = oracle(RULES, topics["trades"], sent)
+    running = Running(AlertService(options(bootstrap, topics)))
+    try:
+        wait_for("all trades", lambda: running.service.stats.trades == len(trades))
+        wait_for("the alerts", lambda: len(read_alerts(bootstrap, topics["alerts"])) >= len(expected))
+    finally:
+        running.stop()
+    got = read_alerts(bootstrap, topics["alerts"])
+    assert sorted((a["alert_id"], a["symbol"], a["rule"], a["trade_ts"]) for _, a in got) == sorted(expected)
+    return got, running.service
+
+
 def test_end_to_end_alerts_match_the_rules(bootstrap: str, topics: dict[str, str]) -> None:
     trades = random_trades(11, 2500, "ABCD", T0)
     partition_of = {"A": 0, "B": 0, "C": 0, "D": 0}  # one partition: stale_feed is deterministic
@@ -370,16 +375,7 @@ def test_prints_that_do_not_update_last_fire_no_price_alert(bootstrap: str, topi
     }
     trades = [*regular, *ineligible, jump]
     counted_before = REGISTRY.get_sample_value("tickhouse_alerts_unknown_condition_prints_total") or 0.0
-    sent = produce_trades(bootstrap, topics["trades"], trades, {"E": 0})
-    expected = oracle(RULES, topics["trades"], sent)
-    running = Running(AlertService(options(bootstrap, topics)))
-    try:
-        wait_for("all trades", lambda: running.service.stats.trades == len(trades))
-        wait_for("the alerts", lambda: len(read_alerts(bootstrap, topics["alerts"])) >= len(expected))
-    finally:
-        running.stop()
-    got = read_alerts(bootstrap, topics["alerts"])
-    assert sorted((a["alert_id"], a["symbol"], a["rule"], a["trade_ts"]) for _, a in got) == sorted(expected)
+    got, service = alerts_as_the_rules_say(bootstrap, topics, trades, {"E": 0})
     fired_on = {(a["trade_ts"], a["rule"]) for _, a in got}
     assert not {ts for ts, _ in fired_on} & {t["ts"] for t in ineligible}
     assert (jump["ts"], "suspicious_tick") in fired_on
@@ -387,7 +383,7 @@ def test_prints_that_do_not_update_last_fire_no_price_alert(bootstrap: str, topi
     as_regular = Engine(RulesConfig(defaults=RULES, overrides={}))
     fired_as_regular = {t["ts"] for t in trades if as_regular.evaluate("E", t["price"], t["volume"], t["ts"])}
     assert fired_as_regular & {t["ts"] for t in ineligible}
-    assert running.service.stats.unknown_condition_prints == 1
+    assert service.stats.unknown_condition_prints == 1
     counted = REGISTRY.get_sample_value("tickhouse_alerts_unknown_condition_prints_total") or 0.0
     assert counted - counted_before == 1
 
@@ -411,16 +407,7 @@ def test_zero_volume_price_updates_move_the_price_rules_but_not_the_volume(
         for i in range(7)
     ]
     trades = sorted([*fx, *updates, jump, *alive], key=lambda t: t["ts"])
-    sent = produce_trades(bootstrap, topics["trades"], trades, {"FX": 0, "S": 0})
-    expected = oracle(RULES, topics["trades"], sent)
-    running = Running(AlertService(options(bootstrap, topics)))
-    try:
-        wait_for("all trades", lambda: running.service.stats.trades == len(trades))
-        wait_for("the alerts", lambda: len(read_alerts(bootstrap, topics["alerts"])) >= len(expected))
-    finally:
-        running.stop()
-    got = read_alerts(bootstrap, topics["alerts"])
-    assert sorted((a["alert_id"], a["symbol"], a["rule"], a["trade_ts"]) for _, a in got) == sorted(expected)
+    got, _ = alerts_as_the_rules_say(bootstrap, topics, trades, {"FX": 0, "S": 0})
     fired = {(a["symbol"], a["rule"], a["trade_ts"]) for _, a in got}
     assert {("FX", "price_move_up", jump["ts"]), ("FX", "session_high", jump["ts"])} <= fired
     assert not {rule for _, rule, _ in fired} & {"volume_spike", "stale_feed"}
@@ -642,9 +629,7 @@ def test_cli_serves_metrics_and_stops_after_max_seconds(
 
     rules = tmp_path / "rules.yaml"
     rules.write_text("defaults:\n  suspicious_tick: {band_pct: 5, cooldown_seconds: 0}\nnotifiers: []\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("ALERTS_METRICS_PORT", str(port))
     monkeypatch.setenv("TRADES_TOPIC", topics["trades"])
     monkeypatch.setenv("ALERTS_TOPIC", topics["alerts"])
