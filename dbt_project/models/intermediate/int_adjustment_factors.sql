@@ -108,37 +108,12 @@ own_factors as (
 
 ),
 
--- products from the newest ex-date back: no product aggregate in SQL, and a recursion keeps
--- the split products exact where exp(sum(ln(...))) would not
-cumulative (symbol, ex_date, previous_ex_date, newest_first, split_to_product, split_from_product, total_return_factor) as (
-
-    select
-        symbol,
-        ex_date,
-        previous_ex_date,
-        newest_first,
-        split_to,
-        split_from,
-        dividend_factor
-    from own_factors
-    where newest_first = 1
-
-    union all
-
-    select
-        own_factors.symbol,
-        own_factors.ex_date,
-        own_factors.previous_ex_date,
-        own_factors.newest_first,
-        cast(cumulative.split_to_product * own_factors.split_to as {{ dbt.type_numeric() }}),
-        cast(cumulative.split_from_product * own_factors.split_from as {{ dbt.type_numeric() }}),
-        cast(cumulative.total_return_factor * own_factors.dividend_factor as {{ dbt.type_float() }})
-    from cumulative
-    inner join own_factors
-        on own_factors.symbol = cumulative.symbol
-        and own_factors.newest_first = cumulative.newest_first + 1
-
-),
+-- products from the newest ex-date back (the split products exact)
+{{ products_from_newest_ex_date('own_factors', [
+    ('split_to_product', 'split_to', dbt.type_numeric()),
+    ('split_from_product', 'split_from', dbt.type_numeric()),
+    ('total_return_factor', 'dividend_factor', dbt.type_float()),
+]) }},
 
 final as (
 

@@ -36,34 +36,11 @@ own_factors as (
 
 ),
 
--- products from the newest ex-date back, by recursion: exact where exp(sum(ln(...))) is not
-cumulative (symbol, ex_date, previous_ex_date, newest_first, split_to_product, split_from_product) as (
-
-    select
-        symbol,
-        ex_date,
-        previous_ex_date,
-        newest_first,
-        split_to,
-        split_from
-    from own_factors
-    where newest_first = 1
-
-    union all
-
-    select
-        own_factors.symbol,
-        own_factors.ex_date,
-        own_factors.previous_ex_date,
-        own_factors.newest_first,
-        cast(cumulative.split_to_product * own_factors.split_to as {{ dbt.type_numeric() }}),
-        cast(cumulative.split_from_product * own_factors.split_from as {{ dbt.type_numeric() }})
-    from cumulative
-    inner join own_factors
-        on own_factors.symbol = cumulative.symbol
-        and own_factors.newest_first = cumulative.newest_first + 1
-
-),
+-- products from the newest ex-date back (exact numerics)
+{{ products_from_newest_ex_date('own_factors', [
+    ('split_to_product', 'split_to', dbt.type_numeric()),
+    ('split_from_product', 'split_from', dbt.type_numeric()),
+]) }},
 
 final as (
 
