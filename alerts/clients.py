@@ -17,9 +17,16 @@ def trades_consumer(bootstrap: str, group: str, from_beginning: bool, extra: dic
         group,
         **{
             "auto.offset.reset": "earliest" if from_beginning else "latest",
-            # the broker answers a fetch as soon as one message is there, or after 10 ms
-            "fetch.wait.max.ms": 10,
-            "fetch.min.bytes": 1,
+            # One fetch every 3 ms, not one per producer request that reaches the broker: the
+            # broker answers when 64 KB are there (~15 ms of trades at 50,000/s) or after 3 ms.
+            # Answering at the first byte (fetch.min.bytes 1) meant ~1,000 fetches a second, each
+            # waking the broker and this client: that cost more CPU than the trades themselves,
+            # on 2 cores shared with the broker and the producer, and CPU is what the latency tail
+            # at 50,000 trades/s is made of. A catch-up (64 KB already there) is not slowed; a
+            # trade on a quiet feed waits up to 3 ms here
+            # (docs/performance.md#the-alert-service-where-the-latency-goes).
+            "fetch.wait.max.ms": 3,
+            "fetch.min.bytes": 65_536,
             "client.id": f"tickhouse-alerts-{uuid.uuid4().hex[:8]}",
             # A killed instance keeps its partitions until its session expires: the default
             # 45 s would silence alerts that long. 10 s (heartbeats every 2 s) is the trade-off
