@@ -123,10 +123,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float, console: Console) -> None:
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     with console.status(f"waiting: {what}"):
         while time.monotonic() < deadline:
             if check():
+                console.print(f"    {what}: {time.monotonic() - started:.0f} s")
                 return
             time.sleep(2)
     raise DemoError(
@@ -337,11 +339,16 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
         else float(os.environ.get("DEMO_SYNTHETIC_SECONDS", "60"))
     )
     t_start = time.monotonic()
+
+    def at() -> str:
+        """The step's start, in seconds since the demo started (where its time goes)."""
+        return f"[dim]{time.monotonic() - t_start:4.0f} s[/] "
+
     console.rule("[bold]Tickhouse demo")
-    console.print("[bold]1/6[/] starting the local stack (PostgreSQL, Kafka, Airflow)")
+    console.print(f"{at()}[bold]1/6[/] starting the local stack (PostgreSQL, Kafka, Airflow)")
     up(say=lambda line: console.print(f"    {line}"))
     settings = load_settings()
-    console.print("[bold]2/6[/] starting the alert service, the metrics exporter and the dashboard")
+    console.print(f"{at()}[bold]2/6[/] starting the alert service, the metrics exporter and the dashboard")
     start_apps(settings, ("alerts", "metrics", "dashboard"))
     api = AirflowAPI(settings.airflow_url, "admin", airflow.admin_password(settings))
     for dag_id in DAGS:
@@ -351,7 +358,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
 
     sample = _sample_info(settings.project_root / SAMPLE_FILE)
     console.print(
-        f"[bold]3/6[/] history: {SAMPLE_FILE} ({sample.trades:,} trades of {', '.join(sample.symbols)}, "
+        f"{at()}[bold]3/6[/] history: {SAMPLE_FILE} ({sample.trades:,} trades of {', '.join(sample.symbols)}, "
         "real daily bars expanded into trades)"
     )
     replayed = 0
@@ -386,7 +393,7 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
         )
 
     console.print(
-        f"[bold]4/6[/] real time: {seconds:.0f} s of synthetic trades for {', '.join(SYNTHETIC_SYMBOLS)} "
+        f"{at()}[bold]4/6[/] real time: {seconds:.0f} s of synthetic trades for {', '.join(SYNTHETIC_SYMBOLS)} "
         f"plus {len(MALFORMED)} malformed messages"
     )
     probe = FreshnessProbe(settings, SYNTHETIC_SYMBOLS)
@@ -418,15 +425,15 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
     if synthetic.returncode != 0:
         raise DemoError(f"synthetic producer failed: {err[-2000:]}")
 
-    console.print("[bold]5/6[/] waiting for the drain to empty Kafka and dbt to build the marts")
+    console.print(f"{at()}[bold]5/6[/] waiting for the drain to empty Kafka and dbt to build the marts")
     _drain_and_transform(settings, api, console)
     time.sleep(2)
     probe.stop()
-    console.print("    dbt docs generate (the docs site: lineage, model and column docs)")
+    console.print(f"{at()}    dbt docs generate (the docs site: lineage, model and column docs)")
     generate_docs(settings=settings)
     start_apps(settings, ("docs",))
 
-    console.print("[bold]6/6[/] summary")
+    console.print(f"{at()}[bold]6/6[/] summary")
     after = {load.topic: load for load in topic_loads(settings)}
     marts = _marts_summary(settings)
     in_marts, in_raw = _sample_days(settings, sample)
