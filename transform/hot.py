@@ -28,6 +28,7 @@ from typing import Any
 
 from tickhouse.config import Settings, load_settings
 from transform.dbt_runner import (
+    BUILD_LOCK_KEY,
     DBT_PROJECT_DIR,
     TransformError,
     failure_summary,
@@ -51,6 +52,14 @@ HOT_MODELS = (
     "int_technicals",
     "int_raw_loads_transformed",
 )
+
+
+def build_lock_vars() -> dict[str, Any]:
+    """The dbt vars with which a `dbt build` takes the build lock in each of HOT_MODELS' own
+    transactions, and nowhere else (macros/utils/build_lock.sql): how transform_marts' full build
+    and the hot runs (which hold the lock for their whole run) never write the same table at once,
+    while the rest of the build runs beside the hot loop."""
+    return {"build_lock_key": BUILD_LOCK_KEY, "build_lock_models": list(HOT_MODELS)}
 
 
 class HotTransform:
