@@ -2,10 +2,10 @@
 
 One task, `dbt_build`: Cosmos runs one `dbt build` of the whole project in the task's process
 (`DbtBuildLocalOperator`, dbt's Python entry point): every seed, model and data test, in dbt's
-order, DBT_THREADS at a time. One invocation, not a task per model: a task's start, Cosmos' copy
-of the project and dbt's import and parse cost seconds each, which 41 tasks paid 41 times
-(docs/performance.md#the-loop-make-demo-and-make-test). dbt's log of the run, model by model
-with each test, is the task's log.
+order, DBT_THREADS at a time. One invocation, not a task per model: each task would pay a task's
+start, Cosmos' copy of the project and dbt's import and parse, seconds each, more than most models
+take to build (docs/performance.md#the-loop-make-demo-and-make-test). dbt's log of the run, model
+by model with each test, is the task's log.
 
 The run is scheduled on the raw Assets the ingest DAG emits for the tables the marts read:
 trades, candles and alerts (no mart reads raw.quotes, so new quotes alone do not start a
@@ -15,8 +15,8 @@ flows): this is the slow path, the full build with every test; the marts' bars a
 in between by the hot loop (`transform.hot`, run by the ingest DAG).
 
 The build takes the one-build-at-a-time lock model by model: the hot models (those the hot loop
-writes) take it inside their own transaction (`build_lock` pre-hook, passed the lock through
-dbt vars), so this build and a hot run never write the same table at once, and everything else
+writes) take it inside their own transaction (`build_lock` pre-hook, given the lock in dbt's
+environment), so this build and a hot run never write the same table at once, and everything else
 (the other models, every test) runs beside the hot loop.
 dbt's PostgreSQL credentials come from the Airflow connection `tickhouse_dbt` (a Cosmos profile
 mapping, `transform.airflow_profile`); the Snowflake target reads profiles.yml.
@@ -36,7 +36,7 @@ from alerts.airflow_failures import notify_dag_failure, notify_failure
 from drain.assets import MART_INPUTS, RAW_TABLE_ASSETS, REFERENCE_TABLE_ASSETS
 from tickhouse.config import dbt_lock_retries
 from transform.airflow_profile import profile_config
-from transform.hot import build_lock_vars
+from transform.hot import build_lock_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -60,7 +60,7 @@ def prepare_build(context: Any) -> None:
     dbt runs. Then the build yields the CPU to the hot loop (SLOW_PATH_NICENESS; dbt runs in this
     process, its threads inherit it), and its connections wait at most DBT_LOCK_TIMEOUT_SECONDS
     for a BI query's lock; only a build that failed on that is retried. The build lock is taken
-    by the hot models themselves (`build_lock_vars`)."""
+    by the hot models themselves (`build_lock_environment`)."""
     import os
 
     from tickhouse.config import load_settings
@@ -103,7 +103,7 @@ def transform_marts() -> None:
         cache_dir=PARSE_CACHE_DIR,
         emit_datasets=False,
         # the hot models take the build lock in their own transaction (macros/utils/build_lock.sql)
-        vars=build_lock_vars(),
+        env=build_lock_environment(),
         # only a build that timed out on a reader's lock is run again (transform.airflow_retries)
         retries=LOCK_RETRIES,
         retry_delay=timedelta(seconds=5),

@@ -138,7 +138,7 @@ def one_build_at_a_time(settings: Settings) -> Iterator[None]:
     The incremental models take their change sets from what the previous build wrote; two
     builds at once (`tickhouse transform` and a hot run) would each rebuild half of it.
     transform_marts' build takes the same lock model by model instead, in each hot model's
-    transaction (`transform.hot.build_lock_vars`).
+    transaction (`transform.hot.build_lock_environment`).
     """
     from tickhouse.snowflake.settings import selected_warehouse
 
@@ -204,7 +204,8 @@ def failed_on_lock_timeout(result: Any) -> bool:
 
 
 def dbt_parse(settings: Settings | None = None) -> Path:
-    """`dbt parse`: writes dbt_project/target/manifest.json (what the DAG loads); returns its path."""
+    """`dbt parse`: writes dbt_project/target/manifest.json and the partial-parse state the DAGs'
+    dbt runs start from; returns the manifest's path."""
     result = run_dbt(["--quiet", "parse"], settings)
     if not result.success or not MANIFEST_PATH.is_file():
         raise TransformError(f"dbt parse did not write {MANIFEST_PATH}: {failure_summary(result)}")

@@ -54,12 +54,15 @@ HOT_MODELS = (
 )
 
 
-def build_lock_vars() -> dict[str, Any]:
-    """The dbt vars with which a `dbt build` takes the build lock in each of HOT_MODELS' own
+def build_lock_environment() -> dict[str, str]:
+    """The environment with which a `dbt build` takes the build lock in each of HOT_MODELS' own
     transactions, and nowhere else (macros/utils/build_lock.sql): how transform_marts' full build
     and the hot runs (which hold the lock for their whole run) never write the same table at once,
     while the rest of the build runs beside the hot loop."""
-    return {"build_lock_key": BUILD_LOCK_KEY, "build_lock_models": list(HOT_MODELS)}
+    return {
+        "TICKHOUSE_BUILD_LOCK_KEY": str(BUILD_LOCK_KEY),
+        "TICKHOUSE_BUILD_LOCK_MODELS": ",".join(HOT_MODELS),
+    }
 
 
 class HotTransform:
@@ -67,7 +70,7 @@ class HotTransform:
 
     def __init__(self, settings: Settings | None = None, target_path: Path | None = None) -> None:
         self.settings = settings or load_settings()
-        # a target directory of its own: target/manifest.json is what transform_marts loads
+        # a target directory of its own: target/ holds the parse state every dbt run starts from
         self.target_path = target_path or DBT_PROJECT_DIR / "target" / "hot"
         self._manifest: Any = None
         self._checked = False  # whether this process looked for missing inputs and views

@@ -1,19 +1,22 @@
 {#
     One build at a time, model by model (the pre-hook of every intermediate model,
-    dbt_project.yml). A build that names the lock in its vars (`build_lock_key`: the key of
-    transform.dbt_runner's advisory lock; `build_lock_models`: the hot models of transform.hot,
-    which the ingest DAG's hot runs write) takes it in each of those models' own transaction,
+    dbt_project.yml). A build whose environment names the lock (TICKHOUSE_BUILD_LOCK_KEY: the key
+    of transform.dbt_runner's advisory lock; TICKHOUSE_BUILD_LOCK_MODELS: the hot models of
+    transform.hot, which the ingest DAG's hot runs write, comma-separated; both set by
+    `transform.hot.build_lock_environment`) takes it in each of those models' own transaction,
     before anything else, and holds it until the model commits or fails. So the full build of
     `transform_marts` and a hot run (which holds the same lock for its whole run) never write
     the same table at once, and the rest of the build (every other model, every test) never
     waits for the hot runs, nor they for it. The wait is as long as a hot run takes, not
     `lock_timeout` (that bounds the waits for BI queries' locks, transform/dbt_runner.py).
-    Without the vars (a hot run, `tickhouse transform`: they hold the lock themselves) it is
-    nothing.
+    Without them (a hot run, `tickhouse transform`: they hold the lock themselves) it is nothing.
+    Environment variables rather than dbt vars: a hook is rendered when the model runs, so they
+    are not part of the parse state, and the build goes on from the parse `make up` left (other
+    `--vars` would make dbt parse the whole project again).
 #}
 {% macro build_lock() -%}
-    {%- set key = var('build_lock_key', none) -%}
-    {%- if key is not none and model.name in var('build_lock_models', []) -%}
+    {%- set key = env_var('TICKHOUSE_BUILD_LOCK_KEY', '') -%}
+    {%- if key and model.name in env_var('TICKHOUSE_BUILD_LOCK_MODELS', '').split(',') -%}
         {{- adapter.dispatch('build_lock', 'tickhouse')(key | int) -}}
     {%- endif -%}
 {%- endmacro %}

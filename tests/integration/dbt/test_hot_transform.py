@@ -6,7 +6,6 @@ hot models' own transactions."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from tests.integration.dbt.conftest import Feed, Transformer, fetch, own_feed, own_warehouse
 from tickhouse.config import Settings
 from transform.dbt_runner import failure_summary, one_build_at_a_time, run_dbt
-from transform.hot import HOT_MODELS, HotTransform, build_lock_vars
+from transform.hot import HOT_MODELS, HotTransform, build_lock_environment
 
 pytestmark = pytest.mark.integration
 
@@ -105,9 +104,9 @@ VIEW_VERSION = """
 
 
 def test_the_dag_build_waits_for_a_hot_run_only_in_the_hot_models(
-    warehouse: Settings, tmp_path: Path
+    warehouse: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """transform_marts' `dbt build` (with `build_lock_vars`) takes the build lock in each hot
+    """transform_marts' `dbt build` (with `build_lock_environment`) takes the build lock in each hot
     model's own transaction: while a hot run holds it, the build builds and tests what comes
     before (the staging views), waits at a hot model, and finishes once the lock is free."""
     with own_feed(warehouse, kinds=("trades",)) as feed:
@@ -118,12 +117,11 @@ def test_the_dag_build_waits_for_a_hot_run_only_in_the_hot_models(
         feed.drain()
         view_before = fetch(warehouse, VIEW_VERSION)
         results: list[object] = []
+        for name, value in build_lock_environment().items():  # what the DAG's task gives dbt
+            monkeypatch.setenv(name, value)
 
         def dag_build() -> None:
-            results.append(run_dbt(
-                ["build", "--target-path", str(tmp_path / "dag"), "--vars", json.dumps(build_lock_vars())],
-                warehouse,
-            ))
+            results.append(run_dbt(["build", "--target-path", str(tmp_path / "dag")], warehouse))
 
         worker = threading.Thread(target=dag_build)
         with one_build_at_a_time(warehouse):  # what a hot run holds for its whole run

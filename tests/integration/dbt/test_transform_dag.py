@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tickhouse.config import PROJECT_ROOT
-from transform.hot import HOT_MODELS, build_lock_vars
+from transform.hot import build_lock_environment
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +34,7 @@ print(json.dumps({
             "command": list(t.base_cmd),
             "select": [t.select, t.exclude, t.selector, t.models],
             "vars": t.vars,
+            "env": t.env,
             "project_dir": str(t.project_dir),
             "retries": t.retries,
             "hooks": [getattr(t._pre_execute_hook, "__name__", None),
@@ -75,7 +76,7 @@ def test_transform_marts_dag_is_one_dbt_build_of_the_whole_project(tmp_path: Pat
     assert build["command"] == ["build"]
     assert build["select"] == [None, None, None, None]
     assert Path(build["project_dir"]) == PROJECT_ROOT / "dbt_project"
-    assert build["vars"] == build_lock_vars() and set(build["vars"]["build_lock_models"]) == set(HOT_MODELS)
+    assert build["vars"] is None and build["env"] == build_lock_environment()
     # retried only when dbt timed out on a BI query's lock (transform.airflow_retries)
     assert build["retries"] == int(os.environ.get("DBT_LOCK_RETRIES") or 3)
     assert build["hooks"] == ["prepare_build", None]
