@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,9 @@ def one_build_at_a_time(settings: Settings) -> Iterator[None]:
     """Wait until no other build of this warehouse runs (PostgreSQL; a no-op elsewhere).
 
     The incremental models take their change sets from what the previous build wrote; two
-    builds at once (the DAG and `tickhouse transform`) would each rebuild half of it.
+    builds at once (`tickhouse transform` and a hot run) would each rebuild half of it.
+    transform_marts' build takes the same lock model by model instead, in each hot model's
+    transaction (`transform.hot.build_lock_environment`).
     """
     from tickhouse.snowflake.settings import selected_warehouse
 
@@ -151,29 +153,6 @@ def one_build_at_a_time(settings: Settings) -> Iterator[None]:
             yield
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (BUILD_LOCK_KEY,))
-
-
-_task_lock: ExitStack | None = None
-
-
-def hold_build_lock(context: Any = None, settings: Settings | None = None) -> None:
-    """Airflow `pre_execute` hook of a task that runs dbt (transform_marts' Cosmos tasks): waits
-    for the build lock and holds it until `release_build_lock`, or until the task's process ends
-    (a failed task never reaches post_execute; closing its connection releases the lock)."""
-    global _task_lock
-    if _task_lock is not None:
-        return
-    stack = ExitStack()
-    stack.enter_context(one_build_at_a_time(settings or load_settings()))
-    _task_lock = stack
-
-
-def release_build_lock(context: Any = None, result: Any = None) -> None:
-    """Airflow `post_execute` hook: the counterpart of `hold_build_lock`."""
-    global _task_lock
-    stack, _task_lock = _task_lock, None
-    if stack is not None:
-        stack.close()
 
 
 def build(extra_args: Sequence[str] = (), settings: Settings | None = None) -> None:
@@ -225,7 +204,8 @@ def failed_on_lock_timeout(result: Any) -> bool:
 
 
 def dbt_parse(settings: Settings | None = None) -> Path:
-    """`dbt parse`: writes dbt_project/target/manifest.json (what the DAG loads); returns its path."""
+    """`dbt parse`: writes dbt_project/target/manifest.json and the partial-parse state the DAGs'
+    dbt runs start from; returns the manifest's path."""
     result = run_dbt(["--quiet", "parse"], settings)
     if not result.success or not MANIFEST_PATH.is_file():
         raise TransformError(f"dbt parse did not write {MANIFEST_PATH}: {failure_summary(result)}")

@@ -28,6 +28,7 @@ from typing import Any
 
 from tickhouse.config import Settings, load_settings
 from transform.dbt_runner import (
+    BUILD_LOCK_KEY,
     DBT_PROJECT_DIR,
     TransformError,
     failure_summary,
@@ -53,12 +54,23 @@ HOT_MODELS = (
 )
 
 
+def build_lock_environment() -> dict[str, str]:
+    """The environment with which a `dbt build` takes the build lock in each of HOT_MODELS' own
+    transactions, and nowhere else (macros/utils/build_lock.sql): how transform_marts' full build
+    and the hot runs (which hold the lock for their whole run) never write the same table at once,
+    while the rest of the build runs beside the hot loop."""
+    return {
+        "TICKHOUSE_BUILD_LOCK_KEY": str(BUILD_LOCK_KEY),
+        "TICKHOUSE_BUILD_LOCK_MODELS": ",".join(HOT_MODELS),
+    }
+
+
 class HotTransform:
     """Runs the hot models in this process, reusing the parsed manifest between runs."""
 
     def __init__(self, settings: Settings | None = None, target_path: Path | None = None) -> None:
         self.settings = settings or load_settings()
-        # a target directory of its own: target/manifest.json is what transform_marts loads
+        # a target directory of its own: target/ holds the parse state every dbt run starts from
         self.target_path = target_path or DBT_PROJECT_DIR / "target" / "hot"
         self._manifest: Any = None
         self._checked = False  # whether this process looked for missing inputs and views

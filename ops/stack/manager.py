@@ -90,7 +90,7 @@ def up(
     if "airflow" in wanted:
         t0 = time.monotonic()
         if _refresh_dbt_manifest(settings):
-            say(f"dbt         manifest rebuilt for the transform_marts DAG ({time.monotonic() - t0:.1f} s)")
+            say(f"dbt         project parsed for the DAGs' dbt runs ({time.monotonic() - t0:.1f} s)")
         t0 = time.monotonic()
         if airflow.start(settings):
             started.append("airflow")
@@ -109,8 +109,9 @@ def up(
 
 
 def _refresh_dbt_manifest(settings: Settings) -> bool:
-    """`dbt parse` when the dbt project changed since the manifest was written: the Cosmos DAG
-    renders its tasks from that manifest, so parsing the DAG file never runs dbt."""
+    """`dbt parse` when the dbt project changed since the manifest was written: its partial-parse
+    state (target/partial_parse.msgpack) is where the DAGs' dbt runs start from (the hot runs'
+    first parse, transform_marts' first build), so they parse only what changed since."""
     project = settings.project_root / "dbt_project"
     if not (project / "dbt_project.yml").exists():
         return False

@@ -28,6 +28,7 @@ def test_demo_runs_the_pipeline_end_to_end(settings: Settings, airflow_api: Airf
             [TICKHOUSE, "demo"], env=env, text=True, capture_output=True, timeout=1200, check=False
         )
         output = result.stdout + result.stderr
+        print(output)  # the demo's steps with their times (pytest -rP shows them)
         assert result.returncode == 0, output[-4000:]
         assert re.search(r"sample trading days in marts\s*│\s*10 of 10", output), output[-4000:]
         fresh = re.search(

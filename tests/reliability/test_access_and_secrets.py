@@ -879,9 +879,9 @@ def test_dags_take_warehouse_credentials_from_connections(
     assert env["TICKHOUSE_NO_SECRETS_FILE"] == "1"
     assert settings.dbt_password in env["AIRFLOW_CONN_TICKHOUSE_DBT"]
     assert settings.loader_password in env["AIRFLOW_CONN_TICKHOUSE_WAREHOUSE"]
-    # the drain's DAG runs (and loads) in tests/integration/drain/test_airflow_dag.py; one dbt
-    # task of transform_marts here, in a worker's environment (a whole run takes minutes)
-    task = "stg_tickhouse__trades_model_build"
+    # the drain's DAG runs (and loads) in tests/integration/drain/test_airflow_dag.py; the dbt
+    # build of transform_marts here (its one task), in a worker's environment
+    task = "dbt_build"
     # the view's owner, and the row version of its query (a rebuild replaces it in place)
     relation = "select pg_get_userbyid(c.relowner), r.xmin::text from pg_class as c" \
         " join pg_rewrite as r on r.ev_class = c.oid" \

@@ -1,11 +1,13 @@
 """The hot path (transform.hot, run by the ingest DAG's drain loop): a trade drained is in
 marts.fct_bars after one `HotTransform.run()`, the warm run reuses the manifest, and a build
-that holds the lock (`tickhouse transform`, or a transform_marts task through its
-`hold_build_lock` hook) makes the hot run wait, not fail."""
+that holds the lock (`tickhouse transform`, or transform_marts' build while it writes a hot
+model) makes the hot run wait, not fail; transform_marts' build waits for a hot run only in the
+hot models' own transactions."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,8 +16,8 @@ import pytest
 
 from tests.integration.dbt.conftest import Feed, Transformer, fetch, own_feed, own_warehouse
 from tickhouse.config import Settings
-from transform.dbt_runner import hold_build_lock, release_build_lock
-from transform.hot import HotTransform
+from transform.dbt_runner import failure_summary, one_build_at_a_time, run_dbt
+from transform.hot import HOT_MODELS, HotTransform, build_lock_environment
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +43,7 @@ def _publish(feed: Feed, symbol: str, minute: int, count: int) -> None:
 
 
 def test_hot_run_makes_drained_trades_visible_and_waits_for_the_build_lock(
-    warehouse: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    warehouse: Settings, tmp_path: Path
 ) -> None:
     with own_feed(warehouse, kinds=("trades",)) as feed:
         _publish(feed, "HOTA", 0, 3)
@@ -64,9 +66,8 @@ def test_hot_run_makes_drained_trades_visible_and_waits_for_the_build_lock(
         assert len(_bars(warehouse, "HOTA")) == 3 and pending[0]["n"] >= 1
         assert warm < cold * 1.5, (warm, cold)  # not parsed again (timing noise allowed)
 
-        # a transform_marts task holds the lock (its pre_execute hook): the hot run waits
-        monkeypatch.setenv("POSTGRES_DB", warehouse.postgres_db)
-        hold_build_lock()
+        # another build holds the lock (`tickhouse transform`, or transform_marts' build in a hot
+        # model's transaction): the hot run waits
         _publish(feed, "HOTA", 3, 6)
         feed.drain()
         done = threading.Event()
@@ -81,15 +82,77 @@ def test_hot_run_makes_drained_trades_visible_and_waits_for_the_build_lock(
                 done.set()
 
         worker = threading.Thread(target=hot_run)
-        try:
+        with one_build_at_a_time(warehouse):
             worker.start()
             assert not done.wait(3), f"the hot run did not wait for the lock: {errors}"
             assert BASE + 3 * MINUTE not in _bars(warehouse, "HOTA")
-        finally:
-            release_build_lock(None, None)  # the post_execute hook
         assert done.wait(120) and not errors, errors
         worker.join()
         assert _bars(warehouse, "HOTA")[BASE + 3 * MINUTE] == (6, Decimal(12))
+
+
+# the sessions of `database` waiting for an advisory lock, with their statement (dbt's query
+# comment names the node that runs it)
+WAITING_FOR_ADVISORY_LOCK = """
+    select a.query from pg_locks as l join pg_stat_activity as a on a.pid = l.pid
+    where l.locktype = 'advisory' and not l.granted and a.datname = %s
+"""
+VIEW_VERSION = """
+    select r.xmin::text as version from pg_rewrite as r
+    where r.ev_class = to_regclass('staging.stg_tickhouse__trades')
+"""
+
+
+def test_the_dag_build_waits_for_a_hot_run_only_in_the_hot_models(
+    warehouse: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transform_marts' `dbt build` (with `build_lock_environment`) takes the build lock in each hot
+    model's own transaction: while a hot run holds it, the build builds and tests what comes
+    before (the staging views), waits at a hot model, and finishes once the lock is free."""
+    with own_feed(warehouse, kinds=("trades",)) as feed:
+        _publish(feed, "HOTB", 0, 3)
+        feed.drain()
+        Transformer(warehouse, tmp_path / "full")()  # every model exists
+        _publish(feed, "HOTB", 1, 2)
+        feed.drain()
+        view_before = fetch(warehouse, VIEW_VERSION)
+        results: list[object] = []
+        for name, value in build_lock_environment().items():  # what the DAG's task gives dbt
+            monkeypatch.setenv(name, value)
+
+        def dag_build() -> None:
+            results.append(run_dbt(["build", "--target-path", str(tmp_path / "dag")], warehouse))
+
+        worker = threading.Thread(target=dag_build)
+        with one_build_at_a_time(warehouse):  # what a hot run holds for its whole run
+            worker.start()
+            waiting: list[str] = []
+            deadline = time.monotonic() + 300
+            while not waiting and worker.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.5)
+                waiting = [row["query"] for row in fetch(warehouse, WAITING_FOR_ADVISORY_LOCK,
+                                                         (warehouse.postgres_db,))]
+            assert waiting, f"the build did not wait for the lock: {results}"
+            assert worker.is_alive()
+            # only hot models wait, each in its pre-hook
+            for query in waiting:
+                assert "pg_advisory_xact_lock" in query, query
+                assert any(f'"node_id": "model.tickhouse.{name}"' in query for name in HOT_MODELS), query
+            # it waits as long as the hot run takes, not the lock_timeout for BI queries' locks
+            time.sleep(warehouse.dbt_lock_timeout_seconds + 1)
+            assert worker.is_alive() and fetch(warehouse, WAITING_FOR_ADVISORY_LOCK, (warehouse.postgres_db,))
+            # what writes no hot table did not wait: the staging view was rebuilt meanwhile
+            assert fetch(warehouse, VIEW_VERSION) != view_before
+            assert BASE + MINUTE not in _bars(warehouse, "HOTB")
+        worker.join(600)
+        assert results, "the build did not end"
+        result = results[0]
+        assert getattr(result, "success", False), failure_summary(result)
+        assert _bars(warehouse, "HOTB")[BASE + MINUTE] == (2, Decimal(4))
+        # the lock went with each model's transaction: a hot run takes it at once
+        started = time.monotonic()
+        with one_build_at_a_time(warehouse):
+            assert time.monotonic() - started < 5
 
 
 def test_the_first_hot_run_on_a_warehouse_never_built_creates_what_it_reads_and_the_marts(

@@ -1,6 +1,6 @@
-"""The transform_marts DAG: parses from the manifest `dbt parse` writes, quickly, with the
-schedule, tasks and retries the contract asks for. Parsed by Airflow's DagBag in a child
-process with a throwaway AIRFLOW_HOME, so no Airflow state is touched."""
+"""The transform_marts DAG: parses quickly, with the schedule, the one whole-project `dbt build`
+task and the retries the docs describe (docs/interfaces/airflow.md). Parsed by Airflow's DagBag
+in a child process with a throwaway AIRFLOW_HOME, so no Airflow state is touched."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tickhouse.config import PROJECT_ROOT
-from transform.dbt_runner import dbt_parse
+from transform.hot import build_lock_environment
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +30,14 @@ print(json.dumps({
     "seconds": seconds,
     "tasks": {
         t.task_id: {
+            "operator": type(t).__name__,
+            "command": list(t.base_cmd),
+            "select": [t.select, t.exclude, t.selector, t.models],
+            "vars": t.vars,
+            "env": t.env,
+            "project_dir": str(t.project_dir),
             "retries": t.retries,
-            "upstream": sorted(t.upstream_task_ids),
-            "locks": [getattr(t._pre_execute_hook, "__name__", None),
+            "hooks": [getattr(t._pre_execute_hook, "__name__", None),
                       getattr(t._post_execute_hook, "__name__", None)],
         } for t in dag.tasks
     } if dag else {},
@@ -43,9 +48,7 @@ print(json.dumps({
 """
 
 
-def test_transform_marts_dag_parses_from_the_manifest(tmp_path: Path) -> None:
-    manifest = dbt_parse()
-    assert json.loads(manifest.read_text())["metadata"]["project_name"] == "tickhouse"
+def test_transform_marts_dag_is_one_dbt_build_of_the_whole_project(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path),
@@ -63,25 +66,20 @@ def test_transform_marts_dag_parses_from_the_manifest(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result["errors"] == {}
-    # well inside Airflow's dagbag_import_timeout (30 s): rendered from the manifest, no `dbt ls`
+    # well inside Airflow's dagbag_import_timeout (30 s): no dbt runs when the file is parsed
     assert result["seconds"] < 30.0
-    tasks = result["tasks"]
-    for model in (
-        "int_trades_aggregated_to_minute_bars",
-        "int_bars",
-        "int_technicals",
-        "fct_bars",
-        "fct_technicals",
-        "stock_analytics",
-        "fct_alerts",
-    ):
-        assert f"{model}_model_build" in tasks
-    assert "int_bars_model_build" in tasks["int_technicals_model_build"]["upstream"]
-    assert "symbol_reference_seed_build" in tasks
+    # one `dbt build` of the whole project (every seed, model and test: nothing selected away)
+    # in one task, with the hot models taking the build lock in their own transactions
+    assert list(result["tasks"]) == ["dbt_build"]
+    build = result["tasks"]["dbt_build"]
+    assert build["operator"] == "DbtBuildLocalOperator"
+    assert build["command"] == ["build"]
+    assert build["select"] == [None, None, None, None]
+    assert Path(build["project_dir"]) == PROJECT_ROOT / "dbt_project"
+    assert build["vars"] is None and build["env"] == build_lock_environment()
     # retried only when dbt timed out on a BI query's lock (transform.airflow_retries)
-    assert all(task["retries"] == int(os.environ.get("DBT_LOCK_RETRIES") or 3) for task in tasks.values())
-    # the tasks that write a hot model hold the build lock (hooks on every task; they decide)
-    assert all(task["locks"] == ["hold_build_lock", "release_build_lock"] for task in tasks.values())
+    assert build["retries"] == int(os.environ.get("DBT_LOCK_RETRIES") or 3)
+    assert build["hooks"] == ["prepare_build", None]
     for asset in ("tickhouse.raw.trades", "tickhouse.raw.alerts", "tickhouse.raw.candles",
                   "tickhouse.raw.corporate_actions"):
         assert f"name='{asset}'" in result["schedule"]
