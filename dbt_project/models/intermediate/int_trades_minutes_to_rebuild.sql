@@ -5,7 +5,8 @@
 }}
 
 -- The one-minute bars (symbol, minute) that received a trade in a pending load: exactly what
--- int_trades_aggregated_to_minute_bars rebuilds this run, whatever the trades' event time.
+-- int_trades_aggregated_to_minute_bars rebuilds this run, whatever the trades' event time,
+-- when it rebuilds minutes (empty when it merges the new trades into them).
 -- A table, not SQL text: a run touching 100,000 minutes joins 100,000 rows.
 
 {%- set one_minute = {'minutes': 1} %}
@@ -25,8 +26,9 @@ trades as (
 
 ),
 
--- a full refresh rebuilds every minute anyway; this set would only cost a scan of raw
-{% if flags.FULL_REFRESH %}
+-- a full refresh rebuilds every minute anyway, and minute bars that merge the new trades
+-- (macros/bars/minute_bars_merge.sql) need no list: this set would only cost a scan of raw
+{% if flags.FULL_REFRESH or tickhouse.minute_bars_merge_new_trades() %}
 touched_minutes as (
 
     select
@@ -43,7 +45,7 @@ touched_minutes as (
         {{ tickhouse.bar_bucket_start(one_minute, 'trades.event_time') }} as bar_start
     from pending_loads
     inner join trades
-        on {{ tickhouse.loaded_by('trades', 'pending_loads') }}
+        on {{ tickhouse.loaded_by('trades', 'pending_loads', target_table='raw.trades') }}
 
 ),
 {% endif %}

@@ -48,7 +48,7 @@ new_trades as (
         stg_trades.is_implausible_print
     from pending_loads
     inner join {{ ref('stg_tickhouse__trades') }} as stg_trades
-        on {{ tickhouse.loaded_by('stg_trades', 'pending_loads') }}
+        on {{ tickhouse.loaded_by('stg_trades', 'pending_loads', target_table='raw.trades') }}
     where stg_trades.conditions is not null
 
 ),
