@@ -6,8 +6,7 @@
     minute bars also recorded its loads as transformed (int_raw_loads_transformed), i.e. no run
     failed between the two; otherwise this run rebuilds the touched minutes from raw, which
     puts the bars right again. PostgreSQL only (elsewhere: false). Read when the model is
-    compiled; int_trades_minutes_to_rebuild asks the same before it, in the same run, and is
-    empty when the minute bars merge.
+    compiled.
 #}
 {% macro minute_bars_merge_new_trades(minute_bars=none) %}
     {{ return(adapter.dispatch('minute_bars_merge_new_trades', 'tickhouse')(minute_bars)) }}
@@ -22,7 +21,6 @@
         {{ return(false) }}
     {%- endif -%}
     {%- set transformed = tickhouse.transformed_loads_relation() -%}
-    {#- by name from int_trades_minutes_to_rebuild, which the minute bars read (a ref would be a cycle) -#}
     {%- set bars = adapter.get_relation(
         database=target.database,
         schema=generate_schema_name('intermediate', none) | trim,

@@ -6,7 +6,8 @@
 
 -- The one-minute bars (symbol, minute) that received a trade in a pending load: exactly what
 -- int_trades_aggregated_to_minute_bars rebuilds this run, whatever the trades' event time,
--- when it rebuilds minutes (empty when it merges the new trades into them).
+-- when it rebuilds minutes; when it merges the new trades into them instead, the minutes it
+-- writes (one scan of the new trades).
 -- A table, not SQL text: a run touching 100,000 minutes joins 100,000 rows.
 
 {%- set one_minute = {'minutes': 1} %}
@@ -26,9 +27,8 @@ trades as (
 
 ),
 
--- a full refresh rebuilds every minute anyway, and minute bars that merge the new trades
--- (macros/bars/minute_bars_merge.sql) need no list: this set would only cost a scan of raw
-{% if flags.FULL_REFRESH or tickhouse.minute_bars_merge_new_trades() %}
+-- a full refresh rebuilds every minute anyway; this set would only cost a scan of raw
+{% if flags.FULL_REFRESH %}
 touched_minutes as (
 
     select
