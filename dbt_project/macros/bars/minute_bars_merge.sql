@@ -64,7 +64,9 @@
 {%- endmacro %}
 
 {% macro postgres__add_minute_bar_key_columns() -%}
-    {%- if execute and is_incremental() and not flags.FULL_REFRESH -%}
+    {#- only when they are missing: ALTER TABLE takes an exclusive lock until the run commits -#}
+    {%- if execute and is_incremental() and not flags.FULL_REFRESH
+        and tickhouse.built_before_columns(['open_key', 'close_key']) -%}
     alter table {{ this }}
         add column if not exists open_key numeric[],
         add column if not exists close_key numeric[]
