@@ -124,7 +124,7 @@ eligible_trades as (
 
 {% else %}
 
-condition_sets as (
+condition_sets as {{ tickhouse.materialized_cte() }} (
 
     {{ tickhouse.trade_condition_sets('trades_in_scope') }}
 

@@ -53,7 +53,7 @@ new_trades as (
 
 ),
 
-new_unknown_codes as (
+new_unknown_codes as {{ tickhouse.materialized_cte() }} (
 
     {{ tickhouse.unknown_condition_codes('new_trades') }}
 
