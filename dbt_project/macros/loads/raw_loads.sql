@@ -30,9 +30,50 @@
     name of raw's event_time), as a join condition: the
     load's transaction time, and its event-time span, which lets PostgreSQL prune the raw
     table's partitions for each load.
+
+    With `target_table` (the pending loads are int_raw_loads_pending's of that raw table), the
+    span of all of them is added as literals, read when the model is compiled (like
+    watermark()): a join condition alone reaches the raw table only after the staging view's
+    anti-join (producer resends) has read and sorted every row of the partitions in range, so
+    a hot run's cost grew with the month's history; the literals filter the scan itself
+    (partition pruning, the BRIN on loaded_at) and the run reads the new rows only.
 #}
-{% macro loaded_by(rows, pending, event_column='event_time') -%}
+{% macro loaded_by(rows, pending, event_column='event_time', target_table=none) -%}
     {{ rows }}.loaded_at = {{ pending }}.loaded_at
     and {{ rows }}.{{ event_column }} >= {{ pending }}.min_event_time
     and {{ rows }}.{{ event_column }} <= {{ pending }}.max_event_time
+    {%- if target_table is not none %}
+    and {{ tickhouse.pending_loads_span(rows, target_table, event_column) }}
+    {%- endif %}
+{%- endmacro %}
+
+{#
+    The loaded_at and event-time span of the pending loads of `target_table`
+    (int_raw_loads_pending) as a condition on `rows` with literals; `1 = 0` when none is
+    pending; `1 = 1` at parse time.
+#}
+{% macro pending_loads_span(rows, target_table, event_column='event_time') -%}
+    {%- if not execute -%}
+        1 = 1
+    {%- else -%}
+        {%- set text = api.Column.translate_type('string') -%}
+        {%- set query -%}
+            select
+                {{ dbt.cast('min(loaded_at)', text) }},
+                {{ dbt.cast('max(loaded_at)', text) }},
+                {{ dbt.cast('min(min_event_time)', text) }},
+                {{ dbt.cast('max(max_event_time)', text) }}
+            from {{ ref('int_raw_loads_pending') }}
+            where target_table = '{{ target_table }}'
+        {%- endset -%}
+        {%- set span = run_query(query).rows[0] -%}
+        {%- if span[0] is none -%}
+            1 = 0
+        {%- else -%}
+            ({{ rows }}.loaded_at >= {{ tickhouse.timestamp_tz_literal(span[0]) }}
+            and {{ rows }}.loaded_at <= {{ tickhouse.timestamp_tz_literal(span[1]) }}
+            and {{ rows }}.{{ event_column }} >= {{ tickhouse.timestamp_tz_literal(span[2]) }}
+            and {{ rows }}.{{ event_column }} <= {{ tickhouse.timestamp_tz_literal(span[3]) }})
+        {%- endif -%}
+    {%- endif -%}
 {%- endmacro %}

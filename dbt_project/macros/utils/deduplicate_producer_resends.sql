@@ -7,7 +7,7 @@
     keeps. Rows without an identity (other producers) all stay: two genuine trades with the same
     symbol, price, size and millisecond are two trades.
 
-    PostgreSQL: an anti-join against `raw_relation` itself (not the CTE, which PostgreSQL would
+    PostgreSQL: an anti-join (a probe per row with an identity) against `raw_relation` itself (not the CTE, which PostgreSQL would
     then materialize), served by the partial index trades_producer_identity (migration 015); the
     symbol and event_time equalities prune it to the one day partition. Filters on the view
     (symbol, event_time) still reach the raw tables' indexes, as the incremental models need.
@@ -20,9 +20,13 @@
 {% endmacro %}
 
 {% macro postgres__deduplicate_producer_resends(relation_cte, raw_relation) %}
+    -- `is null or not exists`: a per-row probe of the partial index, only for rows with an
+    -- identity; a plain anti-join let PostgreSQL sort every row in scope and walk the whole
+    -- identity index of their partitions, a cost that grew with the month's history
     select {{ relation_cte }}.*
     from {{ relation_cte }}
-    where not exists (
+    where {{ relation_cte }}.producer_id is null
+    or not exists (
         select 1
         from {{ raw_relation }} as earlier_copy
         where earlier_copy.producer_id = {{ relation_cte }}.producer_id

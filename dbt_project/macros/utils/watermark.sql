@@ -66,3 +66,20 @@
 {% macro run_started_at_literal() -%}
     {{ tickhouse.timestamp_tz_literal(run_started_at.isoformat()) }}
 {%- endmacro %}
+
+{#
+    `materialized` on PostgreSQL, for a CTE of a few rows (the distinct condition sets of the new
+    trades) joined to many: the planner never sees a new load in raw's statistics, estimates one
+    row, and would otherwise run the inlined aggregation again for every trade (n squared).
+    Nothing elsewhere.
+#}
+{% macro materialized_cte() -%}
+    {{ return(adapter.dispatch('materialized_cte', 'tickhouse')()) }}
+{%- endmacro %}
+
+{% macro postgres__materialized_cte() -%}
+    materialized
+{%- endmacro %}
+
+{% macro default__materialized_cte() -%}
+{%- endmacro %}

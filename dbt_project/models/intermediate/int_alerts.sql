@@ -33,7 +33,7 @@ alerts as (
     select stg_alerts.*
     from pending_loads
     inner join {{ ref('stg_tickhouse__alerts') }} as stg_alerts
-        on {{ tickhouse.loaded_by('stg_alerts', 'pending_loads', 'trade_time') }}
+        on {{ tickhouse.loaded_by('stg_alerts', 'pending_loads', 'trade_time', target_table='raw.alerts') }}
 
 ),
 

@@ -59,7 +59,7 @@ touched_days as (
         {{ tickhouse.utc_day_start('candles.candle_start') }} as day_start
     from pending_loads
     inner join {{ candles }} as candles
-        on {{ tickhouse.loaded_by('candles', 'pending_loads', 'candle_start') }}
+        on {{ tickhouse.loaded_by('candles', 'pending_loads', 'candle_start', target_table='raw.candles') }}
 
 ),
 

@@ -4,6 +4,7 @@
         unique_key=['symbol', 'bar_start'],
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
+        pre_hook=["{{ tickhouse.add_minute_bar_key_columns() }}"],
         indexes=[
             {'columns': ['symbol', 'bar_start'], 'unique': True},
             {'columns': ['symbol', 'trading_date']},
@@ -13,11 +14,20 @@
 }}
 
 -- depends_on: {{ ref('int_trades_minutes_to_rebuild') }}
+-- depends_on: {{ ref('int_raw_loads_pending') }}
 -- depends_on: {{ ref('trade_conditions') }}
 -- One-minute bars per symbol: the building block of every bar interval.
--- Incremental runs rebuild exactly the minutes that received a trade in a pending drain load
--- (int_trades_minutes_to_rebuild), from all of that minute's trades, whatever their event
--- time; a minute is written only when its values changed, so `updated_at` marks real changes.
+-- Incremental runs on PostgreSQL merge the trades of the pending drain loads into the stored
+-- minutes, whatever their event time, reading only those trades: sums and counts add up,
+-- high/low take the larger/smaller, open/close the first/last of the stored and new sort keys
+-- (open_key, close_key: event time, Kafka partition, offset and price, as first_by/last_by
+-- order them), so a load costs what it holds, not what its minutes held before. When the last
+-- run that wrote minute bars did not record its loads as transformed (it failed after this
+-- model), a pending load may be in the bars already: that run, and every run elsewhere than
+-- PostgreSQL, rebuilds exactly the minutes that received a trade in a pending load
+-- (int_trades_minutes_to_rebuild) from all of that minute's trades instead
+-- (macros/bars/minute_bars_merge.sql), and writes a minute only when its values changed.
+-- Either way `updated_at` marks real changes.
 -- Each minute carries the trading calendar of its symbol, and the trading date and session
 -- (pre, regular, post, closed) it falls in: daily bars are made of regular-session minutes.
 -- Trade conditions (seed trade_conditions, the consolidated CTA/UTP rules): open/close come
@@ -34,13 +44,33 @@
 -- columns added (on_schema_change='append_new_columns'), every minute marked as changed so
 -- that int_bars and the indicators downstream are rebuilt from them.
 
-{%- set rebuild_every_minute = tickhouse.built_before_columns(['vwap_volume', 'unknown_condition_prints']) %}
+{%- set rebuild_every_minute = tickhouse.built_before_columns(['vwap_volume', 'unknown_condition_prints', 'open_key', 'close_key']) %}
+{%- set merge_new_trades = is_incremental() and not rebuild_every_minute and tickhouse.minute_bars_merge_new_trades() %}
 {%- set order_columns = ['event_ts_ms', 'kafka_partition', 'kafka_offset'] %}
 {%- set one_minute = {'minutes': 1} %}
 
 with
 
-{% if is_incremental() and not rebuild_every_minute %}
+{% if merge_new_trades %}
+
+pending_loads as (
+
+    select * from {{ ref('int_raw_loads_pending') }}
+    where target_table = 'raw.trades'
+
+),
+
+-- the trades of the pending loads only
+trades_in_scope as (
+
+    select trades.*
+    from pending_loads
+    inner join {{ ref('stg_tickhouse__trades') }} as trades
+        on {{ tickhouse.loaded_by('trades', 'pending_loads', target_table='raw.trades') }}
+
+),
+
+{% elif is_incremental() and not rebuild_every_minute %}
 
 minutes_to_rebuild as (
 
@@ -94,7 +124,7 @@ eligible_trades as (
 
 {% else %}
 
-condition_sets as (
+condition_sets as {{ tickhouse.materialized_cte() }} (
 
     {{ tickhouse.trade_condition_sets('trades_in_scope') }}
 
@@ -130,7 +160,9 @@ aggregated as (
         sum(case when updates_last and updates_volume then volume else 0 end) as vwap_volume,
         count(*) as trade_count,
         sum(case when has_unknown_condition then 1 else 0 end) as unknown_condition_prints,
-        max(loaded_at) as last_loaded_at
+        max(loaded_at) as last_loaded_at,
+        {{ tickhouse.first_by_key('price', order_columns, where='updates_last') }} as open_key,
+        {{ tickhouse.last_by_key('price', order_columns, where='updates_last') }} as close_key
 
     from eligible_trades
     -- prints no market could produce stay in raw (and in the drain's data-quality warnings)
@@ -140,14 +172,51 @@ aggregated as (
 
 ),
 
+{% if merge_new_trades %}
+
+-- the new trades' minute added to the stored one (a minute not stored yet is the new one)
+merged as (
+
+    select
+        new_minutes.symbol,
+        new_minutes.bar_start,
+        {{ tickhouse.value_of_key('least(existing.open_key, new_minutes.open_key)', order_columns) }} as open,
+        greatest(existing.high, new_minutes.high) as high,
+        least(existing.low, new_minutes.low) as low,
+        {{ tickhouse.value_of_key('greatest(existing.close_key, new_minutes.close_key)', order_columns) }} as close,
+        coalesce(existing.volume, 0) + new_minutes.volume as volume,
+        coalesce(existing.price_volume, 0) + new_minutes.price_volume as price_volume,
+        coalesce(existing.vwap_volume, 0) + new_minutes.vwap_volume as vwap_volume,
+        coalesce(existing.trade_count, 0) + new_minutes.trade_count as trade_count,
+        coalesce(existing.unknown_condition_prints, 0) + new_minutes.unknown_condition_prints as unknown_condition_prints,
+        greatest(existing.last_loaded_at, new_minutes.last_loaded_at) as last_loaded_at,
+        least(existing.open_key, new_minutes.open_key) as open_key,
+        greatest(existing.close_key, new_minutes.close_key) as close_key
+    from aggregated as new_minutes
+    left join {{ this }} as existing
+        on existing.symbol = new_minutes.symbol
+        and existing.bar_start = new_minutes.bar_start
+
+),
+
+{% else %}
+
+merged as (
+
+    select * from aggregated
+
+),
+
+{% endif %}
+
 with_calendar as (
 
     select
-        aggregated.*,
-        {{ tickhouse.symbol_calendar('reference.calendar', 'aggregated.symbol') }} as calendar
-    from aggregated
+        merged.*,
+        {{ tickhouse.symbol_calendar('reference.calendar', 'merged.symbol') }} as calendar
+    from merged
     left join {{ ref('symbol_reference') }} as reference
-        on reference.symbol = aggregated.symbol
+        on reference.symbol = merged.symbol
 
 ),
 
@@ -161,7 +230,8 @@ with_session as (
 
 changed as (
 
-    {% if rebuild_every_minute %}
+    {% if rebuild_every_minute or merge_new_trades %}
+    -- merged: every minute took in a trade, so its trade_count changed
     select * from with_session
     {% else %}
     {{ tickhouse.rows_changed_since_last_run('with_session', ['symbol', 'bar_start'], value_columns) }}
@@ -187,6 +257,8 @@ final as (
         trading_date,
         session,
         last_loaded_at,
+        open_key,
+        close_key,
         {{ tickhouse.run_started_at_literal() }} as updated_at
 
     from changed

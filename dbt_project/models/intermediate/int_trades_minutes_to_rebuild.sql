@@ -5,7 +5,9 @@
 }}
 
 -- The one-minute bars (symbol, minute) that received a trade in a pending load: exactly what
--- int_trades_aggregated_to_minute_bars rebuilds this run, whatever the trades' event time.
+-- int_trades_aggregated_to_minute_bars rebuilds this run, whatever the trades' event time,
+-- when it rebuilds minutes; when it merges the new trades into them instead, the minutes it
+-- writes (one scan of the new trades).
 -- A table, not SQL text: a run touching 100,000 minutes joins 100,000 rows.
 
 {%- set one_minute = {'minutes': 1} %}
@@ -43,7 +45,7 @@ touched_minutes as (
         {{ tickhouse.bar_bucket_start(one_minute, 'trades.event_time') }} as bar_start
     from pending_loads
     inner join trades
-        on {{ tickhouse.loaded_by('trades', 'pending_loads') }}
+        on {{ tickhouse.loaded_by('trades', 'pending_loads', target_table='raw.trades') }}
 
 ),
 {% endif %}

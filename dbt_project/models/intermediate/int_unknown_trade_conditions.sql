@@ -48,12 +48,12 @@ new_trades as (
         stg_trades.is_implausible_print
     from pending_loads
     inner join {{ ref('stg_tickhouse__trades') }} as stg_trades
-        on {{ tickhouse.loaded_by('stg_trades', 'pending_loads') }}
+        on {{ tickhouse.loaded_by('stg_trades', 'pending_loads', target_table='raw.trades') }}
     where stg_trades.conditions is not null
 
 ),
 
-new_unknown_codes as (
+new_unknown_codes as {{ tickhouse.materialized_cte() }} (
 
     {{ tickhouse.unknown_condition_codes('new_trades') }}
 
