@@ -6,7 +6,12 @@
     minute bars also recorded its loads as transformed (int_raw_loads_transformed), i.e. no run
     failed between the two; otherwise this run rebuilds the touched minutes from raw, which
     puts the bars right again. PostgreSQL only (elsewhere: false). Read when the model is
-    compiled.
+    compiled. Never in transform_marts' build (its environment names the build lock,
+    macros/utils/build_lock.sql): there each hot model takes the lock only after it compiled, so
+    a hot run may merge and record the very loads this build read as pending (its own
+    int_raw_loads_pending, built before that hot run) between this check and the write, and
+    merging them again would count them twice. Rebuilding the touched minutes from raw is
+    exact whatever ran in between.
 #}
 {% macro minute_bars_merge_new_trades(minute_bars=none) %}
     {{ return(adapter.dispatch('minute_bars_merge_new_trades', 'tickhouse')(minute_bars)) }}
@@ -17,7 +22,7 @@
 {% endmacro %}
 
 {% macro postgres__minute_bars_merge_new_trades(minute_bars) %}
-    {%- if not execute or flags.FULL_REFRESH -%}
+    {%- if not execute or flags.FULL_REFRESH or env_var('TICKHOUSE_BUILD_LOCK_KEY', '') -%}
         {{ return(false) }}
     {%- endif -%}
     {%- set transformed = tickhouse.transformed_loads_relation() -%}

@@ -186,3 +186,33 @@ def test_the_first_hot_run_on_a_warehouse_never_built_creates_what_it_reads_and_
         feed.drain()
         hot.run()  # the usual hot run from here on
         assert _bars(settings, "HOTN")[BASE + MINUTE] == (1, Decimal(2))
+
+
+def test_a_hot_run_between_the_dag_builds_hot_models_counts_each_trade_once(
+    warehouse: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transform_marts' build takes the build lock model by model, so a hot run can come between
+    two of its hot models: after the build's int_raw_loads_pending read a load as pending, the hot
+    run merges that load into the minute bars and records it. The build's minute bars, which run
+    next, must not merge it again (they rebuild the touched minutes from raw): every trade counts
+    once in the bars."""
+    with own_feed(warehouse, kinds=("trades",)) as feed:
+        _publish(feed, "HOTR", 0, 3)
+        feed.drain()
+        Transformer(warehouse, tmp_path / "full")()  # every model exists, that load recorded
+        hot = HotTransform(warehouse, target_path=tmp_path / "hot")
+        _publish(feed, "HOTR", 1, 2)
+        feed.drain()
+
+        def dag_build(*args: str) -> None:
+            with monkeypatch.context() as env:
+                for name, value in build_lock_environment().items():  # what the DAG's task gives dbt
+                    env.setenv(name, value)
+                result = run_dbt([*args, "--target-path", str(tmp_path / "dag")], warehouse)
+            assert getattr(result, "success", False), failure_summary(result)
+
+        dag_build("run", "--select", "int_raw_loads_pending")  # the build reads the load as pending
+        hot.run()  # the hot run slips in: it merges the load and records it
+        assert _bars(warehouse, "HOTR") == {BASE: (3, Decimal(6)), BASE + MINUTE: (2, Decimal(4))}
+        dag_build("build", "--exclude", "int_raw_loads_pending")  # the build goes on from its next model
+        assert _bars(warehouse, "HOTR") == {BASE: (3, Decimal(6)), BASE + MINUTE: (2, Decimal(4))}
