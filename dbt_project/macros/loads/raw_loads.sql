@@ -50,10 +50,12 @@
 {#
     The loaded_at and event-time span of the pending loads of `target_table`
     (int_raw_loads_pending) as a condition on `rows` with literals; `1 = 0` when none is
-    pending; `1 = 1` at parse time.
+    pending; `1 = 1` at parse time, and when int_raw_loads_pending does not exist yet (`dbt
+    compile` on a warehouse never built: the join condition alone says which rows are loaded by
+    the pending loads, the literals only narrow the scan).
 #}
 {% macro pending_loads_span(rows, target_table, event_column='event_time') -%}
-    {%- if not execute -%}
+    {%- if not execute or load_relation(ref('int_raw_loads_pending')) is none -%}
         1 = 1
     {%- else -%}
         {%- set text = api.Column.translate_type('string') -%}
