@@ -13,6 +13,20 @@ the next run.
 
 TICKHOUSE_TEST_COMPONENTS (default: postgres,kafka,airflow) and TICKHOUSE_TEST_LINT (default 1)
 narrow a run; TICKHOUSE_TEST_KAFKA_BROKERS=3 runs it on a Kafka cluster (KAFKA_BROKERS).
+
+pytest runs in two passes on the one stack (docs/operations.md#the-test-loop):
+
+1. the tests not marked `serial`, on TICKHOUSE_TEST_WORKERS pytest-xdist workers (default 3) that
+   all read the same env file. `--dist loadgroup` with the scheduler of tests/conftest.py: a
+   module's tests stay on one worker (its module fixtures are set up once), and the tests of one
+   `xdist_group` (those that drive the same Airflow DAGs) share one worker, one after another;
+2. the tests marked `serial`, one at a time: those that stop, restart or kill the shared services,
+   fill a disk, start a Kafka cluster or a stack of their own, or measure time (pyproject.toml's
+   marker says the rule).
+
+The passes respect the paths and the `-m` expression given. Each writes a junit file into the
+state dir; the run's `--junitxml` is their merge, and the run ends with the 20 slowest tests of
+both passes. TICKHOUSE_TEST_WORKERS=1 runs everything in one pass, one test at a time, as before.
 """
 
 from __future__ import annotations
@@ -21,10 +35,14 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ops.stack.manager import COMPONENTS, down, up
+from ops.test_report import merge_junit, slowest_lines
 from tickhouse.config import KAFKA_BROKER_PORT_STEP, KAFKA_PRINCIPALS, PROJECT_ROOT
 
 # what configures Tickhouse, or reaches outside services: never taken from the caller's environment
@@ -125,6 +143,8 @@ def run_environment(
     env["TICKHOUSE_ENV_FILE"] = str(state / "test.env")
     env["TICKHOUSE_USER_STATE_DIR"] = str(user_state)  # for the test that proves it untouched
     env["KAFKA_LIBS_DIR"] = environ.get("KAFKA_LIBS_DIR") or str(user_state / "kafka" / "libs")
+    # names this run for the passes' shared reports (tests/reliability/conftest.py's summary)
+    env["TICKHOUSE_TEST_RUN"] = uuid.uuid4().hex[:12]
     return env, settings
 
 
@@ -134,9 +154,131 @@ def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
     path.write_text("".join(lines + [f"{key}={value}\n" for key, value in settings.items()]))
 
 
+# pytest-xdist workers of the first pass: measured 2 vs 3 on the 2-core machine (docs/performance.md)
+DEFAULT_WORKERS = 3
+SERIAL_MARKER = "serial"
+# pytest's exit status when a pass selected no test (a selection without serial tests, say)
+NO_TESTS_COLLECTED = 5
+SLOWEST = 20
+
+
+@dataclass(frozen=True, slots=True)
+class PytestArgs:
+    """A run's pytest arguments, with the options the passes set themselves taken out."""
+
+    marks: str | None  # -m EXPR
+    junitxml: str | None  # --junitxml PATH
+    workers: int | None  # -n N
+    rest: tuple[str, ...]
+
+    @property
+    def exitfirst(self) -> bool:
+        return any(a in ("-x", "--exitfirst") or a.startswith("--maxfail") for a in self.rest)
+
+
+def split_pytest_args(args: Sequence[str]) -> PytestArgs:
+    """Take -m, --junitxml (--junit-xml) and -n (--numprocesses) out of `args`, in any spelling."""
+    taken: dict[str, str] = {}
+    rest: list[str] = []
+    spellings = {"-m": "marks", "--junitxml": "junitxml", "--junit-xml": "junitxml", "-n": "workers",
+                 "--numprocesses": "workers"}
+    items = iter(args)
+    for arg in items:
+        name, _, value = arg.partition("=")
+        if arg in spellings:
+            taken[spellings[arg]] = next(items, "")
+        elif name.startswith("--") and name in spellings:
+            taken[spellings[name]] = value
+        elif arg[:2] in ("-m", "-n") and len(arg) > 2:
+            taken[spellings[arg[:2]]] = arg[2:]
+        else:
+            rest.append(arg)
+    workers = taken.get("workers")
+    if workers == "auto":
+        workers = str(os.cpu_count() or 1)
+    return PytestArgs(taken.get("marks"), taken.get("junitxml"), int(workers) if workers else None,
+                      tuple(rest))
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    name: str
+    args: list[str]
+    junit: Path
+
+
+def passes(args: PytestArgs, workers: int, state: Path) -> list[Pass]:
+    """The pytest passes of a run: the parallel one and the serial one (one pass with 1 worker)."""
+    if workers <= 1:
+        marks = ["-m", args.marks] if args.marks else []
+        return [Pass("all tests, one at a time", [*args.rest, *marks], state / "junit-all.xml")]
+    user = f"({args.marks}) and " if args.marks else ""
+    return [
+        Pass(f"the tests not marked {SERIAL_MARKER}, on {workers} workers",
+             [*args.rest, "-m", f"{user}not {SERIAL_MARKER}", "-n", str(workers), "--dist", "loadgroup"],
+             state / "junit-parallel.xml"),
+        Pass(f"the tests marked {SERIAL_MARKER}, one at a time",
+             [*args.rest, "-m", f"{user}{SERIAL_MARKER}"], state / "junit-serial.xml"),
+    ]
+
+
+def run_status(codes: Sequence[int]) -> int:
+    """The run's exit status from its passes': the first failure's; a pass that selected no test
+    fails the run only if no pass ran any."""
+    ran = [code for code in codes if code != NO_TESTS_COLLECTED]
+    if not ran:
+        return NO_TESTS_COLLECTED if codes else 0
+    return next((code for code in ran if code), 0)
+
+
+def workers_of(args: PytestArgs, caller: Mapping[str, str]) -> int:
+    if args.workers is not None:
+        return args.workers
+    raw = caller.get("TICKHOUSE_TEST_WORKERS", "").strip()
+    return int(raw) if raw else DEFAULT_WORKERS
+
+
+def run_pytest(pytest_args: list[str], environ: Mapping[str, str]) -> int:
+    """pytest's passes (see the module's docstring); the run's exit status."""
+    args = split_pytest_args(pytest_args)
+    workers = workers_of(args, environ)
+    state = Path(environ["TICKHOUSE_STATE_DIR"])
+    planned = passes(args, workers, state)
+    codes: list[int] = []
+    times: list[str] = []
+    started = time.monotonic()
+    for step in planned:
+        step.junit.unlink(missing_ok=True)
+    for number, step in enumerate(planned, 1):
+        print(f"==> pytest, pass {number} of {len(planned)}: {step.name}", flush=True)
+        began = time.monotonic()
+        code = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={step.junit}",
+             *step.args],
+            cwd=PROJECT_ROOT,
+            check=False,
+        ).returncode
+        codes.append(code)
+        times.append(f"pass {number} {time.monotonic() - began:.0f} s (exit {code})")
+        if code in (2, 3, 4) or (code == 1 and args.exitfirst):
+            break  # interrupted, an internal or a usage error (the next pass would repeat it), or -x
+    junits = [step.junit for step in planned]
+    if args.junitxml:
+        merge_junit(junits, Path(args.junitxml) if Path(args.junitxml).is_absolute()
+                    else PROJECT_ROOT / args.junitxml)
+    lines = slowest_lines(junits, SLOWEST)
+    if lines:
+        print(f"==> the {len(lines)} slowest tests of the run (setup + call + teardown, every pass)")
+        print("\n".join(lines))
+    status = run_status(codes)
+    print(f"==> pytest took {time.monotonic() - started:.0f} s: {', '.join(times)}; exit {status}",
+          flush=True)
+    return status
+
+
 def run(pytest_args: list[str], environ: Mapping[str, str] | None = None) -> int:
-    """Start the test stack, run ruff and pytest against it, stop what was started; pytest's exit
-    status (ruff's when it fails)."""
+    """Start the test stack, run ruff and pytest's passes against it, stop what was started; the
+    passes' exit status (ruff's when it fails)."""
     caller = dict(os.environ if environ is None else environ)
     components = [
         c.strip() for c in caller.get("TICKHOUSE_TEST_COMPONENTS", ",".join(COMPONENTS)).split(",")
@@ -160,12 +302,7 @@ def run(pytest_args: list[str], environ: Mapping[str, str] | None = None) -> int
                                   cwd=PROJECT_ROOT, check=False).returncode
             if code:
                 return code
-        print("==> pytest", flush=True)
-        return subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args],
-            cwd=PROJECT_ROOT,
-            check=False,
-        ).returncode
+        return run_pytest(pytest_args, env)
     finally:
         print("==> stopping the test stack", flush=True)
         down(say=lambda line: print(f"    {line}", flush=True))

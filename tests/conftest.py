@@ -5,10 +5,12 @@ take every address and credential from `load_settings()`, exactly as the service
 from __future__ import annotations
 
 import gc
+import json
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = path.relative_to(TESTS_DIR).parts if path.is_relative_to(TESTS_DIR) else ()
         if parts and parts[0] in {"unit", "integration", "e2e", "reliability"}:
             item.add_marker(getattr(pytest.mark, "integration" if parts[0] == "reliability" else parts[0]))
+
+
+def _module_or_group(nodeid: str) -> str:
+    """The work unit of a test under `make test`'s parallel pass: its xdist_group when it has one
+    (pytest-xdist appends it to the node id under --dist loadgroup), else its module."""
+    if nodeid.rfind("@") > nodeid.rfind("]"):
+        return nodeid.rsplit("@", 1)[1]
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under --dist loadgroup, a module's tests stay on one worker, in order (its module-scoped
+    fixtures, own warehouses and feeds, are set up once, not once per worker), and the tests of one
+    xdist_group share one worker, one after another. ops/suite.py runs the parallel pass so."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModuleOrGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _module_or_group(nodeid)
+
+    return ModuleOrGroupScheduling(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """The reliability scenarios' figures a pytest-xdist worker recorded, for the run's summary."""
+    rows = getattr(node, "workeroutput", {}).get("reliability_scenarios")
+    if rows:
+        from tests.reliability.conftest import SUMMARY
+
+        SUMMARY.received.extend(json.loads(rows))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The reliability summary (tests/reliability/conftest.py), when reliability scenarios ran here
+    or on this run's pytest-xdist workers."""
+    module = sys.modules.get("tests.reliability.conftest")
+    if module is not None and not hasattr(terminalreporter.config, "workerinput"):
+        module.write_summary(terminalreporter)
 
 
 @pytest.fixture(autouse=True)

@@ -180,13 +180,21 @@ def load_reference_data(settings: Settings) -> bool:
         return load_sessions(conn)
 
 
+# pg_advisory_lock key of "one setup at a time" (any 64-bit constant; this spells "setup")
+SETUP_LOCK_KEY = 0x7365747570
+
+
 def setup_warehouse(settings: Settings) -> list[str]:
     """Roles, databases, migrations and reference data: everything the warehouse needs,
-    idempotently."""
-    ensure_roles_and_databases(settings)
-    applied = apply_migrations(settings)
-    load_reference_data(settings)
-    return applied
+    idempotently. One setup at a time per cluster: two at once (the test suite's workers, each
+    making a warehouse of its own) would re-password the same roles together, which PostgreSQL
+    refuses ("tuple concurrently updated")."""
+    with psycopg.connect(admin_conninfo(settings), autocommit=True) as lock:
+        lock.execute("select pg_advisory_lock(%s)", (SETUP_LOCK_KEY,))
+        ensure_roles_and_databases(settings)
+        applied = apply_migrations(settings)
+        load_reference_data(settings)
+        return applied
 
 
 if __name__ == "__main__":  # `python -m tickhouse.warehouse`: set up roles, databases, migrations

@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from ops.airflow_api import AirflowAPI
 from ops.stack.apps import stop_apps
 from tickhouse.config import Settings
@@ -18,6 +20,9 @@ from tickhouse.trade_conditions import default_table
 from tickhouse.warehouse import connect
 
 TICKHOUSE = str(Path(sys.executable).parent / "tickhouse")
+# one worker runs the tests that drive the shared Airflow's `ingest_market_data` (and the
+# `transform_marts` its Asset triggers), one after another
+pytestmark = pytest.mark.xdist_group("airflow-ingest_market_data")
 
 
 def test_demo_runs_the_pipeline_end_to_end(settings: Settings, airflow_api: AirflowAPI) -> None:

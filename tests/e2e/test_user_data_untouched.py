@@ -34,6 +34,9 @@ from ops.suite import free_port, passed_on
 from tickhouse import kafka
 from tickhouse.config import PROJECT_ROOT, Settings, load_settings
 
+# serial (pyproject.toml): starts a user's stack and a whole `make test` stack of its own
+pytestmark = pytest.mark.serial
+
 SYMBOL = "USERS"
 # A test that writes to the stack it runs against: the default trades topic, the drain, a topic of
 # its own. Run by the runner below, it must reach the test stack only.

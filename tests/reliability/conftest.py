@@ -1,6 +1,10 @@
 """Reliability suite: faults, hostile input, access. Every scenario records its figures here; the
 session ends with a summary table (pytest's terminal summary) and test-artifacts/reliability-summary.json.
 
+Under `make test`'s parallel pass the scenarios not marked `serial` run on pytest-xdist workers: each
+hands its figures to the controller (tests/conftest.py), and the serial pass adds its own to the
+same run's file.
+
 Scenarios take every address from `load_settings()` and stop/start services only through the stack
 modules; the `stack_guard` fixture restarts whatever a test stopped, so later tests find the stack
 running and healthy.
@@ -9,6 +13,7 @@ running and healthy.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -48,6 +53,8 @@ class Scenario:
 class Summary:
     def __init__(self) -> None:
         self.scenarios: dict[str, Scenario] = {}
+        # rows of the scenarios that ran elsewhere: on pytest-xdist workers (tests/conftest.py)
+        self.received: list[dict[str, Any]] = []
 
     def start(self, nodeid: str, name: str) -> Scenario:
         scenario = Scenario(nodeid, name)
@@ -61,7 +68,7 @@ class Summary:
             scenario.seconds = round(time.monotonic() - scenario.started, 1)
 
     def rows(self) -> list[dict[str, Any]]:
-        out = []
+        out = list(self.received)
         for s in self.scenarios.values():
             row = asdict(s)
             row.pop("started")
@@ -92,10 +99,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             scenario.note("teardown failed (stack restore)")
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand this worker's scenarios to the controller, which prints the
+    summary (tests/conftest.py)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["reliability_scenarios"] = json.dumps(SUMMARY.rows())
+
+
+def _earlier_passes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scenarios an earlier pass of the same `make test` run wrote to the summary file (ops/suite.py
+    names the run in TICKHOUSE_TEST_RUN), which this pass's do not replace."""
+    run = os.environ.get("TICKHOUSE_TEST_RUN")
+    if not run or not SUMMARY_PATH.is_file():
+        return []
+    try:
+        earlier = json.loads(SUMMARY_PATH.read_text())
+    except ValueError:
+        return []
+    if earlier.get("run") != run:
+        return []
+    here = {r["nodeid"] for r in rows}
+    return [r for r in earlier.get("scenarios", []) if r.get("nodeid") not in here]
+
+
+def write_summary(terminalreporter: Any) -> None:
+    """The summary table of the scenarios (with those of the run's earlier passes) and its file;
+    called by tests/conftest.py's pytest_terminal_summary."""
     rows = SUMMARY.rows()
     if not rows:
         return
+    rows = _earlier_passes(rows) + rows
     tr = terminalreporter
     tr.section("Tickhouse reliability summary")
     header = (f"{'scenario':<58} {'status':<8} {'kills':>5} {'messages':>9} {'lost':>5} "
@@ -132,7 +166,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         for note in r["notes"]:
             tr.write_line(f"  {r['name'][:40]}: {note}")
     SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
-    SUMMARY_PATH.write_text(json.dumps({"totals": totals, "scenarios": rows}, indent=2) + "\n")
+    run = {"run": os.environ["TICKHOUSE_TEST_RUN"]} if os.environ.get("TICKHOUSE_TEST_RUN") else {}
+    SUMMARY_PATH.write_text(json.dumps({**run, "totals": totals, "scenarios": rows}, indent=2) + "\n")
     tr.write_line(f"figures written to {SUMMARY_PATH.relative_to(PROJECT_ROOT)}")
 
 

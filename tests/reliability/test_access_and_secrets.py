@@ -33,6 +33,10 @@ from tests.reliability.process_environments import (
 )
 from tickhouse.config import ConfigError, Settings, parse_symbols, read_env_file
 
+# serial (pyproject.toml): stops the stack's apps, starts a PostgreSQL of its own, triggers the
+# shared DAGs and reads every process and log of the stack
+pytestmark = pytest.mark.serial
+
 # --- database roles ------------------------------------------------------------------------------
 
 

@@ -20,6 +20,9 @@ from tickhouse.config import Settings
 from tickhouse.kafka import client_config
 from tickhouse.schemas import now_ms
 
+# serial (pyproject.toml): restarts the stack's PostgreSQL under the shared Airflow's drain task
+pytestmark = pytest.mark.serial
+
 DAG = "ingest_market_data"
 TRADES = env_int("RELIABILITY_AIRFLOW_PG_TRADES", 120_000)
 

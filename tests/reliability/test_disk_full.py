@@ -39,6 +39,9 @@ from tickhouse.config import Settings
 from tickhouse.schemas import now_ms
 from tickhouse.warehouse import apply_migrations, load_reference_data
 
+# serial (pyproject.toml): fills a disk
+pytestmark = pytest.mark.serial
+
 TRADES = 40_000
 DISK_MB = 40
 

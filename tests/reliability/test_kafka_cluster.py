@@ -47,6 +47,9 @@ from tickhouse import kafka
 from tickhouse.config import Settings, load_settings
 from tickhouse.schemas import now_ms
 
+# serial (pyproject.toml): starts a Kafka cluster of its own and SIGKILLs and restarts its brokers
+pytestmark = pytest.mark.serial
+
 TRADES = env_int("RELIABILITY_CLUSTER_TRADES", 6_000)
 SYMBOLS = tuple(f"RELC{n}" for n in range(1, 13))
 

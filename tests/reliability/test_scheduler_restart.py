@@ -14,6 +14,9 @@ from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import airflow_healthy
 from tickhouse.config import Settings
 
+# serial (pyproject.toml): restarts the stack's Airflow scheduler
+pytestmark = pytest.mark.serial
+
 DAG = "stack_healthcheck"
 
 

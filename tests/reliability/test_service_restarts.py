@@ -30,6 +30,9 @@ from tests.reliability.helpers import (
 from tickhouse.config import PROJECT_ROOT, Settings
 from tickhouse.schemas import now_ms
 
+# serial (pyproject.toml): stops and restarts the stack's Kafka broker and PostgreSQL
+pytestmark = pytest.mark.serial
+
 BROKER_TRADES = env_int("RELIABILITY_BROKER_TRADES", 30_000)
 PG_TRADES = env_int("RELIABILITY_PG_TRADES", 150_000)
 

@@ -10,11 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ops.stack.apps import APPS, app_status, start_apps, stop_apps
 from ops.stack.processes import Service, wait_until
 from ops.stack.restarts import restart_count, supervisor_service
 from tests.reliability.conftest import Scenario
 from tickhouse.config import Settings
+
+# serial (pyproject.toml): SIGKILLs the stack's supervised alert service and exporter
+pytestmark = pytest.mark.serial
 
 TICKHOUSE = str(Path(sys.executable).parent / "tickhouse")
 WATCHED = ("alerts", "metrics")

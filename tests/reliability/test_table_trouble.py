@@ -8,6 +8,8 @@ import json
 import random
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import (
     RelTopics,
@@ -20,6 +22,9 @@ from tests.reliability.helpers import (
     stored_offsets,
 )
 from tickhouse.config import Settings
+
+# serial (pyproject.toml): detaches the shared raw.trades' partitions and revokes the loader's INSERT
+pytestmark = pytest.mark.serial
 
 BATCH = 1_000
 

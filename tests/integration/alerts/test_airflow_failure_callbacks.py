@@ -26,7 +26,8 @@ import pytest
 from ops.airflow_api import AirflowAPI
 from tickhouse.config import Settings, read_env_file
 
-pytestmark = pytest.mark.integration
+# one worker runs the tests that drive the shared Airflow's `backfill_history`, one after another
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow-backfill_history")]
 
 DAG_ID = "backfill_history"
 

@@ -20,7 +20,8 @@ from tests.integration.drain.helpers import NOW_MS
 from tickhouse.config import Settings
 from tickhouse.kafka import client_config
 
-pytestmark = pytest.mark.integration
+# one worker runs the tests that drive the shared Airflow's `ingest_market_data`, one after another
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow-ingest_market_data")]
 
 
 def test_dag_run_loads_a_replayed_file_and_records_stats(

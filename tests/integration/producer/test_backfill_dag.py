@@ -35,7 +35,8 @@ from tests.kafka_grants import granted
 from tickhouse.config import Settings
 from tickhouse.schemas import parse_candle
 
-pytestmark = pytest.mark.integration
+# one worker runs the tests that drive the shared Airflow's `backfill_history`, one after another
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow-backfill_history")]
 
 DAG_ID = "backfill_history"
 

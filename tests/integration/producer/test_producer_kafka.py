@@ -99,6 +99,8 @@ def test_replay_csv_carries_conditions_to_kafka_and_skips_a_bad_cell(
     assert {m.key for m in received} == {b"AAPL"}
 
 
+# serial (pyproject.toml): times the gaps between sends to 60 ms
+@pytest.mark.serial
 def test_replay_speed_one_keeps_the_gaps(
     settings: Settings, make_topic: Callable[[], str], run_producer: Any, tmp_path: Path
 ) -> None:
@@ -117,6 +119,8 @@ def test_replay_speed_one_keeps_the_gaps(
         assert abs(got - want) <= 60, (sent, offsets)
 
 
+# serial (pyproject.toml): times the gaps between sends to 60 ms
+@pytest.mark.serial
 def test_replay_speed_ten_is_ten_times_faster(
     settings: Settings, make_topic: Callable[[], str], run_producer: Any, tmp_path: Path
 ) -> None:
@@ -249,6 +253,8 @@ def broker_control(settings: Settings) -> Iterator[tuple[Callable[[], None], Cal
     kafka_broker.start(settings)  # leave it running whatever happened
 
 
+# serial (pyproject.toml): stops and restarts the stack's Kafka broker
+@pytest.mark.serial
 def test_broker_restart_during_production_loses_nothing(
     settings: Settings, make_topic: Callable[[], str], run_producer: Any,
     broker_control: tuple[Callable[[], None], Callable[[], None]],

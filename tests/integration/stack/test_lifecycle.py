@@ -16,6 +16,9 @@ from ops.stack import kafka_broker
 from ops.stack.processes import pid_alive, port_open
 from tickhouse.config import Settings
 
+# serial (pyproject.toml): starts and stops stacks of its own (`tickhouse up` / `down`)
+pytestmark = pytest.mark.serial
+
 TICKHOUSE = str(Path(sys.executable).parent / "tickhouse")
 
 

@@ -1,0 +1,101 @@
+"""`make test`'s passes (ops/suite.py): which tests each pass selects, the run's exit status, and the
+one junit file and slowest-tests list of the whole run (ops/test_report.py)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from ops.suite import NO_TESTS_COLLECTED, passes, run_status, split_pytest_args, workers_of
+from ops.test_report import case_times, merge_junit, slowest_lines
+
+
+def test_the_options_the_passes_set_are_taken_out_in_any_spelling() -> None:
+    args = split_pytest_args(["tests/integration", "-q", "-m", "not e2e", "--junitxml=out.xml", "-n", "2"])
+    assert (args.marks, args.junitxml, args.workers, args.rest) == (
+        "not e2e", "out.xml", 2, ("tests/integration", "-q"))
+    args = split_pytest_args(["-mslow", "--junit-xml", "j.xml", "--numprocesses=4", "-x", "-k", "drain"])
+    assert (args.marks, args.junitxml, args.workers, args.rest) == ("slow", "j.xml", 4, ("-x", "-k", "drain"))
+    assert args.exitfirst
+    assert not split_pytest_args(["tests/unit"]).exitfirst
+
+
+def test_the_passes_split_on_the_serial_marker_and_keep_the_selection(tmp_path: Path) -> None:
+    parallel, serial = passes(split_pytest_args(["tests/reliability", "-m", "not e2e", "-q"]), 3, tmp_path)
+    assert parallel.args == ["tests/reliability", "-q", "-m", "(not e2e) and not serial",
+                             "-n", "3", "--dist", "loadgroup"]
+    assert serial.args == ["tests/reliability", "-q", "-m", "(not e2e) and serial"]
+    assert parallel.junit != serial.junit and parallel.junit.parent == tmp_path
+    parallel, serial = passes(split_pytest_args([]), 2, tmp_path)
+    assert parallel.args == ["-m", "not serial", "-n", "2", "--dist", "loadgroup"]
+    assert serial.args == ["-m", "serial"]
+    # one worker: one pass of everything, one test at a time, as before the passes
+    [single] = passes(split_pytest_args(["tests/unit", "-m", "unit"]), 1, tmp_path)
+    assert single.args == ["tests/unit", "-m", "unit"]
+
+
+def test_workers_come_from_n_then_the_knob_then_the_default() -> None:
+    assert workers_of(split_pytest_args(["-n", "2"]), {"TICKHOUSE_TEST_WORKERS": "4"}) == 2
+    assert workers_of(split_pytest_args([]), {"TICKHOUSE_TEST_WORKERS": "4"}) == 4
+    assert workers_of(split_pytest_args([]), {}) >= 1
+
+
+@pytest.mark.parametrize(
+    ("codes", "status"),
+    [
+        ([0, 0], 0),
+        ([0, NO_TESTS_COLLECTED], 0),  # a selection without serial tests
+        ([NO_TESTS_COLLECTED, 0], 0),
+        ([1, 0], 1),  # either pass failing fails the run
+        ([0, 1], 1),
+        ([0, 2], 2),
+        ([NO_TESTS_COLLECTED, NO_TESTS_COLLECTED], NO_TESTS_COLLECTED),
+        ([NO_TESTS_COLLECTED, 1], 1),
+    ],
+)
+def test_the_run_fails_when_either_pass_fails(codes: list[int], status: int) -> None:
+    assert run_status(codes) == status
+
+
+def _junit(path: Path, suite_attrs: dict[str, str], cases: list[tuple[str, str, float, str | None]]) -> Path:
+    root = ET.Element("testsuites", {"name": "pytest tests"})
+    suite = ET.SubElement(root, "testsuite", {"name": "pytest", **suite_attrs})
+    for classname, name, seconds, outcome in cases:
+        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": name, "time": str(seconds)})
+        if outcome:
+            ET.SubElement(case, outcome, {"message": "boom"})
+    ET.ElementTree(root).write(path)
+    return path
+
+
+def test_the_passes_junit_files_merge_into_one_suite_without_the_group_suffix(tmp_path: Path) -> None:
+    parallel = _junit(tmp_path / "p.xml", {"tests": "3", "errors": "0", "failures": "1", "skipped": "1",
+                                            "time": "100.5", "timestamp": "2026-12-07T07:00:00"},
+                      [("tests.e2e.test_demo", "test_demo@airflow-ingest_market_data", 90.0, None),
+                       ("tests.unit.test_x", "test_a[1@2]", 0.5, "failure"),
+                       ("tests.unit.test_x", "test_b", 0.1, "skipped")])
+    serial = _junit(tmp_path / "s.xml", {"tests": "1", "errors": "1", "failures": "0", "skipped": "0",
+                                          "time": "200"},
+                    [("tests.reliability.test_kafka_cluster", "test_rolling_restart", 114.0, "error")])
+    out = tmp_path / "artifacts" / "junit.xml"
+    merge_junit([parallel, tmp_path / "missing.xml", serial], out)
+    [suite] = ET.parse(out).getroot().iter("testsuite")
+    assert {k: suite.get(k) for k in ("tests", "errors", "failures", "skipped", "time")} == {
+        "tests": "4", "errors": "1", "failures": "1", "skipped": "1", "time": "300.500"}
+    assert suite.get("timestamp") == "2026-12-07T07:00:00"
+    assert [c.get("name") for c in suite.iter("testcase")] == [
+        "test_demo", "test_a[1@2]", "test_b", "test_rolling_restart"]
+
+    times = case_times([parallel, serial])
+    assert [(c.nodeid, c.seconds, c.outcome) for c in times] == [
+        ("tests.reliability.test_kafka_cluster::test_rolling_restart", 114.0, "error"),
+        ("tests.e2e.test_demo::test_demo", 90.0, "passed"),
+        ("tests.unit.test_x::test_a[1@2]", 0.5, "failed"),
+        ("tests.unit.test_x::test_b", 0.1, "skipped"),
+    ]
+    assert slowest_lines([parallel, serial], 2) == [
+        "  114.00s  tests.reliability.test_kafka_cluster::test_rolling_restart  (error)",
+        "   90.00s  tests.e2e.test_demo::test_demo",
+    ]
