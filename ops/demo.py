@@ -49,21 +49,20 @@ MALFORMED = (
 
 
 @dataclass
-class FreshnessProbe:
-    """Polls marts.fct_bars (1m) for the synthetic symbols and remembers when each bar reached each
-    trade count, so every synthetic trade's event time -> visible-in-marts delay can be computed."""
+class MartPoller:
+    """Polls the marts in a background thread, as bi_reader (like the dashboard), every
+    `interval_s` until `poll` says it is done or `stop` is called. A new warehouse has no marts yet:
+    a failed query is tried again after the interval."""
 
     settings: Settings
     symbols: tuple[str, ...]
     interval_s: float = 0.5
-    seen: dict[tuple[str, datetime], list[tuple[int, float]]] = field(default_factory=dict)
-    started_ms: int = 0
+    done: threading.Event = field(default_factory=threading.Event)  # set when `poll` said so
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.started_ms = int(time.time() * 1000)
-        self._thread = threading.Thread(target=self._run, name="freshness-probe", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -71,27 +70,52 @@ class FreshnessProbe:
         if self._thread:
             self._thread.join(10)
 
+    def poll(self, conn: Any) -> bool:
+        """One look at the marts; True when there is nothing more to wait for."""
+        raise NotImplementedError
+
     def _run(self) -> None:
+        import psycopg
+
         from tickhouse.warehouse import connect
 
         while not self._stop.is_set():
             try:
                 with connect(self.settings, "bi_reader", autocommit=True) as conn:
                     while not self._stop.is_set():
-                        rows = conn.execute(
-                            "select symbol, bar_start, trade_count from marts.fct_bars "
-                            "where bar_interval = '1m' and symbol = any(%s) "
-                            "and bar_start > now() - interval '30 minutes'",
-                            (list(self.symbols),),
-                        ).fetchall()
-                        now = time.time()
-                        for symbol, bar_start, count in rows:
-                            history = self.seen.setdefault((symbol, bar_start), [])
-                            if not history or history[-1][0] != count:
-                                history.append((int(count), now))
+                        if self.poll(conn):
+                            self.done.set()
+                            return
                         self._stop.wait(self.interval_s)
-            except Exception:
+            except psycopg.Error:
                 self._stop.wait(self.interval_s)
+
+
+@dataclass
+class FreshnessProbe(MartPoller):
+    """Remembers when each 1m bar of the synthetic symbols in marts.fct_bars reached each trade
+    count, so every synthetic trade's event time -> visible-in-marts delay can be computed."""
+
+    seen: dict[tuple[str, datetime], list[tuple[int, float]]] = field(default_factory=dict)
+    started_ms: int = 0
+
+    def start(self) -> None:
+        self.started_ms = int(time.time() * 1000)
+        super().start()
+
+    def poll(self, conn: Any) -> bool:
+        rows = conn.execute(
+            "select symbol, bar_start, trade_count from marts.fct_bars "
+            "where bar_interval = '1m' and symbol = any(%s) "
+            "and bar_start > now() - interval '30 minutes'",
+            (list(self.symbols),),
+        ).fetchall()
+        now = time.time()
+        for symbol, bar_start, count in rows:
+            history = self.seen.setdefault((symbol, bar_start), [])
+            if not history or history[-1][0] != count:
+                history.append((int(count), now))
+        return False
 
     def delays(self) -> list[float]:
         """Seconds from each synthetic trade's event time to the poll that first showed it."""
@@ -292,46 +316,20 @@ def _sample_rows_loaded(settings: Settings, sample: SampleInfo) -> int:
 
 
 @dataclass
-class FirstBars:
-    """Polls marts.fct_bars (as bi_reader, like the dashboard) until it shows a bar of the sample's
-    symbols: when the history first became visible."""
+class FirstBars(MartPoller):
+    """Waits until marts.fct_bars shows a bar of the sample's symbols: when the history first
+    became visible."""
 
-    settings: Settings
-    symbols: tuple[str, ...]
-    interval_s: float = 0.5
     seen_at: float | None = None  # time.monotonic()
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="first-bars", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        import psycopg
-
-        from tickhouse.warehouse import connect
-
-        while not self._stop.is_set() and self.seen_at is None:
-            try:
-                with connect(self.settings, "bi_reader", autocommit=True) as conn:
-                    while not self._stop.is_set():
-                        row = conn.execute(
-                            "select 1 from marts.fct_bars where symbol = any(%s) and bar_source = 'trades' "
-                            "limit 1",
-                            (list(self.symbols),),
-                        ).fetchone()
-                        if row:
-                            self.seen_at = time.monotonic()
-                            return
-                        self._stop.wait(self.interval_s)
-            except psycopg.Error:  # the marts do not exist yet on a new warehouse: poll again
-                self._stop.wait(self.interval_s)
+    def poll(self, conn: Any) -> bool:
+        row = conn.execute(
+            "select 1 from marts.fct_bars where symbol = any(%s) and bar_source = 'trades' limit 1",
+            (list(self.symbols),),
+        ).fetchone()
+        if row:
+            self.seen_at = time.monotonic()
+        return row is not None
 
 
 def _sample_visible(settings: Settings, sample: SampleInfo) -> bool:
@@ -451,6 +449,9 @@ def run_demo(synthetic_seconds: float | None = None) -> int:
         600,
         console,
     )
+    # one hot run can bring the whole history: the poller's next look (0.5 s) may come after the
+    # check above has already seen every day
+    first_bars.done.wait(5 * first_bars.interval_s)
     if first_bars.seen_at is not None:
         console.print(
             f"    the history's first bars were in marts.fct_bars (and on the dashboard) "

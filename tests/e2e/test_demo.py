@@ -36,6 +36,14 @@ def test_demo_runs_the_pipeline_end_to_end(settings: Settings, airflow_api: Airf
         print(output)  # the demo's steps with their times (pytest -rP shows them)
         assert result.returncode == 0, output[-4000:]
         assert re.search(r"sample trading days in marts\s*│\s*10 of 10", output), output[-4000:]
+        # when the history first showed in the marts, counted from the stack being up
+        first = re.search(
+            r"the history's first bars were in marts.fct_bars \(and on the dashboard\)\s+(\d+) s "
+            r"after the stack was up",
+            output,
+        )
+        assert first, output[-4000:]
+        assert 0 <= int(first[1]) <= 600, first[0]
         fresh = re.search(
             r"freshness: trade event time -> visible in marts.fct_bars\s*│\s*p50 ([\d.]+) s, "
             r"p95 ([\d.]+) s, max [\d.]+ s \(([\d,]+) synthetic trades",

@@ -48,6 +48,19 @@
 {%- endmacro %}
 
 {#
+    The `from` clause of an incremental model that reads what the drain brought since its last
+    run: the pending loads of raw table `target_table` (int_raw_loads_pending), joined to the rows
+    of `relation` (a staging model or CTE over that table, aliased `rows`) they loaded. The one
+    place that says which pending loads go with which raw table's rows.
+#}
+{% macro from_pending_loads(relation, rows, target_table, event_column='event_time') -%}
+    from {{ ref('int_raw_loads_pending') }} as pending_loads
+    inner join {{ relation }} as {{ rows }}
+        on pending_loads.target_table = '{{ target_table }}'
+        and {{ tickhouse.loaded_by(rows, 'pending_loads', event_column, target_table=target_table) }}
+{%- endmacro %}
+
+{#
     The loaded_at and event-time span of the pending loads of `target_table`
     (int_raw_loads_pending) as a condition on `rows` with literals; `1 = 0` when none is
     pending; `1 = 1` at parse time, and when int_raw_loads_pending does not exist yet (`dbt

@@ -21,19 +21,10 @@ with
 
 {% if is_incremental() %}
 
-pending_loads as (
-
-    select * from {{ ref('int_raw_loads_pending') }}
-    where target_table = 'raw.alerts'
-
-),
-
 alerts as (
 
     select stg_alerts.*
-    from pending_loads
-    inner join {{ ref('stg_tickhouse__alerts') }} as stg_alerts
-        on {{ tickhouse.loaded_by('stg_alerts', 'pending_loads', 'trade_time', target_table='raw.alerts') }}
+    {{ tickhouse.from_pending_loads(ref('stg_tickhouse__alerts'), 'stg_alerts', 'raw.alerts', 'trade_time') }}
 
 ),
 

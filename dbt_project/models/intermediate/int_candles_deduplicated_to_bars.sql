@@ -44,22 +44,13 @@ with
 
 {% if is_incremental() and not rebuild_all %}
 
-pending_loads as (
-
-    select * from {{ ref('int_raw_loads_pending') }}
-    where target_table = 'raw.candles'
-
-),
-
 touched_days as (
 
     select distinct
         candles.symbol,
         candles.resolution,
         {{ tickhouse.utc_day_start('candles.candle_start') }} as day_start
-    from pending_loads
-    inner join {{ candles }} as candles
-        on {{ tickhouse.loaded_by('candles', 'pending_loads', 'candle_start', target_table='raw.candles') }}
+    {{ tickhouse.from_pending_loads(candles, 'candles', 'raw.candles', 'candle_start') }}
 
 ),
 

@@ -53,20 +53,11 @@ with
 
 {% if merge_new_trades %}
 
-pending_loads as (
-
-    select * from {{ ref('int_raw_loads_pending') }}
-    where target_table = 'raw.trades'
-
-),
-
 -- the trades of the pending loads only
 trades_in_scope as (
 
     select trades.*
-    from pending_loads
-    inner join {{ ref('stg_tickhouse__trades') }} as trades
-        on {{ tickhouse.loaded_by('trades', 'pending_loads', target_table='raw.trades') }}
+    {{ tickhouse.from_pending_loads(ref('stg_tickhouse__trades'), 'trades', 'raw.trades') }}
 
 ),
 

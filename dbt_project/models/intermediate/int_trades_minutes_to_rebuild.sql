@@ -14,13 +14,6 @@
 
 with
 
-pending_loads as (
-
-    select * from {{ ref('int_raw_loads_pending') }}
-    where target_table = 'raw.trades'
-
-),
-
 trades as (
 
     select * from {{ ref('stg_tickhouse__trades') }}
@@ -43,9 +36,7 @@ touched_minutes as (
     select distinct
         trades.symbol,
         {{ tickhouse.bar_bucket_start(one_minute, 'trades.event_time') }} as bar_start
-    from pending_loads
-    inner join trades
-        on {{ tickhouse.loaded_by('trades', 'pending_loads', target_table='raw.trades') }}
+    {{ tickhouse.from_pending_loads('trades', 'trades', 'raw.trades') }}
 
 ),
 {% endif %}

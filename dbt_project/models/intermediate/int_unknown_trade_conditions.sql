@@ -31,13 +31,6 @@ with
 
 {% if is_incremental() %}
 
-pending_loads as (
-
-    select * from {{ ref('int_raw_loads_pending') }}
-    where target_table = 'raw.trades'
-
-),
-
 -- only the columns needed, of the trades with conditions: PostgreSQL materializes this CTE
 new_trades as (
 
@@ -46,9 +39,7 @@ new_trades as (
         stg_trades.event_time,
         stg_trades.conditions,
         stg_trades.is_implausible_print
-    from pending_loads
-    inner join {{ ref('stg_tickhouse__trades') }} as stg_trades
-        on {{ tickhouse.loaded_by('stg_trades', 'pending_loads', target_table='raw.trades') }}
+    {{ tickhouse.from_pending_loads(ref('stg_tickhouse__trades'), 'stg_trades', 'raw.trades') }}
     where stg_trades.conditions is not null
 
 ),
