@@ -215,7 +215,10 @@ def passes(args: PytestArgs, workers: int, state: Path) -> list[Pass]:
     user = f"({args.marks}) and " if args.marks else ""
     return [
         Pass(f"the tests not marked {SERIAL_MARKER}, on {workers} workers",
-             [*args.rest, "-m", f"{user}not {SERIAL_MARKER}", "-n", str(workers), "--dist", "loadgroup"],
+             [*args.rest, "-m", f"{user}not {SERIAL_MARKER}", "-n", str(workers), "--dist", "loadgroup",
+              # in collection order, not the modules with the most tests first: the few long modules
+              # (e2e, dbt) start early and the many short unit modules fill the workers' ends
+              "--no-loadscope-reorder"],
              state / "junit-parallel.xml"),
         Pass(f"the tests marked {SERIAL_MARKER}, one at a time",
              [*args.rest, "-m", f"{user}{SERIAL_MARKER}"], state / "junit-serial.xml"),

@@ -25,11 +25,12 @@ def test_the_options_the_passes_set_are_taken_out_in_any_spelling() -> None:
 def test_the_passes_split_on_the_serial_marker_and_keep_the_selection(tmp_path: Path) -> None:
     parallel, serial = passes(split_pytest_args(["tests/reliability", "-m", "not e2e", "-q"]), 3, tmp_path)
     assert parallel.args == ["tests/reliability", "-q", "-m", "(not e2e) and not serial",
-                             "-n", "3", "--dist", "loadgroup"]
+                             "-n", "3", "--dist", "loadgroup", "--no-loadscope-reorder"]
     assert serial.args == ["tests/reliability", "-q", "-m", "(not e2e) and serial"]
     assert parallel.junit != serial.junit and parallel.junit.parent == tmp_path
     parallel, serial = passes(split_pytest_args([]), 2, tmp_path)
-    assert parallel.args == ["-m", "not serial", "-n", "2", "--dist", "loadgroup"]
+    assert parallel.args == ["-m", "not serial", "-n", "2", "--dist", "loadgroup",
+                             "--no-loadscope-reorder"]
     assert serial.args == ["-m", "serial"]
     # one worker: one pass of everything, one test at a time, as before the passes
     [single] = passes(split_pytest_args(["tests/unit", "-m", "unit"]), 1, tmp_path)
