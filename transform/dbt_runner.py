@@ -155,11 +155,14 @@ def one_build_at_a_time(settings: Settings) -> Iterator[None]:
             conn.execute("select pg_advisory_unlock(%s)", (BUILD_LOCK_KEY,))
 
 
-def build(extra_args: Sequence[str] = (), settings: Settings | None = None) -> None:
-    """`dbt build` of the whole project; raises TransformError when anything fails."""
+def build(
+    extra_args: Sequence[str] = (), settings: Settings | None = None, manifest: Any = None
+) -> None:
+    """`dbt build` of the whole project; raises TransformError when anything fails.
+    `manifest`: as for `run_dbt` (one this process parsed for the same warehouse)."""
     settings = settings or load_settings()
     with one_build_at_a_time(settings):
-        result = run_dbt_retrying_lock_timeouts(["build", *extra_args], settings)
+        result = run_dbt_retrying_lock_timeouts(["build", *extra_args], settings, manifest=manifest)
     if not result.success:
         raise TransformError(failure_summary(result))
 

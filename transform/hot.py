@@ -68,11 +68,15 @@ def build_lock_environment() -> dict[str, str]:
 class HotTransform:
     """Runs the hot models in this process, reusing the parsed manifest between runs."""
 
-    def __init__(self, settings: Settings | None = None, target_path: Path | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, target_path: Path | None = None, manifest: Any = None
+    ) -> None:
+        """`manifest`: a parse of the project for this warehouse that this process holds already
+        (the tests parse once per process); None: `warm_up` parses."""
         self.settings = settings or load_settings()
         # a target directory of its own: target/ holds the parse state every dbt run starts from
         self.target_path = target_path or DBT_PROJECT_DIR / "target" / "hot"
-        self._manifest: Any = None
+        self._manifest: Any = manifest
         self._checked = False  # whether this process looked for missing inputs and views
 
     def warm_up(self) -> None:

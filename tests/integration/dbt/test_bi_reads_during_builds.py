@@ -4,7 +4,7 @@ dropped), and a build that needs a lock a long BI transaction holds waits at mos
 DBT_LOCK_TIMEOUT_SECONDS, then runs again and succeeds once the reader is done.
 
 The builds here leave out the data tests (they only read, and they are most of a build's time),
-and every dbt invocation of the module shares one target directory (partial parsing)."""
+and every dbt invocation starts from the project parsed once (`manifest_for`)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from tests.integration.dbt.conftest import Transformer, fetch, own_warehouse
+from tests.integration.dbt.parsed_project import manifest_for
 from tickhouse.config import Settings
 from tickhouse.warehouse import connect
 from transform.dbt_runner import failure_summary, run_dbt
@@ -61,7 +63,7 @@ def warehouse() -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def dbt_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One target directory for the module's dbt invocations: each parses only what changed."""
+    """One target directory for the module's dbt invocations."""
     return tmp_path_factory.mktemp("dbt_target")
 
 
@@ -145,7 +147,7 @@ def test_bi_queries_never_fail_during_drains_hot_runs_full_builds_seeds_and_full
     load_trades(warehouse, "BIA", START_MS - 3 * DAY_MS, minutes=30, days=3)
     transform = Transformer(warehouse, dbt_target)
     transform(*MODELS_AND_SEEDS)  # the first build creates every relation the readers query
-    hot = HotTransform(warehouse, target_path=dbt_target)
+    hot = HotTransform(warehouse, target_path=dbt_target, manifest=manifest_for(warehouse))
     hot.warm_up()
 
     with BiReader(warehouse) as reader:
@@ -230,14 +232,17 @@ def test_a_build_behind_a_long_bi_transaction_waits_at_most_the_lock_timeout_the
 def test_views_over_a_mart_survive_its_rebuild_and_an_incompatible_change_fails_naming_them(
     warehouse: Settings, dbt_target: Path
 ) -> None:
-    target = ["--target-path", str(dbt_target)]
+    def run_fct_alerts() -> Any:
+        return run_dbt(["run", "--select", "fct_alerts", "--target-path", str(dbt_target)], warehouse,
+                       manifest=manifest_for(warehouse))
+
     if not fetch(warehouse, "select 1 from pg_views where schemaname = 'marts' and viewname = 'fct_alerts'"):
         Transformer(warehouse, dbt_target)(*MODELS_AND_SEEDS)  # the module's first test did not run
     with connect(warehouse, "dbt", autocommit=True) as conn:
         # a user's own view over a mart (a BI tool's saved query)
         conn.execute("create view marts.recent_alert_ids as select alert_id from marts.fct_alerts")
         try:
-            assert run_dbt(["run", "--select", "fct_alerts", *target], warehouse).success
+            assert run_fct_alerts().success
             survivor = conn.execute("select to_regclass('marts.recent_alert_ids') is not null").fetchone()
             assert survivor == (True,)
 
@@ -251,7 +256,7 @@ def test_views_over_a_mart_survive_its_rebuild_and_an_incompatible_change_fails_
                 f" from ({definition[0].rstrip(';')}) as current_definition"
             )
             conn.execute("create view marts.recent_alert_ids as select alert_id from marts.fct_alerts")
-            result = run_dbt(["run", "--select", "fct_alerts", *target], warehouse)
+            result = run_fct_alerts()
             assert not result.success
             message = failure_summary(result)
             assert "marts.recent_alert_ids" in message and "alert_id" in message, message
@@ -259,4 +264,4 @@ def test_views_over_a_mart_survive_its_rebuild_and_an_incompatible_change_fails_
             assert conn.execute("select count(*) from marts.recent_alert_ids").fetchone() is not None
         finally:
             conn.execute("drop view if exists marts.recent_alert_ids")
-            assert run_dbt(["run", "--select", "fct_alerts", *target], warehouse).success
+            assert run_fct_alerts().success

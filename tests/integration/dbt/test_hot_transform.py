@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.dbt.conftest import Feed, Transformer, fetch, own_feed, own_warehouse
+from tests.integration.dbt.parsed_project import manifest_for
 from tickhouse.config import Settings
 from transform.dbt_runner import failure_summary, one_build_at_a_time, run_dbt
 from transform.hot import HOT_MODELS, HotTransform, build_lock_environment
@@ -49,7 +50,7 @@ def test_hot_run_makes_drained_trades_visible_and_waits_for_the_build_lock(
         _publish(feed, "HOTA", 0, 3)
         feed.drain()
         Transformer(warehouse, tmp_path / "full")()  # the full build creates every model
-        hot = HotTransform(warehouse, target_path=tmp_path / "hot")
+        hot = HotTransform(warehouse, target_path=tmp_path / "hot", manifest=manifest_for(warehouse))
 
         _publish(feed, "HOTA", 1, 4)
         _publish(feed, "HOTA", 0, 2)  # a late trade of a minute already built
@@ -121,7 +122,8 @@ def test_the_dag_build_waits_for_a_hot_run_only_in_the_hot_models(
             monkeypatch.setenv(name, value)
 
         def dag_build() -> None:
-            results.append(run_dbt(["build", "--target-path", str(tmp_path / "dag")], warehouse))
+            results.append(run_dbt(["build", "--target-path", str(tmp_path / "dag")], warehouse,
+                                   manifest=manifest_for(warehouse)))
 
         worker = threading.Thread(target=dag_build)
         with one_build_at_a_time(warehouse):  # what a hot run holds for its whole run
@@ -200,7 +202,7 @@ def test_a_hot_run_between_the_dag_builds_hot_models_counts_each_trade_once(
         _publish(feed, "HOTR", 0, 3)
         feed.drain()
         Transformer(warehouse, tmp_path / "full")()  # every model exists, that load recorded
-        hot = HotTransform(warehouse, target_path=tmp_path / "hot")
+        hot = HotTransform(warehouse, target_path=tmp_path / "hot", manifest=manifest_for(warehouse))
         _publish(feed, "HOTR", 1, 2)
         feed.drain()
 
@@ -208,7 +210,8 @@ def test_a_hot_run_between_the_dag_builds_hot_models_counts_each_trade_once(
             with monkeypatch.context() as env:
                 for name, value in build_lock_environment().items():  # what the DAG's task gives dbt
                     env.setenv(name, value)
-                result = run_dbt([*args, "--target-path", str(tmp_path / "dag")], warehouse)
+                result = run_dbt([*args, "--target-path", str(tmp_path / "dag")], warehouse,
+                                 manifest=manifest_for(warehouse))
             assert getattr(result, "success", False), failure_summary(result)
 
         dag_build("run", "--select", "int_raw_loads_pending")  # the build reads the load as pending

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.dbt.conftest import Feed, Transformer, fetch, own_feed, own_warehouse
+from tests.integration.dbt.parsed_project import manifest_for
 from tickhouse.config import Settings
 from tickhouse.schemas import Trade, to_json
 from tickhouse.warehouse import connect
@@ -74,7 +75,7 @@ def test_a_resent_trade_counts_once_and_lookalike_genuine_trades_all_count(
         # and a genuine new trade in the same minute
         _send(feed, [originals[1], originals[2], originals[1], _trade("RSND", 0, 50, seq=104, volume=5)])
         feed.drain()
-        HotTransform(warehouse, target_path=tmp_path / "hot").run()
+        HotTransform(warehouse, target_path=tmp_path / "hot", manifest=manifest_for(warehouse)).run()
         expected = {BASE: (5, Decimal(13))}
         assert _bars(warehouse, "RSND") == expected, "the hot path counted a resend"
         build()
