@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 VENV_BIN := .venv/bin
 
-.PHONY: help install up down status env demo docs test test-unit bench lint
+.PHONY: help install up down status env demo docs test test-unit bench soak lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test-unit: install  ## only the fast, pure tests (no services)
 
 bench: install  ## run the benchmarks under bench/ and print their figures
 	@bash scripts/run_bench.sh
+
+soak: install  ## the 30-minute soak (bench/bench_soak.py) on the whole stack, services included; SOAK_ARGS=...
+	@$(VENV_BIN)/tickhouse up && $(VENV_BIN)/python bench/bench_soak.py $(SOAK_ARGS)
 
 lint: install  ## ruff, mypy and the import rule (import-linter contracts in pyproject.toml)
 	@$(VENV_BIN)/ruff check . && $(VENV_BIN)/mypy && $(VENV_BIN)/lint-imports

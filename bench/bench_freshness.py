@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from ops.airflow_api import AirflowAPI
 from ops.stack import airflow
@@ -58,20 +58,23 @@ class Phase:
     produced: dict[int, list[int]] = field(default_factory=dict)  # minute -> event ts in order
     seen: dict[int, list[tuple[int, float]]] = field(default_factory=dict)  # minute -> (count, t)
 
-    def delays(self) -> tuple[list[float], int]:
-        """Seconds from each probe trade's event time to the poll that showed it; and how many
-        were never seen."""
-        out: list[float] = []
-        unseen = 0
+    def timed_delays(self) -> list[tuple[float, float | None]]:
+        """(event time in s, seconds from it to the poll that showed the trade, None if never)
+        for each probe trade, in production order within its minute."""
+        out: list[tuple[float, float | None]] = []
         for minute, stamps in self.produced.items():
             history = self.seen.get(minute, [])
             for rank, ts in enumerate(stamps, start=1):
                 at = next((t for count, t in history if count >= rank), None)
-                if at is None:
-                    unseen += 1
-                else:
-                    out.append(max(0.0, at - ts / 1000))
-        return out, unseen
+                out.append((ts / 1000, None if at is None else max(0.0, at - ts / 1000)))
+        return out
+
+    def delays(self) -> tuple[list[float], int]:
+        """Seconds from each probe trade's event time to the poll that showed it; and how many
+        were never seen."""
+        timed = self.timed_delays()
+        out = [delay for _, delay in timed if delay is not None]
+        return out, len(timed) - len(out)
 
     def complete(self) -> bool:
         return all(
@@ -81,9 +84,13 @@ class Phase:
 
 
 def _produce(settings: Settings, phase: Phase, symbols: list[str], rate: int, seconds: float,
-             stop: threading.Event) -> int:
+             stop: threading.Event,
+             on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> int:
+    """Produce `rate` trades/s over `symbols` plus the probe for `seconds`; `on_delivery` (the
+    soak's reconciliation) gets every message's delivery report."""
     producer = Producer({**client_config(settings.kafka_bootstrap_servers), "linger.ms": 5,
                          "enable.idempotence": True})
+    extra = {} if on_delivery is None else {"on_delivery": on_delivery}
     sent = 0
     started = time.monotonic()
     tick = 0.01
@@ -95,7 +102,8 @@ def _produce(settings: Settings, phase: Phase, symbols: list[str], rate: int, se
             ts = int(time.time() * 1000)
             message = {"symbol": symbol, "price": 100 + (sent % 100) / 10, "volume": 1, "ts": ts,
                        "conditions": ["1"], "source": "bench"}
-            producer.produce(settings.trades_topic, json.dumps(message).encode(), key=symbol.encode())
+            producer.produce(settings.trades_topic, json.dumps(message).encode(), key=symbol.encode(),
+                             **extra)
             if probe:
                 phase.produced.setdefault(ts // MINUTE_MS * MINUTE_MS, []).append(ts)
             sent += 1

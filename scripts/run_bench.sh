@@ -8,7 +8,12 @@ cd "$(dirname "$0")/.."
 # the stack only: the supervised services (alerts, exporter, dashboard) would compete for the CPU
 .venv/bin/tickhouse up --only postgres,kafka,airflow
 shopt -s nullglob
-benches=(bench/bench_*.py)
+benches=()
+for bench in bench/bench_*.py; do
+  # the 30-minute soak measures the supervised services too: it runs last, on the whole stack, when
+  # asked (BENCH_SOAK=1 make bench, or `make soak` alone)
+  [[ $bench == bench/bench_soak.py ]] || benches+=("$bench")
+done
 if [[ ${#benches[@]} -eq 0 ]]; then
   echo "no benchmarks yet under bench/"
   exit 0
@@ -18,6 +23,12 @@ for bench in "${benches[@]}"; do
   echo "==> $bench"
   .venv/bin/python "$bench" || failed+=("$bench")
 done
+if [[ ${BENCH_SOAK:-0} == 1 ]]; then
+  echo "==> bench/bench_soak.py (the whole stack: tickhouse up)"
+  { .venv/bin/tickhouse up && .venv/bin/python bench/bench_soak.py; } || failed+=(bench/bench_soak.py)
+else
+  echo "skipped bench/bench_soak.py (30 minutes): BENCH_SOAK=1 make bench, or make soak"
+fi
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "failed: ${failed[*]}" >&2
   exit 1
