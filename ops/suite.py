@@ -154,7 +154,8 @@ def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
     path.write_text("".join(lines + [f"{key}={value}\n" for key, value in settings.items()]))
 
 
-# pytest-xdist workers of the first pass: measured 2 vs 3 on the 2-core machine (docs/performance.md)
+# pytest-xdist workers of the first pass: with 3 the pass is CPU-bound on the 2-core machine (docs/
+# performance.md#make-test); 2 against 3 has not been measured
 DEFAULT_WORKERS = 3
 SERIAL_MARKER = "serial"
 # pytest's exit status when a pass selected no test (a selection without serial tests, say)
