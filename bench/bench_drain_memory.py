@@ -195,7 +195,8 @@ def main() -> int:
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--tracemalloc-frames", type=int, default=4)
     parser.add_argument("--objects", action="store_true")
-    parser.add_argument("--series", action="store_true", help="print RSS at every iteration")
+    parser.add_argument("--series", action="store_true",
+                        help="print RSS and Python's allocated blocks at every iteration")
     parser.add_argument("--child", choices=("hot", "drain"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -228,7 +229,7 @@ def main() -> int:
         stop.set()
         producer.join(60)
         _cleanup(settings, [*symbols, phase.probe])
-    print("MB per 100 iterations after the settle point: "
+    print("RSS slope after the settle point, MB per 100 iterations (least squares): "
           + ", ".join(f"{k} {v:+.1f}" for k, v in rates.items() if v is not None))
     return 0
 
