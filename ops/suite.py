@@ -21,7 +21,7 @@ pytest runs in two passes on the one stack (docs/operations.md#the-test-loop):
    module's tests stay on one worker (its module fixtures are set up once), and the tests of one
    `xdist_group` (those that drive the same Airflow DAGs) share one worker, one after another;
 2. the tests marked `serial`, one at a time: those that stop, restart or kill the shared services,
-   fill a disk, start a Kafka cluster or a stack of their own, or measure time (pyproject.toml's
+   fill a disk, start a stack of their own, or measure time (pyproject.toml's
    marker says the rule).
 
 The passes respect the paths and the `-m` expression given. Each writes a junit file into the
