@@ -21,8 +21,10 @@ pytest runs in two passes on the one stack (docs/operations.md#the-test-loop):
    module's tests stay on one worker (its module fixtures are set up once), and the tests of one
    `xdist_group` (those that drive the same Airflow DAGs) share one worker, one after another;
 2. the tests marked `serial`, one at a time: those that stop, restart or kill the shared services,
-   fill a disk, start a Kafka cluster or a stack of their own, or measure time (pyproject.toml's
-   marker says the rule).
+   fill a disk, start a stack of their own, or measure time (pyproject.toml's marker says the
+   rule). Beside them, in a process of their own, run the unit tests (tests/unit, no services):
+   the serial tests mostly wait for services to stop and start, and the parallel pass is bound by
+   the CPU.
 
 The passes respect the paths and the `-m` expression given. Each writes a junit file into the
 state dir; the run's `--junitxml` is their merge, and the run ends with the 20 slowest tests of
@@ -43,11 +45,17 @@ from pathlib import Path
 
 from ops.stack.manager import COMPONENTS, down, up
 from ops.test_report import merge_junit, slowest_lines
-from tickhouse.config import KAFKA_BROKER_PORT_STEP, KAFKA_PRINCIPALS, PROJECT_ROOT
+from tickhouse.config import (
+    KAFKA_BROKER_PORT_STEP,
+    KAFKA_JVM_PERFORMANCE_OPTS,
+    KAFKA_PRINCIPALS,
+    PROJECT_ROOT,
+)
 
 # what configures Tickhouse, or reaches outside services: never taken from the caller's environment
 _NOT_PASSED_ON = (
     "TICKHOUSE_", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_CONTROLLER_PORT", "KAFKA_LOGIN_", "KAFKA_HEAP_OPTS",
+    "KAFKA_JVM_PERFORMANCE_OPTS",
     "KAFKA_ANONYMOUS_ACCESS", "KAFKA_BROKERS",
     "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_", "KAFKA_SSL_", "KAFKA_USERNAME", "KAFKA_PASSWORD",
     *(f"KAFKA_{p.upper()}_PASSWORD" for p in (*KAFKA_PRINCIPALS, "controller")), "TOPIC_",
@@ -135,6 +143,9 @@ def run_environment(
         "POSTGRES_HOST": "127.0.0.1",
         "AIRFLOW_HOST": "127.0.0.1",
         "WAREHOUSE": "postgres",
+        # the test stack's brokers start many times and carry little: the JIT's first tier only
+        # costs them half the CPU (starts 4.5 -> 2.1 s, idle 4.5 -> 2.5 %)
+        "KAFKA_JVM_PERFORMANCE_OPTS": f"{KAFKA_JVM_PERFORMANCE_OPTS} -XX:TieredStopAtLevel=1",
         **({"KAFKA_BROKERS": str(brokers)} if brokers > 1 else {}),
         **ports,
     }
@@ -158,6 +169,8 @@ def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
 # performance.md#make-test); 2 against 3 has not been measured
 DEFAULT_WORKERS = 3
 SERIAL_MARKER = "serial"
+# the marker tests/conftest.py gives every test under tests/unit (no services)
+UNIT_MARKER = "unit"
 # pytest's exit status when a pass selected no test (a selection without serial tests, say)
 NO_TESTS_COLLECTED = 5
 SLOWEST = 20
@@ -206,6 +219,8 @@ class Pass:
     name: str
     args: list[str]
     junit: Path
+    # a pytest run at the same time as this one, in a process of its own
+    beside: Pass | None = None
 
 
 def passes(args: PytestArgs, workers: int, state: Path) -> list[Pass]:
@@ -215,14 +230,18 @@ def passes(args: PytestArgs, workers: int, state: Path) -> list[Pass]:
         return [Pass("all tests, one at a time", [*args.rest, *marks], state / "junit-all.xml")]
     user = f"({args.marks}) and " if args.marks else ""
     return [
-        Pass(f"the tests not marked {SERIAL_MARKER}, on {workers} workers",
-             [*args.rest, "-m", f"{user}not {SERIAL_MARKER}", "-n", str(workers), "--dist", "loadgroup",
+        Pass(f"the tests not marked {SERIAL_MARKER} or {UNIT_MARKER}, on {workers} workers",
+             [*args.rest, "-m", f"{user}not {SERIAL_MARKER} and not {UNIT_MARKER}", "-n", str(workers),
+              "--dist", "loadgroup",
               # in collection order, not the modules with the most tests first: the few long modules
-              # (e2e, dbt) start early and the many short unit modules fill the workers' ends
+              # (e2e, dbt) start early and the many short ones fill the workers' ends
               "--no-loadscope-reorder"],
              state / "junit-parallel.xml"),
         Pass(f"the tests marked {SERIAL_MARKER}, one at a time",
-             [*args.rest, "-m", f"{user}{SERIAL_MARKER}"], state / "junit-serial.xml"),
+             [*args.rest, "-m", f"{user}{SERIAL_MARKER}"], state / "junit-serial.xml",
+             beside=Pass(f"the {UNIT_MARKER} tests, beside the {SERIAL_MARKER} ones",
+                         [*args.rest, "-m", f"{user}{UNIT_MARKER} and not {SERIAL_MARKER}"],
+                         state / "junit-unit.xml")),
     ]
 
 
@@ -242,6 +261,31 @@ def workers_of(args: PytestArgs, caller: Mapping[str, str]) -> int:
     return int(raw) if raw else DEFAULT_WORKERS
 
 
+def _pytest_command(step: Pass) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={step.junit}",
+            *step.args]
+
+
+def _start_beside(step: Pass, state: Path) -> tuple[subprocess.Popen[bytes], Path, float]:
+    """Start `step` in the background, its output into a log file (printed when it ends)."""
+    log = state / f"{step.junit.stem}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(_pytest_command(step), cwd=PROJECT_ROOT, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    return process, log, time.monotonic()
+
+
+def _finish_beside(
+    step: Pass, process: subprocess.Popen[bytes], log: Path, began: float
+) -> tuple[int, float]:
+    """Wait for a run started by `_start_beside` and print its output: (exit status, seconds)."""
+    code = process.wait()
+    seconds = time.monotonic() - began
+    print(f"==> {step.name}: its output ({seconds:.0f} s, exit {code})", flush=True)
+    print(log.read_text(errors="replace"), end="", flush=True)
+    return code, seconds
+
+
 def run_pytest(pytest_args: list[str], environ: Mapping[str, str]) -> int:
     """pytest's passes (see the module's docstring); the run's exit status."""
     args = split_pytest_args(pytest_args)
@@ -251,22 +295,24 @@ def run_pytest(pytest_args: list[str], environ: Mapping[str, str]) -> int:
     codes: list[int] = []
     times: list[str] = []
     started = time.monotonic()
-    for step in planned:
-        step.junit.unlink(missing_ok=True)
+    runs = [run for step in planned for run in (step, step.beside) if run is not None]
+    for each in runs:
+        each.junit.unlink(missing_ok=True)
     for number, step in enumerate(planned, 1):
         print(f"==> pytest, pass {number} of {len(planned)}: {step.name}", flush=True)
         began = time.monotonic()
-        code = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={step.junit}",
-             *step.args],
-            cwd=PROJECT_ROOT,
-            check=False,
-        ).returncode
+        beside = _start_beside(step.beside, state) if step.beside else None
+        code = subprocess.run(_pytest_command(step), cwd=PROJECT_ROOT, check=False).returncode
         codes.append(code)
         times.append(f"pass {number} {time.monotonic() - began:.0f} s (exit {code})")
+        if beside is not None and step.beside is not None:
+            beside_code, seconds = _finish_beside(step.beside, *beside)
+            codes.append(beside_code)
+            times.append(f"beside it {seconds:.0f} s (exit {beside_code})")
+            code = code or beside_code
         if code in (2, 3, 4) or (code == 1 and args.exitfirst):
             break  # interrupted, an internal or a usage error (the next pass would repeat it), or -x
-    junits = [step.junit for step in planned]
+    junits = [each.junit for each in runs]
     if args.junitxml:
         merge_junit(junits, Path(args.junitxml) if Path(args.junitxml).is_absolute()
                     else PROJECT_ROOT / args.junitxml)

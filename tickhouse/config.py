@@ -49,6 +49,8 @@ DEFAULT_KAFKA_LOGIN_PORT = "9094"
 # KAFKA_BROKERS > 1 (the local stack as a cluster): broker n listens on each of broker 1's ports
 # (KAFKA_BOOTSTRAP_SERVERS, KAFKA_LOGIN_PORT, KAFKA_CONTROLLER_PORT) plus this step times n - 1
 KAFKA_BROKER_PORT_STEP = 10
+# the local broker's garbage collector (KAFKA_JVM_PERFORMANCE_OPTS, the variable Kafka's own scripts read)
+KAFKA_JVM_PERFORMANCE_OPTS = "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"
 # what a client without a login may do on the local broker: `market` (publish and read the market
 # topics, read alerts: docs/interfaces/kafka-messages.md's interface) or `none`
 KAFKA_ANONYMOUS_CHOICES = ("market", "none")
@@ -301,6 +303,7 @@ class Settings:
     kafka_bootstrap_servers: str
     kafka_controller_port: int
     kafka_heap_opts: str
+    kafka_jvm_performance_opts: str
     topic_partitions: int
     trades_topic: str
     quotes_topic: str
@@ -413,6 +416,7 @@ class Settings:
             "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
             "KAFKA_BROKERS": str(self.kafka_brokers),
             "KAFKA_HEAP_OPTS": self.kafka_heap_opts,
+            "KAFKA_JVM_PERFORMANCE_OPTS": self.kafka_jvm_performance_opts,
             "TOPIC_PARTITIONS": str(self.topic_partitions),
             "TRADES_TOPIC": self.trades_topic,
             "QUOTES_TOPIC": self.quotes_topic,
@@ -497,6 +501,8 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
         kafka_heap_opts=get(
             "KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g" if _broker_count(env) == 1 else "-Xms128m -Xmx256m"
         ),
+        # the garbage collector and JIT flags of the local broker (the name Kafka's scripts read)
+        kafka_jvm_performance_opts=get("KAFKA_JVM_PERFORMANCE_OPTS", KAFKA_JVM_PERFORMANCE_OPTS),
         topic_partitions=_positive_int("TOPIC_PARTITIONS", get("TOPIC_PARTITIONS", "3")),
         trades_topic=_topic("TRADES_TOPIC", get("TRADES_TOPIC", "market.trades")),
         quotes_topic=_topic("QUOTES_TOPIC", get("QUOTES_TOPIC", "market.quotes")),

@@ -324,8 +324,7 @@ def _argv(settings: Settings, config: Path, log4j: Path) -> list[str]:
     return [
         java(),
         *settings.kafka_heap_opts.split(),
-        "-XX:+UseG1GC",
-        "-XX:MaxGCPauseMillis=20",
+        *settings.kafka_jvm_performance_opts.split(),
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={log4j}",
         "-cp",

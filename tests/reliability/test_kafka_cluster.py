@@ -47,8 +47,8 @@ from tickhouse import kafka
 from tickhouse.config import Settings, load_settings
 from tickhouse.schemas import now_ms
 
-# serial (pyproject.toml): starts a Kafka cluster of its own and SIGKILLs and restarts its brokers
-pytestmark = pytest.mark.serial
+# not serial: the brokers it SIGKILLs and restarts are its own; its drains and alert service load
+# the shared warehouse under symbols and topics of their own, as the parallel tests do
 
 TRADES = env_int("RELIABILITY_CLUSTER_TRADES", 6_000)
 SYMBOLS = tuple(f"RELC{n}" for n in range(1, 13))

@@ -103,3 +103,27 @@ def test_the_suite_ignores_the_callers_broker_count(tmp_path: Path) -> None:
         project_root=tmp_path,
     )
     assert "KAFKA_BROKERS" not in env and "KAFKA_BROKERS" not in written
+
+
+def test_the_broker_runs_with_the_jvm_flags_of_kafka_jvm_performance_opts(tmp_path: Path) -> None:
+    (tmp_path / "kafka" / "libs").mkdir(parents=True)
+    (tmp_path / "kafka" / "libs" / "kafka_2.13-4.0.0.jar").touch()
+    default = _settings(tmp_path)
+    argv = kafka_broker._argv(default, tmp_path / "server.properties", tmp_path / "log4j2.yaml")
+    assert argv[1:6] == ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                         "-Djava.awt.headless=true"]
+    tuned = _settings(tmp_path, KAFKA_JVM_PERFORMANCE_OPTS="-XX:+UseSerialGC -XX:TieredStopAtLevel=1")
+    argv = kafka_broker._argv(tuned, tmp_path / "server.properties", tmp_path / "log4j2.yaml")
+    assert argv[3:5] == ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"] and "-XX:+UseG1GC" not in argv
+
+
+def test_the_suite_runs_its_brokers_on_the_jits_first_tier_whatever_the_caller_sets(tmp_path: Path) -> None:
+    env, written = run_environment(
+        {"KAFKA_JVM_PERFORMANCE_OPTS": "-XX:+UseZGC", "TICKHOUSE_STATE_DIR": str(tmp_path / "user"),
+         "TICKHOUSE_TEST_STATE_DIR": str(tmp_path / "test")},
+        project_root=tmp_path,
+    )
+    assert written["KAFKA_JVM_PERFORMANCE_OPTS"] == (
+        "-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1"
+    )
+    assert env["KAFKA_JVM_PERFORMANCE_OPTS"] == written["KAFKA_JVM_PERFORMANCE_OPTS"]

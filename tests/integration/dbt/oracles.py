@@ -44,27 +44,41 @@ class NyseSessions:
     def __init__(self) -> None:
         import exchange_calendars
 
-        self._schedule = exchange_calendars.get_calendar(
-            "XNYS", start="1990-01-02", end="2035-12-31"
-        ).schedule
+        schedule = exchange_calendars.get_calendar("XNYS", start="1990-01-02", end="2035-12-31").schedule
+        # trading date -> (04:00 New York, open, close, 20:00 New York), in ns since the epoch
+        self._bounds: dict[date, tuple[int, int, int, int]] = {}
+        for label, opens, closes in zip(schedule.index, schedule["open"], schedule["close"], strict=True):
+            day = label.date()
+            pre = pd.Timestamp(datetime.combine(day, time(4)), tz=NEW_YORK)
+            post = pd.Timestamp(datetime.combine(day, time(20)), tz=NEW_YORK)
+            self._bounds[day] = (pre.value, opens.value, closes.value, post.value)
 
     def session_of(self, moment: pd.Timestamp) -> tuple[date | None, str]:
         """(trading date, pre/regular/post/closed) of an instant."""
-        local = moment.tz_convert(NEW_YORK)
-        day = local.date()
-        label = pd.Timestamp(day)
-        if label not in self._schedule.index:
-            return None, "closed"
-        row = self._schedule.loc[label]
-        pre = pd.Timestamp(datetime.combine(day, time(4)), tz=NEW_YORK)
-        post = pd.Timestamp(datetime.combine(day, time(20)), tz=NEW_YORK)
-        if row["open"] <= moment < row["close"]:
-            return day, "regular"
-        if pre <= moment < row["open"]:
-            return day, "pre"
-        if row["close"] <= moment < post:
-            return day, "post"
-        return None, "closed"
+        return self.sessions_of(pd.DatetimeIndex([moment]))[0]
+
+    def sessions_of(self, moments: pd.DatetimeIndex | pd.Series) -> list[tuple[date | None, str]]:
+        """`session_of` of each instant (UTC), the New York dates converted at once."""
+        instants = pd.DatetimeIndex(moments).as_unit("ns")
+        if instants.empty:
+            return []
+        days = instants.tz_convert(NEW_YORK).date
+        out: list[tuple[date | None, str]] = []
+        for day, ns in zip(days, instants.asi8, strict=True):
+            bounds = self._bounds.get(day)
+            if bounds is None:
+                out.append((None, "closed"))
+                continue
+            pre, opens, closes, post = bounds
+            if opens <= ns < closes:
+                out.append((day, "regular"))
+            elif pre <= ns < opens:
+                out.append((day, "pre"))
+            elif closes <= ns < post:
+                out.append((day, "post"))
+            else:
+                out.append((None, "closed"))
+        return out
 
 
 _SESSIONS: NyseSessions | None = None
@@ -108,16 +122,16 @@ def eligibility_of(conditions: Sequence[str] | None, table: Mapping[str, Eligibi
     )
 
 
-def _bar_of(rows: pd.DataFrame) -> dict[str, object]:
+# one print of a bar: (price, volume, eligibility, session)
+Print = tuple[Decimal, Decimal, Eligibility, str]
+
+
+def _bar_of(prints: Sequence[Print]) -> dict[str, object]:
     """One bar from its prints, in (ts, partition, offset) order, by the trade-condition rules."""
-    last = [p for p, e in zip(rows["price"], rows["eligibility"], strict=True) if e.last]
-    high_low = [p for p, e in zip(rows["price"], rows["eligibility"], strict=True) if e.high_low]
-    counted = [v for v, e in zip(rows["volume"], rows["eligibility"], strict=True) if e.volume]
-    volume = sum(counted, Decimal(0))
-    weighted = [
-        (p, v) for p, v, e in zip(rows["price"], rows["volume"], rows["eligibility"], strict=True)
-        if e.last and e.volume
-    ]
+    last = [p for p, _, e, _ in prints if e.last]
+    high_low = [p for p, _, e, _ in prints if e.high_low]
+    volume = sum((v for _, v, e, _ in prints if e.volume), Decimal(0))
+    weighted = [(p, v) for p, v, e, _ in prints if e.last and e.volume]
     vwap_volume = sum((v for _, v in weighted), Decimal(0))
     return {
         "open": last[0] if last else None,
@@ -126,8 +140,8 @@ def _bar_of(rows: pd.DataFrame) -> dict[str, object]:
         "close": last[-1] if last else None,
         "volume": volume,
         "vwap": sum((p * v for p, v in weighted), Decimal(0)) / vwap_volume if vwap_volume else None,
-        "trade_count": len(rows),
-        "sessions": set(rows["session"]),
+        "trade_count": len(prints),
+        "sessions": {session for *_, session in prints},
     }
 
 
@@ -151,7 +165,7 @@ def pandas_bars(trades: Sequence[RawTrade]) -> pd.DataFrame:
         }
     ).sort_values(["symbol", "ts", "partition", "offset"], kind="stable")
     event_time = pd.to_datetime(frame["ts"], unit="ms", utc=True)
-    of_trade = [sessions.session_of(moment) for moment in event_time]
+    of_trade = sessions.sessions_of(event_time)
     frame["session"] = [part for _, part in of_trade]
     regular_day = pd.Series(
         [
@@ -166,10 +180,12 @@ def pandas_bars(trades: Sequence[RawTrade]) -> pd.DataFrame:
             rows = frame.assign(bar_start=regular_day).dropna(subset=["bar_start"])
         else:
             rows = frame.assign(bar_start=pd.to_datetime(frame["ts"] // width * width, unit="ms", utc=True))
+        prints = list(zip(rows["price"], rows["volume"], rows["eligibility"], rows["session"], strict=True))
+        groups = rows.groupby(["symbol", "bar_start"], sort=True).indices  # rows' positions, in order
         bars = pd.DataFrame(
             [
-                {"symbol": symbol, "bar_start": bar_start, **_bar_of(group)}
-                for (symbol, bar_start), group in rows.groupby(["symbol", "bar_start"], sort=True)
+                {"symbol": symbol, "bar_start": bar_start, **_bar_of([prints[i] for i in positions])}
+                for (symbol, bar_start), positions in sorted(groups.items())
             ],
             columns=["symbol", "bar_start", "open", "high", "low", "close", "volume", "vwap",
                      "trade_count", "sessions"],
@@ -179,7 +195,7 @@ def pandas_bars(trades: Sequence[RawTrade]) -> pd.DataFrame:
             bars["trading_date"] = [start.tz_convert(NEW_YORK).date() for start in bars["bar_start"]]
             bars["session"] = "regular"
         else:
-            of_start = [sessions.session_of(start) for start in bars["bar_start"]]
+            of_start = sessions.sessions_of(bars["bar_start"])
             bars["trading_date"] = [day for day, _ in of_start]
             bars["session"] = [next(iter(s)) if len(s) == 1 else "mixed" for s in bars["sessions"]]
         out.append(bars.drop(columns="sessions"))

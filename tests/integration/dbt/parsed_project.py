@@ -31,26 +31,38 @@ PLACEHOLDER_DATABASE = "tickhouse_parsed_project_placeholder"
 # files read at parse time with their values, the manifest)
 _parsed: list[tuple[dict[str, str], dict[str, str], bytes]] = []
 _lock = threading.Lock()
+# how many times this process parsed the project (test_parsed_project checks that it is once)
+parses = 0
 
 
 def _parsed_manifest(settings: Settings) -> bytes:
     """The pickled manifest of one `dbt parse` for the placeholder database, made once per
     process and environment: parsed again when what profiles.yml reads or a variable the parse
     read (`env_var()` in a model, macro or property file) differs, as dbt's partial parsing does."""
+    global parses
     placeholder = dataclasses.replace(settings, postgres_db=PLACEHOLDER_DATABASE)
     environment = dbt_environment(placeholder)
     with _lock:
         for parsed_in, read, manifest in _parsed:
             if parsed_in == environment and all(
-                environment.get(name, os.environ.get(name)) == value for name, value in read.items()
+                _value_at_parse(name, environment) == value for name, value in read.items()
             ):
                 return manifest
+        parses += 1
         with tempfile.TemporaryDirectory(prefix="dbt-parse-") as target:
             result = run_dbt(["--quiet", "parse", "--target-path", target], placeholder)
         if not result.success:
             raise AssertionError(f"dbt parse failed: {failure_summary(result)}")
         _parsed.append((environment, dict(result.result.env_vars), pickle.dumps(result.result)))
         return _parsed[-1][2]
+
+
+def _value_at_parse(name: str, environment: dict[str, str]) -> str:
+    """What a parse now would record for variable `name`: its value, or dbt's placeholder for an
+    unset variable that `env_var()` read with a default (that is how dbt records those)."""
+    from dbt.constants import DEFAULT_ENV_PLACEHOLDER
+
+    return environment.get(name, os.environ.get(name, DEFAULT_ENV_PLACEHOLDER))
 
 
 def manifest_for(settings: Settings) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.dbt import parsed_project
 from tests.integration.dbt.parsed_project import PLACEHOLDER_DATABASE, manifest_for
 from tickhouse.config import Settings
 from transform.dbt_runner import failure_summary, run_dbt
@@ -46,3 +47,21 @@ def test_the_manifest_for_a_database_is_what_dbt_parse_gives_for_it(
     assert relation == f'"{warehouse.postgres_db}"."marts"."fct_bars"', relation
     # each call is a copy of its own (a run compiles into its manifest)
     assert manifest_for(warehouse) is not manifest
+
+
+def test_the_project_is_parsed_once_per_process_and_environment(settings: Settings) -> None:
+    """Every later call reuses the parse, also when the project read a variable that is not set
+    (dbt records those by a placeholder: compared with the unset variable, every call parsed again)."""
+    first = manifest_for(settings)
+    parses = parsed_project.parses
+    assert parses >= 1
+    from dbt.constants import DEFAULT_ENV_PLACEHOLDER
+
+    # the project reads at least one variable it finds unset (as DBT_DEFAULT_PLACEHOLDER)
+    read = parsed_project._parsed[-1][1]
+    assert DEFAULT_ENV_PLACEHOLDER in read.values(), read
+    for database in ("parsed_once_a", "parsed_once_b"):
+        other = manifest_for(dataclasses.replace(settings, postgres_db=database))
+        assert other.nodes["model.tickhouse.fct_bars"].database == database
+    assert manifest_for(settings) is not first
+    assert parsed_project.parses == parses
