@@ -34,6 +34,7 @@ both passes. TICKHOUSE_TEST_WORKERS=1 runs everything in one pass, one test at a
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -71,20 +72,41 @@ _PORTS = (
 )
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on now (the OS's choice)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# the kernel's range of ports for outgoing connections (Linux); its usual start where it cannot be read
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def free_port(span: int = 0) -> int:
+    """A TCP port nothing listens on now, below the kernel's ephemeral range (with the `span`
+    ports above it below that range too). A port the OS may hand out (bind to port 0, an outgoing
+    connection's own port) can be taken while the service on it restarts: by another test's
+    `bind(0)`, or by a client retrying it that connects to itself."""
+    top = _ephemeral_start() - span
+    if top <= LOWEST_PORT:
+        raise SystemExit(f"no ports below the ephemeral range ({EPHEMERAL_PORTS}) for the test stack")
+    chooser = random.SystemRandom()
+    for _ in range(500):
+        port = chooser.randrange(LOWEST_PORT, top)
+        if _bindable(port):
+            return port
+    raise SystemExit(f"found no free port between {LOWEST_PORT} and {top} on 127.0.0.1")
 
 
 def free_port_run(count: int, step: int = KAFKA_BROKER_PORT_STEP, tries: int = 200) -> int:
     """A port p such that p, p + step, ... (count ports) are all free now: one per broker of a
     local Kafka cluster (KAFKA_BROKERS)."""
     for _ in range(tries):
-        base = free_port()
+        base = free_port(span=step * (count - 1))
         ports = [base + step * n for n in range(count)]
-        if ports[-1] <= 65535 and all(_bindable(port) for port in ports[1:]):
+        if all(_bindable(port) for port in ports[1:]):
             return base
     raise SystemExit(f"found no {count} free ports {step} apart on 127.0.0.1")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ops.stack import kafka_broker
-from ops.suite import free_port_run, run_environment
+from ops.suite import _ephemeral_start, free_port, free_port_run, run_environment
 from tickhouse.config import ConfigError, Settings, kafka_client_settings, load_settings
 
 
@@ -94,6 +94,24 @@ def test_the_suite_can_run_on_a_cluster_with_free_port_runs(tmp_path: Path) -> N
     )
     assert written["KAFKA_BROKERS"] == "3"
     assert int(written["KAFKA_LOGIN_PORT"]) != int(written["KAFKA_CONTROLLER_PORT"])
+
+
+def test_the_suite_takes_its_ports_below_the_ephemeral_range(tmp_path: Path) -> None:
+    """Ports the OS hands out (bind to 0, outgoing connections) stay clear of the test stack's,
+    which a restarting service must find free again."""
+    ephemeral = _ephemeral_start()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        assert sock.getsockname()[1] >= ephemeral  # what the OS hands out
+    assert all(1024 < free_port() < ephemeral for _ in range(50))
+    assert all(free_port_run(3) + 20 < ephemeral for _ in range(20))
+    _env, written = run_environment(
+        {"TICKHOUSE_STATE_DIR": str(tmp_path / "user"), "TICKHOUSE_TEST_STATE_DIR": str(tmp_path / "test")},
+        project_root=tmp_path,
+    )
+    ports = [int(value) for key, value in written.items() if key.endswith("_PORT")]
+    ports.append(int(written["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1]))
+    assert len(ports) == 10 and all(port < ephemeral for port in ports), written
 
 
 def test_the_suite_ignores_the_callers_broker_count(tmp_path: Path) -> None:
