@@ -16,7 +16,7 @@ narrow a run; TICKHOUSE_TEST_KAFKA_BROKERS=3 runs it on a Kafka cluster (KAFKA_B
 
 pytest runs in two passes on the one stack (docs/operations.md#the-test-loop):
 
-1. the tests not marked `serial`, on TICKHOUSE_TEST_WORKERS pytest-xdist workers (default 3) that
+1. the tests not marked `serial`, on TICKHOUSE_TEST_WORKERS pytest-xdist workers (default 4) that
    all read the same env file. `--dist loadgroup` with the scheduler of tests/conftest.py: a
    module's tests stay on one worker (its module fixtures are set up once), and the tests of one
    `xdist_group` (those that drive the same Airflow DAGs) share one worker, one after another;
@@ -38,6 +38,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -187,9 +188,10 @@ def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
     path.write_text("".join(lines + [f"{key}={value}\n" for key, value in settings.items()]))
 
 
-# pytest-xdist workers of the first pass: with 3 the pass is CPU-bound on the 2-core machine (docs/
-# performance.md#make-test); 2 against 3 has not been measured
-DEFAULT_WORKERS = 3
+# pytest-xdist workers of the first pass, on the 2-core machine: its first minutes are bound by the
+# CPU, its last ones mostly wait (scenarios killing and restarting processes), and a fourth worker
+# fills those (docs/performance.md#make-test)
+DEFAULT_WORKERS = 4
 SERIAL_MARKER = "serial"
 # the marker tests/conftest.py gives every test under tests/unit (no services)
 UNIT_MARKER = "unit"
@@ -288,23 +290,39 @@ def _pytest_command(step: Pass) -> list[str]:
             *step.args]
 
 
-def _start_beside(step: Pass, state: Path) -> tuple[subprocess.Popen[bytes], Path, float]:
+@dataclass(slots=True)
+class Beside:
+    """A pytest run in the background (`_start_beside`), timed from its start to its own end."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    began: float
+    ended: float | None = None
+
+    def watch(self) -> None:
+        self.process.wait()
+        self.ended = time.monotonic()
+
+
+def _start_beside(step: Pass, state: Path) -> tuple[Beside, threading.Thread]:
     """Start `step` in the background, its output into a log file (printed when it ends)."""
     log = state / f"{step.junit.stem}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(_pytest_command(step), cwd=PROJECT_ROOT, stdout=out,
                                    stderr=subprocess.STDOUT)
-    return process, log, time.monotonic()
+    beside = Beside(process, log, time.monotonic())
+    watcher = threading.Thread(target=beside.watch, name="pytest-beside", daemon=True)
+    watcher.start()
+    return beside, watcher
 
 
-def _finish_beside(
-    step: Pass, process: subprocess.Popen[bytes], log: Path, began: float
-) -> tuple[int, float]:
+def _finish_beside(step: Pass, beside: Beside, watcher: threading.Thread) -> tuple[int, float]:
     """Wait for a run started by `_start_beside` and print its output: (exit status, seconds)."""
-    code = process.wait()
-    seconds = time.monotonic() - began
+    watcher.join()
+    code = beside.process.returncode
+    seconds = (beside.ended or time.monotonic()) - beside.began
     print(f"==> {step.name}: its output ({seconds:.0f} s, exit {code})", flush=True)
-    print(log.read_text(errors="replace"), end="", flush=True)
+    print(beside.log.read_text(errors="replace"), end="", flush=True)
     return code, seconds
 
 
