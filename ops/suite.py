@@ -16,10 +16,11 @@ narrow a run; TICKHOUSE_TEST_KAFKA_BROKERS=3 runs it on a Kafka cluster (KAFKA_B
 
 pytest runs in two passes on the one stack (docs/operations.md#the-test-loop):
 
-1. the tests not marked `serial`, on TICKHOUSE_TEST_WORKERS pytest-xdist workers (default 4) that
-   all read the same env file. `--dist loadgroup` with the scheduler of tests/conftest.py: a
-   module's tests stay on one worker (its module fixtures are set up once), and the tests of one
-   `xdist_group` (those that drive the same Airflow DAGs) share one worker, one after another;
+1. the tests not marked `serial` (nor `unit`, see 2), on TICKHOUSE_TEST_WORKERS pytest-xdist
+   workers (default 4) that all read the same env file. `--dist loadgroup` with the scheduler of
+   tests/conftest.py: a module's tests stay on one worker (its module fixtures are set up once),
+   and the tests of one `xdist_group` (those that drive the same Airflow DAGs) share one worker,
+   one after another;
 2. the tests marked `serial`, one at a time: those that stop, restart or kill the shared services,
    fill a disk, start a stack of their own, or measure time (pyproject.toml's marker says the
    rule). Beside them, in a process of their own, run the unit tests (tests/unit, no services):
