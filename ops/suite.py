@@ -17,7 +17,7 @@ narrow a run; TICKHOUSE_TEST_KAFKA_BROKERS=3 runs it on a Kafka cluster (KAFKA_B
 pytest runs in two passes on the one stack (docs/operations.md#the-test-loop):
 
 1. the tests not marked `serial` (nor `unit`, see 2), on TICKHOUSE_TEST_WORKERS pytest-xdist
-   workers (default 4) that all read the same env file. `--dist loadgroup` with the scheduler of
+   workers (default 3) that all read the same env file. `--dist loadgroup` with the scheduler of
    tests/conftest.py: a module's tests stay on one worker (its module fixtures are set up once),
    and the tests of one `xdist_group` (those that drive the same Airflow DAGs) share one worker,
    one after another;
@@ -189,10 +189,10 @@ def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
     path.write_text("".join(lines + [f"{key}={value}\n" for key, value in settings.items()]))
 
 
-# pytest-xdist workers of the first pass, on the 2-core machine: its first minutes are bound by the
-# CPU, its last ones mostly wait (scenarios killing and restarting processes), and a fourth worker
-# fills those (docs/performance.md#make-test)
-DEFAULT_WORKERS = 4
+# pytest-xdist workers of the first pass, on the 2-core machine: with 3 the pass is bound by the CPU
+# but for its last minutes; a run on 4 (the cluster scenarios also started first) made every test
+# slower and the pass longer, 789 -> 856 s, with 14 % more CPU (docs/performance.md#make-test)
+DEFAULT_WORKERS = 3
 SERIAL_MARKER = "serial"
 # the marker tests/conftest.py gives every test under tests/unit (no services)
 UNIT_MARKER = "unit"
