@@ -22,16 +22,12 @@ TESTS_DIR = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test by the folder it lives in: tests/unit, tests/integration, tests/e2e. The
-    tests marked `starts_first` move to the front, in their order: `make test`'s parallel pass hands
-    out modules in collection order, and a module of minutes that mostly waits (brokers restarting)
-    started last would run alone at the end of the pass."""
+    """Mark every test by the folder it lives in: tests/unit, tests/integration, tests/e2e."""
     for item in items:
         path = Path(str(item.fspath))
         parts = path.relative_to(TESTS_DIR).parts if path.is_relative_to(TESTS_DIR) else ()
         if parts and parts[0] in {"unit", "integration", "e2e", "reliability"}:
             item.add_marker(getattr(pytest.mark, "integration" if parts[0] == "reliability" else parts[0]))
-    items.sort(key=lambda item: item.get_closest_marker("starts_first") is None)
 
 
 def _module_or_group(nodeid: str) -> str:

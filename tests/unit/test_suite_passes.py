@@ -105,21 +105,3 @@ def test_the_passes_junit_files_merge_into_one_suite_without_the_group_suffix(tm
         "   90.00s  tests.e2e.test_demo::test_demo",
     ]
 
-
-def test_the_modules_marked_starts_first_are_collected_first() -> None:
-    """The parallel pass hands out modules in collection order: a `starts_first` module collected
-    after others is handed out before them (tests/conftest.py)."""
-    import subprocess
-    import sys
-
-    from tickhouse.config import PROJECT_ROOT
-
-    listed = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "tests/e2e/test_demo.py", "tests/reliability/test_kafka_cluster.py"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=True,
-    ).stdout.splitlines()
-    modules = [line.split("::")[0] for line in listed if "::" in line]
-    first = modules.index("tests/e2e/test_demo.py")
-    assert set(modules[:first]) == {"tests/reliability/test_kafka_cluster.py"}, modules
-    assert "tests/reliability/test_kafka_cluster.py" not in modules[first:]
