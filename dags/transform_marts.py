@@ -54,7 +54,8 @@ LOCK_RETRIES = dbt_lock_retries()
 
 
 def prepare_build(context: Any) -> None:
-    """pre_execute: first of all it starts Python's resource tracker (dbt's locks need it), so
+    """pre_execute: first of all it starts Python's resource tracker (dbt's locks need it) and runs
+    the `uname -p` Python's platform module caches (dbt asks for the platform), so
     that the tracker, a child that keeps the environment it started with, does not keep dbt's
     password, which Cosmos puts into this process's environment (its profile's variables) while
     dbt runs. Then the build yields the CPU to the hot loop (SLOW_PATH_NICENESS; dbt runs in this
@@ -65,9 +66,9 @@ def prepare_build(context: Any) -> None:
 
     from tickhouse.config import load_settings
     from transform.airflow_retries import apply_lock_timeout, retry_lock_timeouts_only
-    from transform.dbt_runner import start_resource_tracker
+    from transform.dbt_runner import start_children_before_secrets
 
-    start_resource_tracker()
+    start_children_before_secrets()
     os.nice(SLOW_PATH_NICENESS)
     apply_lock_timeout(load_settings())
     retry_lock_timeouts_only(context["task"])

@@ -108,23 +108,27 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, manifest: Any
         "--profiles-dir",
         str(PROFILES_DIR),
     ]
-    start_resource_tracker()  # before dbt's password is in the environment
+    start_children_before_secrets()  # before dbt's password is in the environment
     with _environment(dbt_environment(settings)):
         return dbtRunner(manifest=manifest).invoke(command)
 
 
-def start_resource_tracker() -> None:
-    """Start Python's multiprocessing resource tracker now, if it is not running.
+def start_children_before_secrets() -> None:
+    """Start now the child processes dbt's run would start, before a password is in os.environ.
 
-    dbt's adapters make locks of the spawn context, whose first use starts the tracker: a child
-    process that keeps, for the rest of this process's life, a copy of the environment it was
-    started with. Started inside `run_dbt`'s environment it would hold DBT_PASSWORD (and a task's
-    Kafka login) where anyone reading /proc as this user finds it. Call this before a password
-    goes into os.environ; once running, the tracker is reused.
+    dbt's adapters make locks of the spawn context, whose first use starts Python's multiprocessing
+    resource tracker: a child process that keeps, for the rest of this process's life, a copy of
+    the environment it was started with. Started inside `run_dbt`'s environment it would hold
+    DBT_PASSWORD (and a task's Kafka login) where anyone reading /proc as this user finds it. Call
+    this before a password goes into os.environ; once running, the tracker is reused.
     """
+    import platform
     from multiprocessing import resource_tracker
 
     resource_tracker.ensure_running()
+    # the same for `uname -p`, which Python's platform module runs once per process (dbt asks for
+    # the platform while it runs): asked now, the answer is cached and no child sees the password
+    platform.processor()
 
 
 # pg_advisory_lock key of "one dbt build at a time" (any 64-bit constant; this spells "dbtbuild")
