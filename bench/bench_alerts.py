@@ -51,7 +51,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -66,6 +65,7 @@ import psutil
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from ops.suite import free_port
 from tickhouse.config import load_settings
 from tickhouse.kafka import client_config
 
@@ -129,10 +129,6 @@ class RunResult:
     cpu: dict[str, float] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening_pids(addresses: str) -> list[int]:

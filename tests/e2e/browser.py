@@ -195,12 +195,6 @@ class Browser:
         shutil.rmtree(self._profile, ignore_errors=True)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(url: str, ready: Callable[[bytes], bool]) -> bool:

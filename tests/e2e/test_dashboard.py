@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from dashboard.queries import PIPELINE_UNAVAILABLE
-from tests.e2e.browser import CHROMIUM, INSTALL_HINT, Browser, free_port, served
+from ops.suite import free_port
+from tests.e2e.browser import CHROMIUM, INSTALL_HINT, Browser, served
 from tests.e2e.dashboard_data import DashboardWarehouse, alert, dashboard_warehouse, minute_trades
 from tickhouse.config import Settings
 from tickhouse.warehouse import connect

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import CHROMIUM, INSTALL_HINT, Browser, free_port, served
+from ops.suite import free_port
+from tests.e2e.browser import CHROMIUM, INSTALL_HINT, Browser, served
 from tests.integration.dbt.conftest import own_warehouse
 from tickhouse.config import Settings
 from transform.dbt_runner import build

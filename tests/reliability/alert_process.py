@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from alerts.config import DEFAULT_RULES_PATH
+from ops.suite import free_port
 from tests.reliability.helpers import RelTopics, high_watermarks
 from tickhouse.config import Settings
 from tickhouse.kafka import client_config
@@ -37,10 +37,6 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rules_file(tmp_path: Path, **changes: Any) -> Path:

@@ -21,6 +21,7 @@ import pytest
 from ops.airflow_api import AirflowAPI
 from ops.stack import airflow, apps, kafka_broker, postgres
 from ops.stack.processes import Service
+from ops.suite import free_port
 from tests.finnhub_server import FakeFinnhub
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import VENV_BIN, RelTopics, env_int
@@ -454,10 +455,6 @@ def _environ(pid: int) -> bytes | None:
         return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _every_secret(settings: Settings) -> dict[str, str]:
@@ -539,7 +536,7 @@ def test_each_process_holds_only_its_own_role(
 
     # the apps, on free ports, as `make demo` starts them
     for app in apps.APPS:
-        monkeypatch.setenv(app.port_variable, str(_free_port()))
+        monkeypatch.setenv(app.port_variable, str(free_port()))
     started = apps.start_apps(settings)
     found: list[str] = []
     checked: dict[str, int] = {}
@@ -919,7 +916,7 @@ def test_legacy_superuser_owner_is_split_without_data_loss(
 
     from tickhouse.warehouse import setup_warehouse
 
-    old = dataclasses.replace(settings, state_dir=tmp_path / "state", postgres_port=_free_port())
+    old = dataclasses.replace(settings, state_dir=tmp_path / "state", postgres_port=free_port())
     # the cluster as versions before least privilege made it: the owner is the bootstrap superuser
     monkeypatch.setenv("POSTGRES_SUPERUSER", old.postgres_user)
     monkeypatch.setenv("POSTGRES_SUPERUSER_PASSWORD", old.postgres_password)

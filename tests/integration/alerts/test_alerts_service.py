@@ -48,7 +48,8 @@ from alerts.rules import Engine
 from alerts.service import AlertService, ServiceOptions, alert_id
 
 # SERVICE_SCRIPT: `tickhouse alerts` with a 6 s consumer session (a killed member's partitions free up soon)
-from tests.reliability.alert_process import SERVICE_SCRIPT, free_port
+from ops.suite import free_port
+from tests.reliability.alert_process import SERVICE_SCRIPT
 from tickhouse.config import load_settings
 from tickhouse.kafka import client_config
 from tickhouse.schemas import parse_alert, parse_trade

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
+from ops.suite import free_port
 from producer.finnhub_candles import plan_chunks
 from tests.finnhub_server import DAILY_CANDLES, FakeFinnhub
-from tests.integration.producer.conftest import consume_all, free_port
+from tests.integration.producer.conftest import consume_all
 from tickhouse.config import PROJECT_ROOT, Settings
 from tickhouse.schemas import parse_candle
 

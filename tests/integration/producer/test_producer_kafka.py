@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from ops.suite import free_port
 from producer.publisher import Publisher
 from producer.synthetic import SyntheticConfig, generate
-from tests.integration.producer.conftest import consume_all, free_port
+from tests.integration.producer.conftest import consume_all
 from tickhouse.config import Settings
 from tickhouse.schemas import Trade, now_ms, parse_trade, to_json
 

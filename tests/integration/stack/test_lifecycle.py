@@ -14,6 +14,7 @@ import pytest
 
 from ops.stack import kafka_broker
 from ops.stack.processes import pid_alive, port_open
+from ops.suite import free_port
 from tickhouse.config import Settings
 
 # serial (pyproject.toml): starts and stops stacks of its own (`tickhouse up` / `down`)
@@ -22,10 +23,6 @@ pytestmark = pytest.mark.serial
 TICKHOUSE = str(Path(sys.executable).parent / "tickhouse")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run(
@@ -68,7 +65,7 @@ def test_taken_port_is_a_clear_error(tmp_path: Path, busy_port: int) -> None:
 
 
 def test_down_stops_exactly_what_up_started(tmp_path: Path, settings: Settings) -> None:
-    port, controller, login = _free_port(), _free_port(), _free_port()
+    port, controller, login = free_port(), free_port(), free_port()
     env = {
         "TICKHOUSE_STATE_DIR": str(tmp_path),
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
