@@ -39,7 +39,6 @@ import random
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -47,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops.stack.manager import COMPONENTS, down, up
-from ops.test_report import merge_junit, slowest_lines
+from ops.test_report import merge_junit, slowest_lines, suite_seconds
 from tickhouse.config import (
     KAFKA_BROKER_PORT_STEP,
     KAFKA_JVM_PERFORMANCE_OPTS,
@@ -168,7 +167,7 @@ def run_environment(
         "AIRFLOW_HOST": "127.0.0.1",
         "WAREHOUSE": "postgres",
         # the test stack's brokers start many times and carry little: the JIT's first tier only
-        # costs them half the CPU (starts 4.5 -> 2.1 s, idle 4.5 -> 2.5 %)
+        # halves their CPU at start and when idle (docs/performance.md#make-test)
         "KAFKA_JVM_PERFORMANCE_OPTS": f"{KAFKA_JVM_PERFORMANCE_OPTS} -XX:TieredStopAtLevel=1",
         **({"KAFKA_BROKERS": str(brokers)} if brokers > 1 else {}),
         **ports,
@@ -189,9 +188,8 @@ def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
     path.write_text("".join(lines + [f"{key}={value}\n" for key, value in settings.items()]))
 
 
-# pytest-xdist workers of the first pass, on the 2-core machine: with 3 the pass is bound by the CPU
-# but for its last minutes; a run on 4 (the cluster scenarios also started first) made every test
-# slower and the pass longer, 789 -> 856 s, with 14 % more CPU (docs/performance.md#make-test)
+# pytest-xdist workers of the first pass: on 2 cores, 3 keep the CPU busy; more make every test
+# slower and the pass longer (docs/performance.md#make-test has the runs)
 DEFAULT_WORKERS = 3
 SERIAL_MARKER = "serial"
 # the marker tests/conftest.py gives every test under tests/unit (no services)
@@ -291,39 +289,25 @@ def _pytest_command(step: Pass) -> list[str]:
             *step.args]
 
 
-@dataclass(slots=True)
-class Beside:
-    """A pytest run in the background (`_start_beside`), timed from its start to its own end."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-    began: float
-    ended: float | None = None
-
-    def watch(self) -> None:
-        self.process.wait()
-        self.ended = time.monotonic()
-
-
-def _start_beside(step: Pass, state: Path) -> tuple[Beside, threading.Thread]:
+def _start_beside(step: Pass, state: Path) -> subprocess.Popen[bytes]:
     """Start `step` in the background, its output into a log file (printed when it ends)."""
-    log = state / f"{step.junit.stem}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(_pytest_command(step), cwd=PROJECT_ROOT, stdout=out,
-                                   stderr=subprocess.STDOUT)
-    beside = Beside(process, log, time.monotonic())
-    watcher = threading.Thread(target=beside.watch, name="pytest-beside", daemon=True)
-    watcher.start()
-    return beside, watcher
+    with _beside_log(step, state).open("wb") as out:
+        return subprocess.Popen(_pytest_command(step), cwd=PROJECT_ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
 
 
-def _finish_beside(step: Pass, beside: Beside, watcher: threading.Thread) -> tuple[int, float]:
-    """Wait for a run started by `_start_beside` and print its output: (exit status, seconds)."""
-    watcher.join()
-    code = beside.process.returncode
-    seconds = (beside.ended or time.monotonic()) - beside.began
-    print(f"==> {step.name}: its output ({seconds:.0f} s, exit {code})", flush=True)
-    print(beside.log.read_text(errors="replace"), end="", flush=True)
+def _beside_log(step: Pass, state: Path) -> Path:
+    return state / f"{step.junit.stem}.log"
+
+
+def _finish_beside(step: Pass, process: subprocess.Popen[bytes], state: Path) -> tuple[int, float | None]:
+    """Wait for a run started by `_start_beside` and print its output: (exit status, the seconds
+    pytest reports in its junit file)."""
+    code = process.wait()
+    seconds = suite_seconds(step.junit)
+    took = f"{seconds:.0f} s, " if seconds is not None else ""
+    print(f"==> {step.name}: its output ({took}exit {code})", flush=True)
+    print(_beside_log(step, state).read_text(errors="replace"), end="", flush=True)
     return code, seconds
 
 
@@ -347,9 +331,10 @@ def run_pytest(pytest_args: list[str], environ: Mapping[str, str]) -> int:
         codes.append(code)
         times.append(f"pass {number} {time.monotonic() - began:.0f} s (exit {code})")
         if beside is not None and step.beside is not None:
-            beside_code, seconds = _finish_beside(step.beside, *beside)
+            beside_code, seconds = _finish_beside(step.beside, beside, state)
             codes.append(beside_code)
-            times.append(f"beside it {seconds:.0f} s (exit {beside_code})")
+            took = f"{seconds:.0f} s " if seconds is not None else ""
+            times.append(f"beside it {took}(exit {beside_code})")
             code = code or beside_code
         if code in (2, 3, 4) or (code == 1 and args.exitfirst):
             break  # interrupted, an internal or a usage error (the next pass would repeat it), or -x

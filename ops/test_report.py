@@ -92,3 +92,10 @@ def slowest_lines(parts: Sequence[Path], count: int = 20) -> list[str]:
     """`count` lines naming the slowest tests of all passes, as pytest's --durations would."""
     return [f"{c.seconds:8.2f}s  {c.nodeid}" + ("" if c.outcome == "passed" else f"  ({c.outcome})")
             for c in case_times(parts)[:count]]
+
+
+def suite_seconds(path: Path) -> float | None:
+    """The time pytest reports for the run that wrote the junit file `path` (None without one)."""
+    if not path.is_file():
+        return None
+    return sum(float(suite.get("time", "0")) for suite in _suites(path))

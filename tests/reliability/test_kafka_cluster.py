@@ -49,8 +49,8 @@ from tickhouse.schemas import now_ms
 
 # not serial: the brokers it SIGKILLs and restarts are its own; its drains and alert service load
 # the shared warehouse under symbols and topics of their own, as the parallel tests do. Collected
-# after the dbt and e2e modules, it starts late in the pass: started first, beside them, its drain
-# loop (a process per drain, every 0.5 s while a fault lasts) made the pass longer (789 -> 921 s)
+# after the dbt and e2e modules, it starts late in the pass, when the CPU-bound modules are done: its
+# drain loop starts a process per drain, every 0.5 s while a fault lasts (docs/performance.md#make-test)
 
 TRADES = env_int("RELIABILITY_CLUSTER_TRADES", 6_000)
 SYMBOLS = tuple(f"RELC{n}" for n in range(1, 13))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ops.suite import NO_TESTS_COLLECTED, passes, run_status, split_pytest_args, workers_of
-from ops.test_report import case_times, merge_junit, slowest_lines
+from ops.test_report import case_times, merge_junit, slowest_lines, suite_seconds
 
 
 def test_the_options_the_passes_set_are_taken_out_in_any_spelling() -> None:
@@ -104,4 +104,6 @@ def test_the_passes_junit_files_merge_into_one_suite_without_the_group_suffix(tm
         "  114.00s  tests.reliability.test_kafka_cluster::test_rolling_restart  (error)",
         "   90.00s  tests.e2e.test_demo::test_demo",
     ]
+    # the time of a pass that ran in the background is the one pytest wrote
+    assert suite_seconds(parallel) == 100.5 and suite_seconds(tmp_path / "missing.xml") is None
 
