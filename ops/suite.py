@@ -77,6 +77,9 @@ _PORTS = (
 )
 
 
+# how often the test stacks' Airflow parses each DAG file again (AIRFLOW_DAG_PARSE_SECONDS)
+TEST_DAG_PARSE_SECONDS = 600
+
 # the kernel's range of ports for outgoing connections (Linux); its usual start where it cannot be read
 EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LOWEST_PORT = 10_000
@@ -173,6 +176,8 @@ def run_environment(
         # the test stack's brokers start many times and carry little: the JIT's first tier only
         # halves their CPU at start and when idle (docs/performance.md#make-test)
         "KAFKA_JVM_PERFORMANCE_OPTS": f"{KAFKA_JVM_PERFORMANCE_OPTS} -XX:TieredStopAtLevel=1",
+        # the DAG files do not change while the tests run: each parse only costs CPU
+        "AIRFLOW_DAG_PARSE_SECONDS": str(TEST_DAG_PARSE_SECONDS),
         **({"KAFKA_BROKERS": str(brokers)} if brokers > 1 else {}),
         **ports,
     }

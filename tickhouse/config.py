@@ -329,6 +329,7 @@ class Settings:
     airflow_port: int
     airflow_admin_password: str
     airflow_parallelism: int
+    airflow_dag_parse_seconds: int
     finnhub_api_key: str
     finnhub_ws_url: str
     finnhub_api_url: str
@@ -442,6 +443,7 @@ class Settings:
             "AIRFLOW_PORT": str(self.airflow_port),
             "AIRFLOW_ADMIN_PASSWORD": self.airflow_admin_password,
             "AIRFLOW_PARALLELISM": str(self.airflow_parallelism),
+            "AIRFLOW_DAG_PARSE_SECONDS": str(self.airflow_dag_parse_seconds),
             "FINNHUB_API_KEY": self.finnhub_api_key,
             "FINNHUB_WS_URL": self.finnhub_ws_url,
             "FINNHUB_API_URL": self.finnhub_api_url,
@@ -528,6 +530,8 @@ def load_settings(environ: Mapping[str, str] | None = None, project_root: Path =
         airflow_port=_port("AIRFLOW_PORT", get("AIRFLOW_PORT", "8080")),
         airflow_admin_password=get("AIRFLOW_ADMIN_PASSWORD", ""),
         airflow_parallelism=_positive_int("AIRFLOW_PARALLELISM", get("AIRFLOW_PARALLELISM", "4")),
+        airflow_dag_parse_seconds=_positive_int("AIRFLOW_DAG_PARSE_SECONDS",
+                                                get("AIRFLOW_DAG_PARSE_SECONDS", "30")),
         finnhub_api_key=get("FINNHUB_API_KEY", ""),
         finnhub_ws_url=_url("FINNHUB_WS_URL", get("FINNHUB_WS_URL", "wss://ws.finnhub.io"), ("ws", "wss")),
         finnhub_api_url=_url(

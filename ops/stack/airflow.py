@@ -116,7 +116,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__API__EXPOSE_CONFIG": "False",
             "AIRFLOW__API_AUTH__JWT_SECRET": generated_secret(settings, "AIRFLOW_JWT_SECRET"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(settings.airflow_dag_parse_seconds),
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
