@@ -14,26 +14,22 @@ the next run.
 TICKHOUSE_TEST_COMPONENTS (default: postgres,kafka,airflow) and TICKHOUSE_TEST_LINT (default 1)
 narrow a run; TICKHOUSE_TEST_KAFKA_BROKERS=3 runs it on a Kafka cluster (KAFKA_BROKERS).
 
-pytest runs the tests in four groups (docs/operations.md#the-test-loop), by their markers:
+pytest runs in two passes on the one stack (docs/operations.md#the-test-loop):
 
-1. the tests not marked `serial`, `timed` or `unit`, on this stack, on TICKHOUSE_TEST_WORKERS
-   pytest-xdist workers (default 3) that all read the same env file. `--dist loadgroup` with the
-   scheduler of tests/conftest.py: a module's tests stay on one worker (its module fixtures are set
-   up once), and the tests of one `xdist_group` (those that drive the same Airflow DAGs) share one
-   worker, one after another;
-2. beside them, the tests marked `serial` (those that stop, restart or kill the stack's services,
-   fill a disk or start a stack of their own), one at a time, by a suite of their own
-   (`python -m ops.suite`, TICKHOUSE_TEST_WORKERS=1) on a second test stack (this one's state dir
-   with the suffix `-serial`, its own ports): they mostly wait for services to stop and start,
-   while the parallel tests are bound by the CPU;
-3. beside them too, the unit tests (tests/unit, no services), in a process of their own;
-4. once those have all ended, the tests marked `timed` (they assert how long something took), one
-   at a time on this stack, with nothing else running.
+1. the tests not marked `serial` (nor `unit`, see 2), on TICKHOUSE_TEST_WORKERS pytest-xdist
+   workers (default 3) that all read the same env file. `--dist loadgroup` with the scheduler of
+   tests/conftest.py: a module's tests stay on one worker (its module fixtures are set up once),
+   and the tests of one `xdist_group` (those that drive the same Airflow DAGs) share one worker,
+   one after another;
+2. the tests marked `serial`, one at a time: those that stop, restart or kill the shared services,
+   fill a disk, start a stack of their own, or measure time (pyproject.toml's marker says the
+   rule). Beside them, in a process of their own, run the unit tests (tests/unit, no services):
+   the serial tests mostly wait for services to stop and start, and the parallel pass is bound by
+   the CPU.
 
-pyproject.toml's markers say the rules. The groups respect the paths and the `-m` expression given.
-Each writes a junit file into the state dir; the run's `--junitxml` is their merge, and the run
-ends with the 20 slowest tests of all. TICKHOUSE_TEST_WORKERS=1 runs everything in one pass on
-this stack, one test at a time.
+The passes respect the paths and the `-m` expression given. Each writes a junit file into the
+state dir; the run's `--junitxml` is their merge, and the run ends with the 20 slowest tests of
+both passes. TICKHOUSE_TEST_WORKERS=1 runs everything in one pass, one test at a time, as before.
 """
 
 from __future__ import annotations
@@ -77,7 +73,7 @@ _PORTS = (
 )
 
 
-# how often the test stacks' Airflow parses each DAG file again (AIRFLOW_DAG_PARSE_SECONDS)
+# how often the test stack's Airflow parses each DAG file again (AIRFLOW_DAG_PARSE_SECONDS)
 TEST_DAG_PARSE_SECONDS = 600
 
 # the kernel's range of ports for outgoing connections (Linux); its usual start where it cannot be read
@@ -187,7 +183,7 @@ def run_environment(
     env["TICKHOUSE_USER_STATE_DIR"] = str(user_state)  # for the test that proves it untouched
     env["KAFKA_LIBS_DIR"] = environ.get("KAFKA_LIBS_DIR") or str(user_state / "kafka" / "libs")
     # names this run for the passes' shared reports (tests/reliability/conftest.py's summary)
-    env["TICKHOUSE_TEST_RUN"] = environ.get("TICKHOUSE_TEST_RUN") or uuid.uuid4().hex[:12]
+    env["TICKHOUSE_TEST_RUN"] = uuid.uuid4().hex[:12]
     return env, settings
 
 
@@ -197,20 +193,15 @@ def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
     path.write_text("".join(lines + [f"{key}={value}\n" for key, value in settings.items()]))
 
 
-# pytest-xdist workers of the parallel pass: on 2 cores, 3 keep the CPU busy; more make every test
+# pytest-xdist workers of the first pass: on 2 cores, 3 keep the CPU busy; more make every test
 # slower and the pass longer (docs/performance.md#make-test has the runs)
 DEFAULT_WORKERS = 3
 SERIAL_MARKER = "serial"
-TIMED_MARKER = "timed"
 # the marker tests/conftest.py gives every test under tests/unit (no services)
 UNIT_MARKER = "unit"
-# the serial tests' stack: the test stack's state dir with this suffix
-SERIAL_STACK_SUFFIX = "-serial"
 # pytest's exit status when a pass selected no test (a selection without serial tests, say)
 NO_TESTS_COLLECTED = 5
 SLOWEST = 20
-# set for a suite started for the serial tests: it collects first and starts no stack for nothing
-_COLLECT_FIRST = "TICKHOUSE_TEST_COLLECT_FIRST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,42 +247,30 @@ class Pass:
     name: str
     args: list[str]
     junit: Path
-    # run by a suite of its own (`python -m ops.suite`) on its own stack, not on this run's
-    own_stack: bool = False
+    # a pytest run at the same time as this one, in a process of its own
+    beside: Pass | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """The passes of a run: `beside` start together with the first of `passes`, in processes of
-    their own; the rest of `passes` run, one after another, once those have ended."""
-
-    passes: list[Pass]
-    beside: list[Pass]
-
-
-def plan(args: PytestArgs, workers: int, state: Path) -> Plan:
-    """The pytest passes of a run (the module's docstring); one pass with 1 worker."""
+def passes(args: PytestArgs, workers: int, state: Path) -> list[Pass]:
+    """The pytest passes of a run: the parallel one and the serial one (one pass with 1 worker)."""
     if workers <= 1:
         marks = ["-m", args.marks] if args.marks else []
-        return Plan([Pass("all tests, one at a time", [*args.rest, *marks], state / "junit-all.xml")], [])
+        return [Pass("all tests, one at a time", [*args.rest, *marks], state / "junit-all.xml")]
     user = f"({args.marks}) and " if args.marks else ""
-    parallel = Pass(
-        f"the tests not marked {SERIAL_MARKER}, {TIMED_MARKER} or {UNIT_MARKER}, on {workers} workers",
-        [*args.rest, "-m", f"{user}not {SERIAL_MARKER} and not {TIMED_MARKER} and not {UNIT_MARKER}",
-         "-n", str(workers), "--dist", "loadgroup",
-         # in collection order, not the modules with the most tests first: the few long modules
-         # (e2e, dbt) start early and the many short ones fill the workers' ends
-         "--no-loadscope-reorder"],
-        state / "junit-parallel.xml")
-    serial = Pass(f"the tests marked {SERIAL_MARKER}, one at a time, on a stack of their own",
-                  [*args.rest, "-m", f"{user}{SERIAL_MARKER} and not {TIMED_MARKER}"],
-                  state / "junit-serial.xml", own_stack=True)
-    unit = Pass(f"the {UNIT_MARKER} tests",
-                [*args.rest, "-m", f"{user}{UNIT_MARKER} and not {SERIAL_MARKER} and not {TIMED_MARKER}"],
-                state / "junit-unit.xml")
-    timed = Pass(f"the tests marked {TIMED_MARKER}, one at a time, with nothing else running",
-                 [*args.rest, "-m", f"{user}{TIMED_MARKER}"], state / "junit-timed.xml")
-    return Plan([parallel, timed], [serial, unit])
+    return [
+        Pass(f"the tests not marked {SERIAL_MARKER} or {UNIT_MARKER}, on {workers} workers",
+             [*args.rest, "-m", f"{user}not {SERIAL_MARKER} and not {UNIT_MARKER}", "-n", str(workers),
+              "--dist", "loadgroup",
+              # in collection order, not the modules with the most tests first: the few long modules
+              # (e2e, dbt) start early and the many short ones fill the workers' ends
+              "--no-loadscope-reorder"],
+             state / "junit-parallel.xml"),
+        Pass(f"the tests marked {SERIAL_MARKER}, one at a time",
+             [*args.rest, "-m", f"{user}{SERIAL_MARKER}"], state / "junit-serial.xml",
+             beside=Pass(f"the {UNIT_MARKER} tests, beside the {SERIAL_MARKER} ones",
+                         [*args.rest, "-m", f"{user}{UNIT_MARKER} and not {SERIAL_MARKER}"],
+                         state / "junit-unit.xml")),
+    ]
 
 
 def run_status(codes: Sequence[int]) -> int:
@@ -315,30 +294,11 @@ def _pytest_command(step: Pass) -> list[str]:
             *step.args]
 
 
-def serial_stack_environment(caller: Mapping[str, str], run_name: str) -> dict[str, str]:
-    """The environment of the suite that runs the serial tests on a stack of its own: the caller's,
-    with that stack's state dir (the test stack's, suffixed), one worker, no lint, this run's name."""
-    state = stack_state_dir(caller)
-    return {
-        **caller,
-        "TICKHOUSE_TEST_STATE_DIR": str(state.with_name(state.name + SERIAL_STACK_SUFFIX)),
-        "TICKHOUSE_TEST_WORKERS": "1",
-        "TICKHOUSE_TEST_LINT": "0",
-        "TICKHOUSE_TEST_RUN": run_name,
-        _COLLECT_FIRST: "1",
-    }
-
-
-def _start_beside(step: Pass, state: Path, caller: Mapping[str, str], run_name: str
-                  ) -> subprocess.Popen[bytes]:
+def _start_beside(step: Pass, state: Path) -> subprocess.Popen[bytes]:
     """Start `step` in the background, its output into a log file (printed when it ends)."""
-    if step.own_stack:
-        command = [sys.executable, "-m", "ops.suite", f"--junitxml={step.junit}", *step.args]
-        env: Mapping[str, str] | None = serial_stack_environment(caller, run_name)
-    else:
-        command, env = _pytest_command(step), None
     with _beside_log(step, state).open("wb") as out:
-        return subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(_pytest_command(step), cwd=PROJECT_ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
 
 
 def _beside_log(step: Pass, state: Path) -> Path:
@@ -356,38 +316,31 @@ def _finish_beside(step: Pass, process: subprocess.Popen[bytes], state: Path) ->
     return code, seconds
 
 
-def run_pytest(pytest_args: list[str], environ: Mapping[str, str], caller: Mapping[str, str] | None = None
-               ) -> int:
-    """pytest's passes (see the module's docstring); the run's exit status. `caller`: the
-    environment the run was started with (the serial tests' suite starts from it)."""
+def run_pytest(pytest_args: list[str], environ: Mapping[str, str]) -> int:
+    """pytest's passes (see the module's docstring); the run's exit status."""
     args = split_pytest_args(pytest_args)
     workers = workers_of(args, environ)
     state = Path(environ["TICKHOUSE_STATE_DIR"])
-    planned = plan(args, workers, state)
+    planned = passes(args, workers, state)
     codes: list[int] = []
     times: list[str] = []
     started = time.monotonic()
-    runs = [*planned.passes, *planned.beside]
+    runs = [run for step in planned for run in (step, step.beside) if run is not None]
     for each in runs:
         each.junit.unlink(missing_ok=True)
-    for number, step in enumerate(planned.passes, 1):
-        print(f"==> pytest, pass {number} of {len(planned.passes)}: {step.name}", flush=True)
+    for number, step in enumerate(planned, 1):
+        print(f"==> pytest, pass {number} of {len(planned)}: {step.name}", flush=True)
         began = time.monotonic()
-        beside = []
-        if number == 1:
-            for other in planned.beside:
-                print(f"==> beside it: {other.name} (its output follows the pass)", flush=True)
-                beside.append((other, _start_beside(other, state, caller or environ,
-                                                    environ.get("TICKHOUSE_TEST_RUN", ""))))
+        beside = _start_beside(step.beside, state) if step.beside else None
         code = subprocess.run(_pytest_command(step), cwd=PROJECT_ROOT, check=False).returncode
         codes.append(code)
         times.append(f"pass {number} {time.monotonic() - began:.0f} s (exit {code})")
-        for other, process in beside:
-            beside_code, seconds = _finish_beside(other, process, state)
+        if beside is not None and step.beside is not None:
+            beside_code, seconds = _finish_beside(step.beside, beside, state)
             codes.append(beside_code)
             took = f"{seconds:.0f} s " if seconds is not None else ""
-            times.append(f"{other.name.split(',')[0]} {took}(exit {beside_code})")
-            code = code or (beside_code if beside_code != NO_TESTS_COLLECTED else 0)
+            times.append(f"beside it {took}(exit {beside_code})")
+            code = code or beside_code
         if code in (2, 3, 4) or (code == 1 and args.exitfirst):
             break  # interrupted, an internal or a usage error (the next pass would repeat it), or -x
     junits = [each.junit for each in runs]
@@ -402,16 +355,6 @@ def run_pytest(pytest_args: list[str], environ: Mapping[str, str], caller: Mappi
     print(f"==> pytest took {time.monotonic() - started:.0f} s: {', '.join(times)}; exit {status}",
           flush=True)
     return status
-
-
-def selects_tests(pytest_args: list[str]) -> bool:
-    """Whether pytest collects any test for `pytest_args` (their -m included)."""
-    args = split_pytest_args(pytest_args)
-    marks = ["-m", args.marks] if args.marks else []
-    found = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only",
-                            "-q", *args.rest, *marks], cwd=PROJECT_ROOT, capture_output=True,
-                           check=False)
-    return found.returncode != NO_TESTS_COLLECTED
 
 
 def run(pytest_args: list[str], environ: Mapping[str, str] | None = None) -> int:
@@ -430,9 +373,6 @@ def run(pytest_args: list[str], environ: Mapping[str, str] | None = None) -> int
     print(f"==> the test stack: {state} (the user's stack and data are not touched)", flush=True)
     down(say=lambda line: None)  # whatever an interrupted run left running, by its pid files
     write_env_file(Path(env["TICKHOUSE_ENV_FILE"]), settings)
-    if caller.get(_COLLECT_FIRST) == "1" and not selects_tests(pytest_args):
-        print("==> no test selected: the stack is not started", flush=True)
-        return NO_TESTS_COLLECTED
     started: list[str] = []
     try:
         print(f"==> starting {', '.join(components)}", flush=True)
@@ -443,7 +383,7 @@ def run(pytest_args: list[str], environ: Mapping[str, str] | None = None) -> int
                                   cwd=PROJECT_ROOT, check=False).returncode
             if code:
                 return code
-        return run_pytest(pytest_args, env, caller)
+        return run_pytest(pytest_args, env)
     finally:
         print("==> stopping the test stack", flush=True)
         down(say=lambda line: print(f"    {line}", flush=True))

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `make test`: ruff and the whole pytest suite against stacks of its own — their own state dirs
-# (.local/test-stack, and .local/test-stack-serial for the tests that restart services), free ports
-# and env files — which it starts and stops (ops/suite.py). A user's stack and data are left alone,
-# whether that stack is running or not. Extra arguments go to pytest.
+# `make test`: ruff and the whole pytest suite against a stack of its own — its own state dir
+# (.local/test-stack), free ports and env file — which it starts and stops (ops/suite.py). A
+# user's stack and data are left alone, whether that stack is running or not. Extra arguments go
+# to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,9 +1,9 @@
 """Reliability suite: faults, hostile input, access. Every scenario records its figures here; the
 session ends with a summary table (pytest's terminal summary) and test-artifacts/reliability-summary.json.
 
-Under `make test` the scenarios not marked `serial` or `timed` run on pytest-xdist workers: each
-hands its figures to the controller (tests/conftest.py); the serial tests' suite (on a stack of its
-own) and the timed pass add theirs to the same run's file.
+Under `make test`'s parallel pass the scenarios not marked `serial` run on pytest-xdist workers: each
+hands its figures to the controller (tests/conftest.py), and the serial pass adds its own to the
+same run's file.
 
 Scenarios take every address from `load_settings()` and stop/start services only through the stack
 modules; the `stack_guard` fixture restarts whatever a test stopped, so later tests find the stack

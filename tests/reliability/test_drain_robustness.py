@@ -251,9 +251,9 @@ def test_quarantine_is_bounded_and_replayed_exactly_once(
     scenario.note("30 quarantined trades replayed after their time came: loaded once, over 2 replays")
 
 
-# timed (pyproject.toml): times the drain, and holds an ACCESS EXCLUSIVE lock on the shared
-# raw.trades (every other drain would wait): it runs alone
-@pytest.mark.timed
+# serial (pyproject.toml): holds an ACCESS EXCLUSIVE lock on the shared raw.trades (every
+# other drain would wait) and times the drain
+@pytest.mark.serial
 def test_lock_timeout_still_applies_after_the_group_lock(
     settings: Settings, rel_topics: RelTopics, scenario: Scenario
 ) -> None:

@@ -8,15 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.suite import (
-    NO_TESTS_COLLECTED,
-    plan,
-    run_environment,
-    run_status,
-    serial_stack_environment,
-    split_pytest_args,
-    workers_of,
-)
+from ops.suite import NO_TESTS_COLLECTED, passes, run_status, split_pytest_args, workers_of
 from ops.test_report import case_times, merge_junit, slowest_lines, suite_seconds
 
 
@@ -30,43 +22,23 @@ def test_the_options_the_passes_set_are_taken_out_in_any_spelling() -> None:
     assert not split_pytest_args(["tests/unit"]).exitfirst
 
 
-def test_the_passes_split_on_the_markers_and_keep_the_selection(tmp_path: Path) -> None:
-    run = plan(split_pytest_args(["tests/reliability", "-m", "not e2e", "-q"]), 3, tmp_path)
-    parallel, timed = run.passes
-    assert parallel.args == ["tests/reliability", "-q", "-m",
-                             "(not e2e) and not serial and not timed and not unit",
+def test_the_passes_split_on_the_serial_marker_and_keep_the_selection(tmp_path: Path) -> None:
+    parallel, serial = passes(split_pytest_args(["tests/reliability", "-m", "not e2e", "-q"]), 3, tmp_path)
+    assert parallel.args == ["tests/reliability", "-q", "-m", "(not e2e) and not serial and not unit",
                              "-n", "3", "--dist", "loadgroup", "--no-loadscope-reorder"]
-    # the timed tests come last, once the parallel tests and those beside them have ended
-    assert timed.args == ["tests/reliability", "-q", "-m", "(not e2e) and timed"]
-    # beside the parallel tests: the serial ones by a suite on a stack of its own, the unit tests
-    serial, unit = run.beside
-    assert serial.own_stack and not unit.own_stack and not parallel.own_stack
-    assert serial.args == ["tests/reliability", "-q", "-m", "(not e2e) and serial and not timed"]
-    assert unit.args == ["tests/reliability", "-q", "-m", "(not e2e) and unit and not serial and not timed"]
-    junits = {each.junit for each in (parallel, timed, serial, unit)}
-    assert len(junits) == 4 and {junit.parent for junit in junits} == {tmp_path}
-    run = plan(split_pytest_args([]), 2, tmp_path)
-    assert run.passes[0].args == ["-m", "not serial and not timed and not unit", "-n", "2", "--dist",
-                                  "loadgroup", "--no-loadscope-reorder"]
-    assert [each.args for each in run.beside] == [["-m", "serial and not timed"],
-                                                   ["-m", "unit and not serial and not timed"]]
-    # one worker: one pass of everything, one test at a time, on the one stack
-    single = plan(split_pytest_args(["tests/unit", "-m", "unit"]), 1, tmp_path)
-    assert [each.args for each in single.passes] == [["tests/unit", "-m", "unit"]] and not single.beside
-
-
-def test_the_serial_tests_suite_gets_a_stack_of_its_own_beside_the_test_stack(tmp_path: Path) -> None:
-    caller = {"PATH": "/bin", "TICKHOUSE_TEST_STATE_DIR": str(tmp_path / "stack"), "TICKHOUSE_TEST_LINT": "1"}
-    env = serial_stack_environment(caller, "run-1")
-    assert env["TICKHOUSE_TEST_STATE_DIR"] == str((tmp_path / "stack-serial").resolve())
-    assert (env["TICKHOUSE_TEST_WORKERS"], env["TICKHOUSE_TEST_LINT"], env["TICKHOUSE_TEST_RUN"]) == (
-        "1", "0", "run-1")
-    assert env["PATH"] == "/bin" and caller["TICKHOUSE_TEST_LINT"] == "1"
-    # its own state dir, so its own env file, ports and secrets (run_environment)
-    own, _ = run_environment(env, project_root=tmp_path)
-    parent, _ = run_environment(caller, project_root=tmp_path)
-    assert own["TICKHOUSE_STATE_DIR"] != parent["TICKHOUSE_STATE_DIR"]
-    assert own["TICKHOUSE_TEST_RUN"] == "run-1"
+    assert serial.args == ["tests/reliability", "-q", "-m", "(not e2e) and serial"]
+    # the unit tests run beside the serial ones, in a process of their own
+    assert parallel.beside is None and serial.beside is not None
+    assert serial.beside.args == ["tests/reliability", "-q", "-m", "(not e2e) and unit and not serial"]
+    junits = {parallel.junit, serial.junit, serial.beside.junit}
+    assert len(junits) == 3 and {junit.parent for junit in junits} == {tmp_path}
+    parallel, serial = passes(split_pytest_args([]), 2, tmp_path)
+    assert parallel.args == ["-m", "not serial and not unit", "-n", "2", "--dist", "loadgroup",
+                             "--no-loadscope-reorder"]
+    assert serial.args == ["-m", "serial"]
+    # one worker: one pass of everything, one test at a time, as before the passes
+    [single] = passes(split_pytest_args(["tests/unit", "-m", "unit"]), 1, tmp_path)
+    assert single.args == ["tests/unit", "-m", "unit"] and single.beside is None
 
 
 def test_workers_come_from_n_then_the_knob_then_the_default() -> None:

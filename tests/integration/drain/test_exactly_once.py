@@ -241,8 +241,8 @@ def test_parse_workers_load_the_same_rows_exactly_once(
     assert_exactly_once(db, topics, "raw.alerts", topics.alerts)
 
 
-# timed (pyproject.toml): times the run (< 15 s)
-@pytest.mark.timed
+# serial (pyproject.toml): times the run (< 15 s)
+@pytest.mark.serial
 def test_a_run_under_a_steady_stream_ends_at_the_end_it_found(
     topics: Topics, db: psycopg.Connection[Any]
 ) -> None:

@@ -100,8 +100,8 @@ def test_replay_csv_carries_conditions_to_kafka_and_skips_a_bad_cell(
     assert {m.key for m in received} == {b"AAPL"}
 
 
-# timed (pyproject.toml): times the gaps between sends to 60 ms
-@pytest.mark.timed
+# serial (pyproject.toml): times the gaps between sends to 60 ms
+@pytest.mark.serial
 def test_replay_speed_one_keeps_the_gaps(
     settings: Settings, make_topic: Callable[[], str], run_producer: Any, tmp_path: Path
 ) -> None:
@@ -120,8 +120,8 @@ def test_replay_speed_one_keeps_the_gaps(
         assert abs(got - want) <= 60, (sent, offsets)
 
 
-# timed (pyproject.toml): times the gaps between sends to 60 ms
-@pytest.mark.timed
+# serial (pyproject.toml): times the gaps between sends to 60 ms
+@pytest.mark.serial
 def test_replay_speed_ten_is_ten_times_faster(
     settings: Settings, make_topic: Callable[[], str], run_producer: Any, tmp_path: Path
 ) -> None:
