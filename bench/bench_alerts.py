@@ -129,8 +129,6 @@ class RunResult:
     cpu: dict[str, float] = field(default_factory=dict)
 
 
-
-
 def listening_pids(addresses: str) -> list[int]:
     """The processes listening on the ports of `addresses` ("host:port,..."): the brokers."""
     ports = {int(a.rsplit(":", 1)[1]) for a in addresses.split(",") if ":" in a}

@@ -195,8 +195,6 @@ class Browser:
         shutil.rmtree(self._profile, ignore_errors=True)
 
 
-
-
 def _answers(url: str, ready: Callable[[bytes], bool]) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:

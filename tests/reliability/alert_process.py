@@ -37,8 +37,6 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-
-
 def rules_file(tmp_path: Path, **changes: Any) -> Path:
     """The bundled rules with `changes` merged into `defaults` (section -> settings), no notifiers
     unless `notifiers=` is given."""

@@ -455,8 +455,6 @@ def _environ(pid: int) -> bytes | None:
         return None
 
 
-
-
 def _every_secret(settings: Settings) -> dict[str, str]:
     """Every credential of the stack by the role it belongs to."""
     from ops.stack.credentials import SUPERUSER_PASSWORD

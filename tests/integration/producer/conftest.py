@@ -96,8 +96,6 @@ def fake_finnhub() -> Iterator[FakeFinnhub]:
         yield server
 
 
-
-
 def scrape(port: int) -> dict[str, float]:
     """The producer's Prometheus counters and gauges (name -> value)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()

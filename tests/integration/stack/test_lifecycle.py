@@ -23,8 +23,6 @@ pytestmark = pytest.mark.serial
 TICKHOUSE = str(Path(sys.executable).parent / "tickhouse")
 
 
-
-
 def _run(
     args: list[str], env: dict[str, str] | None = None, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
