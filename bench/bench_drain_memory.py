@@ -52,7 +52,7 @@ MB = 1024 * 1024
 
 
 def _rss_mb() -> float:
-    return psutil.Process().memory_info().rss / MB
+    return float(psutil.Process().memory_info().rss) / MB
 
 
 def _object_counts() -> Counter[str]:

@@ -90,7 +90,6 @@ def _produce(settings: Settings, phase: Phase, symbols: list[str], rate: int, se
     soak's reconciliation) gets every message's delivery report."""
     producer = Producer({**client_config(settings.kafka_bootstrap_servers), "linger.ms": 5,
                          "enable.idempotence": True})
-    extra = {} if on_delivery is None else {"on_delivery": on_delivery}
     sent = 0
     started = time.monotonic()
     tick = 0.01
@@ -103,7 +102,7 @@ def _produce(settings: Settings, phase: Phase, symbols: list[str], rate: int, se
             message = {"symbol": symbol, "price": 100 + (sent % 100) / 10, "volume": 1, "ts": ts,
                        "conditions": ["1"], "source": "bench"}
             producer.produce(settings.trades_topic, json.dumps(message).encode(), key=symbol.encode(),
-                             **extra)
+                             on_delivery=on_delivery)
             if probe:
                 phase.produced.setdefault(ts // MINUTE_MS * MINUTE_MS, []).append(ts)
             sent += 1

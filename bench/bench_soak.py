@@ -86,6 +86,7 @@ class Delivered:
             return
         key = (msg.key() or b"").decode()
         partition, offset = msg.partition(), msg.offset()
+        assert partition is not None and offset is not None, "a delivered message has its coordinates"
         with self.lock:
             self.by_key[key] = self.by_key.get(key, 0) + 1
             spans = self.ranges.setdefault(partition, [])

@@ -36,6 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from bench_dbt import CheckFailed, drop_database, load_rows, run_in_own_database
@@ -150,12 +151,12 @@ def check_only_symbol_rewritten(settings: Settings, symbol: str, marks: dict[str
 
 def check_restatement(settings: Settings, symbol: str, history: History, ex_date: date,
                       marks: dict[str, datetime]) -> None:
-    daily = fetch(
+    daily = cast(list[tuple[date, Decimal, Decimal]], fetch(
         settings,
         "select trading_date, close, adj_close from marts.fct_bars"
         " where symbol = %s and bar_interval = '1d' order by bar_start",
         (symbol,),
-    )
+    ))
     expected = dict(zip(history.sessions, history.closes[symbol], strict=True))
     if [row[0] for row in daily] != history.sessions:
         raise CheckFailed(f"{symbol}: {len(daily)} daily bars, not one per session ({len(expected)})")
@@ -177,7 +178,7 @@ def check_restatement(settings: Settings, symbol: str, history: History, ex_date
         (symbol, ex_date),
     )[0]
     real = 100 * (expected[ex_date] / expected[history.sessions[ex_index - 1]] - 1)
-    if change is None or abs(Decimal(change) - real) > Decimal("0.001"):
+    if change is None or abs(Decimal(str(change)) - real) > Decimal("0.001"):
         raise CheckFailed(f"{symbol}: daily_change_pct on the ex-date {change}, not {real:.4f}")
     mark = marks["intermediate.int_technicals"]
     (rows, rewritten, off_basis) = fetch(
