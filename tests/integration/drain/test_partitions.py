@@ -31,6 +31,7 @@ from tests.integration.drain.helpers import quote, trade
 from tickhouse.config import Settings
 from tickhouse.warehouse import (
     SQL_DIR,
+    admin_conninfo,
     apply_migrations,
     connect,
     ensure_roles_and_databases,
@@ -44,7 +45,10 @@ EPOCH = date(1970, 1, 1)
 
 
 def _drop_database(settings: Settings) -> None:
-    with connect(settings, "owner", dbname="postgres", autocommit=True) as conn:
+    # the bootstrap superuser: `with (force)` also ends an autovacuum worker in the database, which
+    # the owner may not (PostgreSQL 15 refuses with "must be a member of the role whose process is
+    # being terminated")
+    with psycopg.connect(admin_conninfo(settings), autocommit=True) as conn:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(
                 sql.Identifier(settings.postgres_db)
