@@ -38,8 +38,11 @@ from transform.dbt_runner import build
 TradeTuple = tuple[str, Decimal, Decimal, int]
 
 
-def _drop_database(settings: Settings) -> None:
-    # the bootstrap superuser: `with (force)` ends sessions of any role (the owner may not)
+def drop_database(settings: Settings) -> None:
+    """Drop `settings.postgres_db` if it exists, ending every session in it."""
+    # the bootstrap superuser: `with (force)` ends sessions of any role, autovacuum workers included
+    # (the owner may not: PostgreSQL 15 refuses with "must be a member of the role whose process is
+    # being terminated")
     with psycopg.connect(admin_conninfo(settings), autocommit=True) as conn:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.postgres_db))
@@ -51,12 +54,12 @@ def own_warehouse(name: str) -> Iterator[Settings]:
     """A fresh warehouse database `<POSTGRES_DB>_<name>` (roles, schemas, raw tables), dropped after."""
     base = load_settings()
     settings = dataclasses.replace(base, postgres_db=f"{base.postgres_db}_{name}")
-    _drop_database(settings)
+    drop_database(settings)
     setup_warehouse(settings)
     try:
         yield settings
     finally:
-        _drop_database(settings)
+        drop_database(settings)
 
 
 def _number(value: Decimal) -> Any:

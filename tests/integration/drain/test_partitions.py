@@ -26,12 +26,12 @@ from psycopg import sql
 
 from drain.targets.postgres.retention import drop_expired_partitions
 from tests.faults import crash_at
+from tests.integration.dbt.conftest import drop_database
 from tests.integration.drain.conftest import Topics
 from tests.integration.drain.helpers import quote, trade
 from tickhouse.config import Settings
 from tickhouse.warehouse import (
     SQL_DIR,
-    admin_conninfo,
     apply_migrations,
     connect,
     ensure_roles_and_databases,
@@ -44,24 +44,12 @@ DAY_MS = 86_400_000
 EPOCH = date(1970, 1, 1)
 
 
-def _drop_database(settings: Settings) -> None:
-    # the bootstrap superuser: `with (force)` also ends an autovacuum worker in the database, which
-    # the owner may not (PostgreSQL 15 refuses with "must be a member of the role whose process is
-    # being terminated")
-    with psycopg.connect(admin_conninfo(settings), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(
-                sql.Identifier(settings.postgres_db)
-            )
-        )
-
-
 @pytest.fixture
 def own_db(settings: Settings) -> Iterator[Settings]:
     """A database of this test's own (roles shared), dropped afterwards; migrations not applied."""
     mine = dataclasses.replace(settings, postgres_db=f"{settings.postgres_db}_part_{uuid.uuid4().hex[:8]}")
     yield mine
-    _drop_database(mine)
+    drop_database(mine)
 
 
 @pytest.fixture
