@@ -320,9 +320,7 @@ def test_secrets_appear_nowhere(
             finally:
                 proc.terminate()
                 proc.wait(30)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            dead_port = sock.getsockname()[1]
+        dead_port = free_port()
         env["FINNHUB_API_URL"] = f"http://127.0.0.1:{dead_port}/api/v1"
         with producer_log.open("a") as log:
             proc = subprocess.Popen(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from ops.suite import free_port
 from producer.publisher import SPOOL_CHUNK, Publisher
 from tests.reliability.conftest import Scenario
 from tests.reliability.helpers import RelTopics, drain_until_caught_up, env_int, high_watermarks, owner_conn
@@ -75,11 +76,7 @@ POINTS = ("handed", "confirmed", "committed", "removing")
 def _fill_spool(spool: Path, topic: str) -> None:
     """As the producer does it: nothing listens on the port, the queue fills, the rest spools;
     at shutdown the unacknowledged queue joins the spool."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = sock.getsockname()[1]
+    dead = free_port()
     base = now_ms() - 3_600_000
     down = Publisher(f"127.0.0.1:{dead}", spool_path=spool, max_queue_messages=500, stall_seconds=0.3,
                      trades_topic=topic)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
+from ops.suite import free_port
 from producer.identity import IdentityFileError, ProducerIdentity, identity_path
 from producer.publisher import Publisher
 from producer.spool import Spool
@@ -19,9 +19,7 @@ TOPIC = "market.trades"
 
 
 def _dead_broker() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"
 
 
 def _trade(i: int) -> bytes:
