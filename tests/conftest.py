@@ -8,6 +8,7 @@ import gc
 import json
 import sys
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from ops.airflow_api import AirflowAPI
+from ops.test_report import longest_first, read_module_seconds
 from tickhouse.config import Settings, load_settings
 from tickhouse.kafka import client_config
 
@@ -42,14 +44,26 @@ def _module_or_group(nodeid: str) -> str:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under --dist loadgroup, a module's tests stay on one worker, in order (its module-scoped
     fixtures, own warehouses and feeds, are set up once, not once per worker), and the tests of one
-    xdist_group share one worker, one after another. ops/suite.py runs the parallel pass so."""
+    xdist_group share one worker, one after another, and the units start longest first
+    (tests/module_seconds.json). ops/suite.py runs the parallel pass so."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
 
     class ModuleOrGroupScheduling(LoadGroupScheduling):
+        ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             return _module_or_group(nodeid)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            # before the first unit goes out: the longest units first, as recorded, so that the
+            # pass does not end with one long module running while the other workers idle
+            if not self.ordered:
+                self.ordered = True
+                order = longest_first(self.workqueue, read_module_seconds())
+                self.workqueue = OrderedDict((scope, self.workqueue[scope]) for scope in order)
+            super()._assign_work_unit(node)
 
     return ModuleOrGroupScheduling(config, log)
 

@@ -1,5 +1,6 @@
 """`make test`'s passes (ops/suite.py): which tests each pass selects, the run's exit status, and the
-one junit file and slowest-tests list of the whole run (ops/test_report.py)."""
+one junit file and slowest-tests list of the whole run, and the module seconds the parallel pass
+starts its longest work by (ops/test_report.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from ops.suite import NO_TESTS_COLLECTED, passes, run_status, split_pytest_args, workers_of
-from ops.test_report import case_times, merge_junit, slowest_lines, suite_seconds
+from ops.test_report import (
+    case_times,
+    longest_first,
+    merge_junit,
+    module_seconds,
+    read_module_seconds,
+    slowest_lines,
+    suite_seconds,
+)
 
 
 def test_the_options_the_passes_set_are_taken_out_in_any_spelling() -> None:
@@ -24,17 +33,19 @@ def test_the_options_the_passes_set_are_taken_out_in_any_spelling() -> None:
 
 def test_the_passes_split_on_the_serial_marker_and_keep_the_selection(tmp_path: Path) -> None:
     parallel, serial = passes(split_pytest_args(["tests/reliability", "-m", "not e2e", "-q"]), 3, tmp_path)
-    assert parallel.args == ["tests/reliability", "-q", "-m", "(not e2e) and not serial and not unit",
+    assert parallel.args == ["tests/reliability", "-q", "-m",
+                             "(not e2e) and not serial and not unit and not standalone",
                              "-n", "3", "--dist", "loadgroup", "--no-loadscope-reorder"]
     assert serial.args == ["tests/reliability", "-q", "-m", "(not e2e) and serial"]
-    # the unit tests run beside the serial ones, in a process of their own
+    # the tests that need no service run beside the serial ones, in a process of their own
     assert parallel.beside is None and serial.beside is not None
-    assert serial.beside.args == ["tests/reliability", "-q", "-m", "(not e2e) and unit and not serial"]
+    assert serial.beside.args == ["tests/reliability", "-q", "-m",
+                                  "(not e2e) and (unit or standalone) and not serial"]
     junits = {parallel.junit, serial.junit, serial.beside.junit}
     assert len(junits) == 3 and {junit.parent for junit in junits} == {tmp_path}
     parallel, serial = passes(split_pytest_args([]), 2, tmp_path)
-    assert parallel.args == ["-m", "not serial and not unit", "-n", "2", "--dist", "loadgroup",
-                             "--no-loadscope-reorder"]
+    assert parallel.args == ["-m", "not serial and not unit and not standalone", "-n", "2",
+                             "--dist", "loadgroup", "--no-loadscope-reorder"]
     assert serial.args == ["-m", "serial"]
     # one worker: one pass of everything, one test at a time, as before the passes
     [single] = passes(split_pytest_args(["tests/unit", "-m", "unit"]), 1, tmp_path)
@@ -107,3 +118,44 @@ def test_the_passes_junit_files_merge_into_one_suite_without_the_group_suffix(tm
     # the time of a pass that ran in the background is the one pytest wrote
     assert suite_seconds(parallel) == 100.5 and suite_seconds(tmp_path / "missing.xml") is None
 
+
+
+def test_module_seconds_add_up_each_modules_tests_under_its_path(tmp_path: Path) -> None:
+    (tmp_path / "tests" / "e2e").mkdir(parents=True)
+    (tmp_path / "tests" / "e2e" / "test_demo.py").touch()
+    (tmp_path / "tests" / "test_y.py").touch()
+    parallel = _junit(tmp_path / "p.xml", {"tests": "4", "time": "1"},
+                      [("tests.e2e.test_demo", "test_demo@airflow-ingest_market_data", 90.0, None),
+                       ("tests.e2e.test_demo", "test_other", 1.5, "failure"),
+                       # a test in a class: its classname names the class too
+                       ("tests.test_y.TestThing", "test_a", 2.0, None),
+                       ("tests.test_y", "test_b", 0.25, None)])
+    assert module_seconds([parallel, tmp_path / "missing.xml"], tmp_path) == {
+        "tests/e2e/test_demo.py": 91.5, "tests/test_y.py": 2.2}
+
+
+def test_the_longest_units_go_first_and_an_unrecorded_module_counts_as_the_mean() -> None:
+    units = {
+        "tests/a.py": ["tests/a.py::t1", "tests/a.py::t2"],
+        "tests/b.py": ["tests/b.py::t1"],
+        # a group: as long as its modules together
+        "airflow-dags": ["tests/c.py::t1@airflow-dags", "tests/d.py::t1@airflow-dags"],
+        "tests/new.py": ["tests/new.py::t1"],
+        "tests/e.py": ["tests/e.py::t1"],
+    }
+    seconds = {"tests/a.py": 10.0, "tests/b.py": 100.0, "tests/c.py": 30.0, "tests/d.py": 50.0,
+               "tests/e.py": 10.0}
+    # the mean of the recorded modules is 40 s
+    assert longest_first(units, seconds) == ["tests/b.py", "airflow-dags", "tests/new.py", "tests/a.py",
+                                             "tests/e.py"]
+    # no figures at all: the order stays as collected
+    assert longest_first(units, {}) == list(units)
+
+
+def test_recorded_module_seconds_are_read_leniently(tmp_path: Path) -> None:
+    path = tmp_path / "module_seconds.json"
+    assert read_module_seconds(path) == {}
+    path.write_text("not json")
+    assert read_module_seconds(path) == {}
+    path.write_text('{"tests/a.py": 12.5, "tests/b.py": "x"}')
+    assert read_module_seconds(path) == {"tests/a.py": 12.5}
