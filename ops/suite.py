@@ -16,7 +16,7 @@ narrow a run; TICKHOUSE_TEST_KAFKA_BROKERS=3 runs it on a Kafka cluster (KAFKA_B
 
 pytest runs in two passes on the one stack (docs/operations.md#the-test-loop):
 
-1. the tests not marked `serial` (nor `unit` or `standalone`, see 2), on TICKHOUSE_TEST_WORKERS
+1. the tests not marked `serial` (nor `unit`, see 2), on TICKHOUSE_TEST_WORKERS
    pytest-xdist workers (default 3) that all read the same env file. `--dist loadgroup` with the
    scheduler of tests/conftest.py: a module's tests stay on one worker (its module fixtures are set
    up once), the tests of one `xdist_group` (those that drive the same Airflow DAGs) share one
@@ -24,9 +24,9 @@ pytest runs in two passes on the one stack (docs/operations.md#the-test-loop):
    that no long module starts last while the other workers idle);
 2. the tests marked `serial`, one at a time: those that stop, restart or kill the shared services,
    fill a disk, start a stack of their own, or measure time (pyproject.toml's marker says the
-   rule). Beside them, in a process of their own, run the tests that need no service: the unit
-   tests (tests/unit) and those marked `standalone` (the dbt project on fakesnow): the serial
-   tests use about one of the machine's cores, and the parallel pass is bound by the CPU.
+   rule). Beside them, in a process of their own, run the unit tests (tests/unit, no services):
+   the serial tests use about one of the machine's cores, and the parallel pass is bound by the
+   CPU.
 
 The passes respect the paths and the `-m` expression given. Each writes a junit file into the
 state dir; the run's `--junitxml` is their merge, and the run ends with the 20 slowest tests of
@@ -200,8 +200,6 @@ DEFAULT_WORKERS = 3
 SERIAL_MARKER = "serial"
 # the marker tests/conftest.py gives every test under tests/unit (no services)
 UNIT_MARKER = "unit"
-# tests outside tests/unit that need no service of the stack either (pyproject.toml's marker)
-STANDALONE_MARKER = "standalone"
 # pytest's exit status when a pass selected no test (a selection without serial tests, say)
 NO_TESTS_COLLECTED = 5
 SLOWEST = 20
@@ -261,20 +259,17 @@ def passes(args: PytestArgs, workers: int, state: Path) -> list[Pass]:
         return [Pass("all tests, one at a time", [*args.rest, *marks], state / "junit-all.xml")]
     user = f"({args.marks}) and " if args.marks else ""
     return [
-        Pass(f"the tests not marked {SERIAL_MARKER}, {UNIT_MARKER} or {STANDALONE_MARKER}, on {workers} "
-             "workers",
-             [*args.rest, "-m",
-              f"{user}not {SERIAL_MARKER} and not {UNIT_MARKER} and not {STANDALONE_MARKER}",
-              "-n", str(workers), "--dist", "loadgroup",
+        Pass(f"the tests not marked {SERIAL_MARKER} or {UNIT_MARKER}, on {workers} workers",
+             [*args.rest, "-m", f"{user}not {SERIAL_MARKER} and not {UNIT_MARKER}", "-n", str(workers),
+              "--dist", "loadgroup",
               # not the modules with the most tests first: tests/conftest.py's scheduler starts the
               # longest work first, by the seconds tests/module_seconds.json records
               "--no-loadscope-reorder"],
              state / "junit-parallel.xml"),
         Pass(f"the tests marked {SERIAL_MARKER}, one at a time",
              [*args.rest, "-m", f"{user}{SERIAL_MARKER}"], state / "junit-serial.xml",
-             beside=Pass(f"the {UNIT_MARKER} and {STANDALONE_MARKER} tests, beside the {SERIAL_MARKER} ones",
-                         [*args.rest, "-m",
-                          f"{user}({UNIT_MARKER} or {STANDALONE_MARKER}) and not {SERIAL_MARKER}"],
+             beside=Pass(f"the {UNIT_MARKER} tests, beside the {SERIAL_MARKER} ones",
+                         [*args.rest, "-m", f"{user}{UNIT_MARKER} and not {SERIAL_MARKER}"],
                          state / "junit-unit.xml")),
     ]
 

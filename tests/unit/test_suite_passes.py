@@ -33,19 +33,17 @@ def test_the_options_the_passes_set_are_taken_out_in_any_spelling() -> None:
 
 def test_the_passes_split_on_the_serial_marker_and_keep_the_selection(tmp_path: Path) -> None:
     parallel, serial = passes(split_pytest_args(["tests/reliability", "-m", "not e2e", "-q"]), 3, tmp_path)
-    assert parallel.args == ["tests/reliability", "-q", "-m",
-                             "(not e2e) and not serial and not unit and not standalone",
+    assert parallel.args == ["tests/reliability", "-q", "-m", "(not e2e) and not serial and not unit",
                              "-n", "3", "--dist", "loadgroup", "--no-loadscope-reorder"]
     assert serial.args == ["tests/reliability", "-q", "-m", "(not e2e) and serial"]
-    # the tests that need no service run beside the serial ones, in a process of their own
+    # the unit tests run beside the serial ones, in a process of their own
     assert parallel.beside is None and serial.beside is not None
-    assert serial.beside.args == ["tests/reliability", "-q", "-m",
-                                  "(not e2e) and (unit or standalone) and not serial"]
+    assert serial.beside.args == ["tests/reliability", "-q", "-m", "(not e2e) and unit and not serial"]
     junits = {parallel.junit, serial.junit, serial.beside.junit}
     assert len(junits) == 3 and {junit.parent for junit in junits} == {tmp_path}
     parallel, serial = passes(split_pytest_args([]), 2, tmp_path)
-    assert parallel.args == ["-m", "not serial and not unit and not standalone", "-n", "2",
-                             "--dist", "loadgroup", "--no-loadscope-reorder"]
+    assert parallel.args == ["-m", "not serial and not unit", "-n", "2", "--dist", "loadgroup",
+                             "--no-loadscope-reorder"]
     assert serial.args == ["-m", "serial"]
     # one worker: one pass of everything, one test at a time, as before the passes
     [single] = passes(split_pytest_args(["tests/unit", "-m", "unit"]), 1, tmp_path)

@@ -45,8 +45,7 @@ from tests.integration.dbt.oracles import pandas_bars
 from tests.integration.dbt.raw_rows import OffsetCounter, RawTrade, random_walk_trades, with_coordinates
 from tickhouse.config import load_settings
 
-# no service of the stack: dbt against fakesnow, in this process (make test runs it beside the serial tests)
-pytestmark = [pytest.mark.integration, pytest.mark.standalone]
+pytestmark = pytest.mark.integration
 
 # The partitioned call of the JavaScript indicator function, as snowflake__fold_technicals
 # compiles it ...

@@ -22,8 +22,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError
 
-# no service of the stack: dbt against fakesnow, in this process (make test runs it beside the serial tests)
-pytestmark = [pytest.mark.integration, pytest.mark.standalone]
+pytestmark = pytest.mark.integration
 
 # fakesnow cannot create a JavaScript function or grant; compiling needs neither
 NOP_REGEXES = [r"create or replace function .*ta_indicators", r"\s*grant ", r"\s*revoke "]
