@@ -4,6 +4,9 @@ starts its longest work by (ops/test_report.py)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -157,3 +160,39 @@ def test_recorded_module_seconds_are_read_leniently(tmp_path: Path) -> None:
     assert read_module_seconds(path) == {}
     path.write_text('{"tests/a.py": 12.5, "tests/b.py": "x"}')
     assert read_module_seconds(path) == {"tests/a.py": 12.5}
+
+
+GROUPED_MODULE = """
+import os, pytest
+
+pytestmark = pytest.mark.xdist_group("one-dag")
+
+
+def test_it():
+    with open(os.environ["WORKERS_FILE"], "a") as out:
+        out.write(f"{__name__} {os.environ['PYTEST_XDIST_WORKER']}\\n")
+"""
+
+
+def test_the_tests_of_an_xdist_group_share_one_worker(tmp_path: Path) -> None:
+    """The parallel pass's scheduler (tests/conftest.py) keeps an xdist_group on one worker: the
+    tests that drive the same Airflow DAG must not run at once. pytest-xdist 3.8 marks a group in
+    the node ids, which pytest 9.2 no longer lets it change (pytest-dev/pytest-xdist#1386): with
+    that pair the two modules below ran on two workers, side by side."""
+    (tmp_path / "conftest.py").write_text(
+        "from tests.conftest import pytest_xdist_make_scheduler  # noqa: F401\n")
+    for name in ("test_first_of_the_group", "test_second_of_the_group"):
+        (tmp_path / f"{name}.py").write_text(GROUPED_MODULE)
+    workers_file = tmp_path / "workers.txt"
+    from tickhouse.config import PROJECT_ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup",
+         "--no-loadscope-reorder", "-o", "addopts=", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "WORKERS_FILE": str(workers_file)},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ran = dict(line.split() for line in workers_file.read_text().splitlines())
+    assert set(ran) == {"test_first_of_the_group", "test_second_of_the_group"}
+    assert len(set(ran.values())) == 1, f"one group on two workers: {ran}"
