@@ -43,11 +43,9 @@ def _parsed_manifest(settings: Settings) -> bytes:
     placeholder = dataclasses.replace(settings, postgres_db=PLACEHOLDER_DATABASE)
     environment = dbt_environment(placeholder)
     with _lock:
-        for parsed_in, read, manifest in _parsed:
-            if parsed_in == environment and all(
-                _value_at_parse(name, environment) == value for name, value in read.items()
-            ):
-                return manifest
+        serving = _serving(environment)
+        if serving is not None:
+            return serving[2]
         parses += 1
         with tempfile.TemporaryDirectory(prefix="dbt-parse-") as target:
             result = run_dbt(["--quiet", "parse", "--target-path", target], placeholder)
@@ -55,6 +53,26 @@ def _parsed_manifest(settings: Settings) -> bytes:
             raise AssertionError(f"dbt parse failed: {failure_summary(result)}")
         _parsed.append((environment, dict(result.result.env_vars), pickle.dumps(result.result)))
         return _parsed[-1][2]
+
+
+def _serving(environment: dict[str, str]) -> tuple[dict[str, str], dict[str, str], bytes] | None:
+    """The parse that is still valid in `environment` (None: the project must be parsed)."""
+    for parsed in _parsed:
+        parsed_in, read, _manifest = parsed
+        if parsed_in == environment and all(
+            _value_at_parse(name, environment) == value for name, value in read.items()
+        ):
+            return parsed
+    return None
+
+
+def variables_read(settings: Settings) -> dict[str, str]:
+    """The variables the parse serving `settings` read at parse time, with the values dbt recorded
+    ({} before any parse for them)."""
+    placeholder = dataclasses.replace(settings, postgres_db=PLACEHOLDER_DATABASE)
+    with _lock:
+        serving = _serving(dbt_environment(placeholder))
+    return dict(serving[1]) if serving is not None else {}
 
 
 def _value_at_parse(name: str, environment: dict[str, str]) -> str:
