@@ -22,6 +22,7 @@ from ops.test_report import (
     slowest_lines,
     suite_seconds,
 )
+from tickhouse.config import PROJECT_ROOT
 
 
 def test_the_options_the_passes_set_are_taken_out_in_any_spelling() -> None:
@@ -120,7 +121,6 @@ def test_the_passes_junit_files_merge_into_one_suite_without_the_group_suffix(tm
     assert suite_seconds(parallel) == 100.5 and suite_seconds(tmp_path / "missing.xml") is None
 
 
-
 def test_module_seconds_add_up_each_modules_tests_under_its_path(tmp_path: Path) -> None:
     (tmp_path / "tests" / "e2e").mkdir(parents=True)
     (tmp_path / "tests" / "e2e" / "test_demo.py").touch()
@@ -184,8 +184,6 @@ def test_the_tests_of_an_xdist_group_share_one_worker(tmp_path: Path) -> None:
     for name in ("test_first_of_the_group", "test_second_of_the_group"):
         (tmp_path / f"{name}.py").write_text(GROUPED_MODULE)
     workers_file = tmp_path / "workers.txt"
-    from tickhouse.config import PROJECT_ROOT
-
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup",
          "--no-loadscope-reorder", "-o", "addopts=", str(tmp_path)],

@@ -40,8 +40,7 @@ def _parsed_manifest(settings: Settings) -> bytes:
     process and environment: parsed again when what profiles.yml reads or a variable the parse
     read (`env_var()` in a model, macro or property file) differs, as dbt's partial parsing does."""
     global parses
-    placeholder = dataclasses.replace(settings, postgres_db=PLACEHOLDER_DATABASE)
-    environment = dbt_environment(placeholder)
+    placeholder, environment = _placeholder_of(settings)
     with _lock:
         serving = _serving(environment)
         if serving is not None:
@@ -53,6 +52,12 @@ def _parsed_manifest(settings: Settings) -> bytes:
             raise AssertionError(f"dbt parse failed: {failure_summary(result)}")
         _parsed.append((environment, dict(result.result.env_vars), pickle.dumps(result.result)))
         return _parsed[-1][2]
+
+
+def _placeholder_of(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    """`settings` with the placeholder database, and the environment dbt parses in for it."""
+    placeholder = dataclasses.replace(settings, postgres_db=PLACEHOLDER_DATABASE)
+    return placeholder, dbt_environment(placeholder)
 
 
 def _serving(environment: dict[str, str]) -> tuple[dict[str, str], dict[str, str], bytes] | None:
@@ -69,9 +74,9 @@ def _serving(environment: dict[str, str]) -> tuple[dict[str, str], dict[str, str
 def variables_read(settings: Settings) -> dict[str, str]:
     """The variables the parse serving `settings` read at parse time, with the values dbt recorded
     ({} before any parse for them)."""
-    placeholder = dataclasses.replace(settings, postgres_db=PLACEHOLDER_DATABASE)
+    _placeholder, environment = _placeholder_of(settings)
     with _lock:
-        serving = _serving(dbt_environment(placeholder))
+        serving = _serving(environment)
     return dict(serving[1]) if serving is not None else {}
 
 
